@@ -1,0 +1,3 @@
+from vistrain.cli import run
+
+run()

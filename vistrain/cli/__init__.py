@@ -1,0 +1,113 @@
+"""The ``vistrain`` command line. Commands come from plugins (built-ins included) via ``register_commands``.
+
+This package is the only code that imports Typer. Heavy modules (torch) are imported inside
+commands, so ``vistrain --help`` and the list commands start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+import typer
+
+from vistrain import __version__
+from vistrain.errors import PluginError, VistrainError
+
+DEBUG_ENV = "VISTRAIN_DEBUG"
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"vistrain {__version__}")
+        raise typer.Exit()
+
+
+def build_app() -> typer.Typer:
+    """Assemble the Typer app from every plugin's registered commands."""
+    from vistrain.plugins import plugin_infos, registry
+
+    app = typer.Typer(
+        name="vistrain", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+        help="Train image classifiers from the terminal and see what the training is doing.",
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    @app.callback()
+    def _root(
+        version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                     help="Show the version and exit."),
+        debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    ) -> None:
+        """vistrain: plugin-based image-classifier training."""
+
+    for entry in registry("command"):
+        try:
+            target = entry.load()
+        except PluginError as exc:
+            print(f"warning: {exc}", file=sys.stderr)
+            continue
+        help_text = entry.meta.get("help")
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=entry.name, help=help_text)
+        elif callable(target):
+            app.command(name=entry.name, help=help_text)(target)
+        else:
+            print(f"warning: plugin {entry.plugin!r} registered command {entry.name!r} that is neither a "
+                  f"Typer app nor a function", file=sys.stderr)
+    for info in plugin_infos():
+        if info.status == "failed":
+            print(f"warning: plugin {info.name!r} failed to load: {info.error} "
+                  f"(see 'vistrain plugins list')", file=sys.stderr)
+    return app
+
+
+def _report(exc: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(exc)
+    if isinstance(exc, VistrainError):
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if isinstance(exc, MemoryError):
+        print("error: out of memory; lower --batch-size or use a smaller model", file=sys.stderr)
+        return 2
+    if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
+        print(f"error: disk full: {exc.filename or ''}; free some space (checkpoints already written are intact)",
+              file=sys.stderr)
+        return 2
+    hint = "" if debug else " (run with --debug for the traceback)"
+    print(f"error: unexpected {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``vistrain`` script; returns the exit code (2 for user errors)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    if "--debug" in args:
+        args.remove("--debug")
+    try:
+        app = build_app()
+        command = typer.main.get_command(app)
+        result = command.main(args=args, prog_name="vistrain", standalone_mode=False)
+        return int(result) if isinstance(result, int) else 0
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; checkpoints written so far are intact", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every error ends in one line
+        return _report(exc, debug)
+
+
+def run() -> None:
+    """Console-script wrapper."""
+    sys.exit(main())

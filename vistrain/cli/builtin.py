@@ -1,0 +1,20 @@
+"""Built-in commands, registered through ``register_commands`` like a plugin's.
+
+Targets are lazy strings: a command module is imported only when the app is assembled, and
+those modules import torch only inside their functions.
+"""
+
+from vistrain.hookspecs import hookimpl
+
+
+@hookimpl
+def register_commands(register):
+    """Register the built-in command set."""
+    register("run", "vistrain.cli.run:run", help="Train a model (dashboard in a terminal, plain lines otherwise).")
+    register("eval", "vistrain.cli.evaluate:eval_command", help="Evaluate a checkpoint on a dataset.")
+    register("predict", "vistrain.cli.evaluate:predict_command", help="Print the top-k classes for image files.")
+    register("config", "vistrain.cli.config_cmd:app", help="Show the default configuration.")
+    register("plugins", "vistrain.cli.lists:plugins_app", help="List plugins and their status.")
+    register("models", "vistrain.cli.lists:models_app", help="List models.")
+    register("datasets", "vistrain.cli.lists:datasets_app", help="List datasets.")
+    register("strategies", "vistrain.cli.lists:strategies_app", help="List training strategies.")

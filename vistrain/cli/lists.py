@@ -1,0 +1,70 @@
+"""``vistrain plugins|models|datasets|strategies list``: fast, no torch import for built-ins."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+plugins_app = typer.Typer(no_args_is_help=True)
+models_app = typer.Typer(no_args_is_help=True)
+datasets_app = typer.Typer(no_args_is_help=True)
+strategies_app = typer.Typer(no_args_is_help=True)
+
+
+def _source(plugin: str) -> str:
+    return "builtin" if plugin.startswith("vistrain.") else f"plugin:{plugin}"
+
+
+def print_registry(kind: str, pattern: str | None, extra_rows: list[tuple[str, str, str]] | None = None) -> None:
+    """Print a registry as a table of name, source and description."""
+    from vistrain.plugins import registry
+
+    table = Table(box=None, pad_edge=False)
+    table.add_column("name", style="bold")
+    table.add_column("source")
+    table.add_column("description")
+    entries = registry(kind).match(pattern)
+    for e in entries:
+        table.add_row(e.name + (":ARG" if e.meta.get("takes_arg") else ""), _source(e.plugin), e.description)
+    for row in extra_rows or []:
+        table.add_row(*row)
+    if not entries and not extra_rows:
+        typer.echo(f"no {kind}s match {pattern!r}")
+        return
+    Console(width=200).print(table)
+
+
+@plugins_app.command("list")
+def plugins_list() -> None:
+    """List built-in and installed plugins, where they come from, their hooks and status."""
+    from vistrain.plugins import ENV_VAR, plugin_infos
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("name", "source", "status", "hooks"):
+        table.add_column(col)
+    for info in plugin_infos():
+        status = info.status if info.status == "ok" else f"{info.status}: {info.error}"
+        table.add_row(info.name, info.source, status, ", ".join(info.hooks))
+    Console(width=200).print(table)
+    typer.echo(f"(set {ENV_VAR}=name1,name2 or {ENV_VAR}=none to restrict third-party plugins)")
+
+
+@models_app.command("list")
+def models_list(pattern: Optional[str] = typer.Argument(None, help="Wildcard, e.g. 'vgg*'.")) -> None:
+    """List models, with wildcards."""
+    print_registry("model", pattern)
+
+
+@datasets_app.command("list")
+def datasets_list(pattern: Optional[str] = typer.Argument(None, help="Wildcard.")) -> None:
+    """List datasets."""
+    print_registry("dataset", pattern)
+
+
+@strategies_app.command("list")
+def strategies_list(pattern: Optional[str] = typer.Argument(None, help="Wildcard.")) -> None:
+    """List training strategies."""
+    print_registry("strategy", pattern)

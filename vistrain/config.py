@@ -1,0 +1,236 @@
+"""The one typed configuration model, with every default in one place.
+
+Resolution order: defaults → optional YAML file → CLI flags → ``--set a.b=c`` overrides.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vistrain.errors import ConfigError, suggest
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    """Which network to build and how."""
+
+    name: str = "lenet5"
+    pretrained: str | None = None  # path to .safetensors/.pth, or "hub" to download (opt-in)
+    in_chans: int | None = Field(None, ge=1, description="override the model's default channels")
+    input_size: int | None = Field(None, ge=1, description="override the input size")
+    drop_rate: float | None = Field(None, ge=0.0, le=1.0)
+    drop_path_rate: float | None = Field(None, ge=0.0, le=1.0)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class DataConfig(_Section):
+    """Dataset, split and loading."""
+
+    name: str = "mnist5k"
+    root: str = "~/.cache/vistrain/data"
+    download: bool = False
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    split_seed: int = 0
+    labels_per_class: int | None = Field(None, ge=1)
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(512, ge=1)
+    num_workers: int | Literal["auto"] = "auto"
+    shapes_size: int = Field(32, ge=8, description="image size of the synthetic shapes dataset")
+    shapes_count: int = Field(2000, ge=10, description="labelled images of the shapes dataset")
+
+
+class AugmentConfig(_Section):
+    """Per-image and batch-level augmentation."""
+
+    spec: str = "none"  # pipeline spec string, "none", or a path to a policy/pipeline YAML
+    cutmix_alpha: float = Field(0.0, ge=0.0)
+    cutmix_prob: float = Field(0.5, ge=0.0, le=1.0)
+    mixup_alpha: float = Field(0.0, ge=0.0)
+    mixup_prob: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class OptimConfig(_Section):
+    """Optimizer (from the optimizer registry)."""
+
+    name: str = "adamw"
+    lr: float = Field(4e-3, gt=0.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = True
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class SchedConfig(_Section):
+    """Learning-rate schedule (from the scheduler registry), stepped every optimizer step."""
+
+    name: str = "onecycle"
+    warmup_fraction: float = Field(0.25, ge=0.0, lt=1.0)
+    step_epochs: int = Field(10, ge=1)
+    gamma: float = Field(0.1, gt=0.0)
+    min_lr_ratio: float = Field(0.0, ge=0.0)
+
+
+class TrainConfig(_Section):
+    """The training loop."""
+
+    epochs: int = Field(12, ge=1)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    amp: bool | Literal["auto"] = "auto"  # mixed precision; auto = on for CUDA
+    seed: int = 0
+    deterministic: bool = False
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    grad_clip: float | None = Field(None, gt=0.0)
+    log_interval: int = Field(10, ge=1, description="steps between batch events")
+    eval_every: int = Field(1, ge=1, description="epochs between evaluations")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's")
+
+
+class StrategyConfig(_Section):
+    """The training strategy (from the strategy registry) and its own parameters."""
+
+    name: str = "supervised"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class OutputConfig(_Section):
+    """Where the run folder goes and how the run reports."""
+
+    dir: str = "runs"
+    name: str | None = None  # default: <model>-<dataset>-<timestamp>
+    system_interval_s: float = Field(2.0, gt=0.0)
+    keep_last: bool = True
+
+
+class Config(_Section):
+    """The whole resolved configuration of a run."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    sched: SchedConfig = Field(default_factory=SchedConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    def to_yaml(self) -> str:
+        """The config as YAML, in field order."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# --- loading ----------------------------------------------------------------------------
+
+
+def _fields_at(path: tuple[Any, ...]) -> list[str]:
+    """Field names valid at *path* in the config tree (for 'did you mean')."""
+    model: Any = Config
+    for part in path:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> ConfigError:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc)
+        if err["type"] == "extra_forbidden":
+            hint = suggest(str(loc[-1]), _fields_at(loc[:-1]))
+            lines.append(f"unknown config key '{key}'.{hint}")
+        else:
+            got = err.get("input")
+            got_text = f" (got {got!r})" if not isinstance(got, dict) else ""
+            lines.append(f"config key '{key}': {err['msg'].lower()}{got_text}")
+    more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
+    return ConfigError(f"{source}: {lines[0]}{more}", hint="see 'vistrain config show' for every key")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``yaml.safe_load``; errors carry the file and line number."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} not found", hint="check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"malformed YAML in {str(path)!r} at{where}: {problem}", hint="fix the YAML syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{str(path)!r} must hold a mapping of config sections, not {type(data).__name__}")
+    return data
+
+
+def parse_set(item: str) -> tuple[list[str], Any]:
+    """Parse ``a.b=c`` into (["a", "b"], value), the value read as a YAML scalar."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r} is not KEY=VALUE", hint="for example --set train.epochs=5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return [p for p in key.strip().split(".")], value
+
+
+def _set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Merge *update* into a copy of *base*, recursing into mappings."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve_config(
+    config_file: str | Path | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+) -> Config:
+    """Build the config: defaults, then the YAML file, then CLI flags (dotted keys), then --set."""
+    data: dict[str, Any] = {}
+    source = "config"
+    if config_file is not None:
+        data = load_yaml(config_file)
+        source = str(config_file)
+    for key, value in (flags or {}).items():
+        if value is not None:
+            _set_path(data, key.split("."), value)
+    for item in overrides or []:
+        path, value = parse_set(item)
+        _set_path(data, path, value)
+        source = "config" if config_file is None else source
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise _format_validation_error(exc, source) from None

@@ -1,0 +1,104 @@
+"""``imagefolder:PATH`` — the torchvision layout ``PATH/<class>/<image>``."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vistrain.data.source import DataSource, ImageSet
+from vistrain.errors import DataError
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray | None:
+    """Decode an image file to uint8 HWC (1 or 3 channels, RGB order); None when unreadable."""
+    try:
+        buf = np.fromfile(str(path), dtype=np.uint8)
+    except OSError:
+        return None
+    if buf.size == 0:
+        return None
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        return None
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if img.ndim == 2:
+        return img[..., None]
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    if img.shape[2] == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img[..., :1]
+
+
+class FileImageSet(ImageSet):
+    """Images decoded from files on demand."""
+
+    def __init__(self, paths: list[str], labels: np.ndarray, channels: int):
+        self.paths = paths
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.channels = channels
+
+    def image(self, index: int) -> np.ndarray:
+        img = read_image(self.paths[index])
+        if img is None:  # changed on disk since the scan
+            raise DataError(f"image {self.paths[index]!r} became unreadable during the run")
+        return img
+
+
+def scan_folder(root: Path) -> tuple[list[str], list[str], list[int], list[str], int, tuple[int, int] | None]:
+    """Find classes and readable images; returns classes, paths, labels, skipped, channels, size."""
+    if not root.exists():
+        raise DataError(f"image folder {str(root)!r} does not exist", hint="check the path after 'imagefolder:'")
+    if not root.is_dir():
+        raise DataError(f"{str(root)!r} is not a folder", hint="point imagefolder: at a folder laid out DIR/<class>/<image>")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"image folder {str(root)!r} has no class subfolders", hint="lay it out as DIR/<class>/<image>.png")
+    candidates: list[tuple[str, int]] = []
+    for label, name in enumerate(classes):
+        for dirpath, _dirs, files in os.walk(root / name, followlinks=True):
+            for f in sorted(files):
+                if Path(f).suffix.lower() in IMAGE_EXTENSIONS:
+                    candidates.append((os.path.join(dirpath, f), label))
+    if not candidates:
+        raise DataError(
+            f"image folder {str(root)!r} has no images",
+            hint=f"put {', '.join(sorted(IMAGE_EXTENSIONS))} files in its class subfolders",
+        )
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
+        decoded = list(pool.map(lambda c: read_image(c[0]), candidates))
+    paths, labels, skipped = [], [], []
+    sizes, channels = set(), 1
+    for (path, label), img in zip(candidates, decoded):
+        if img is None:
+            skipped.append(path)
+            continue
+        paths.append(path)
+        labels.append(label)
+        sizes.add(img.shape[:2])
+        channels = max(channels, img.shape[2])
+    if not paths:
+        raise DataError(f"none of the {len(candidates)} images in {str(root)!r} could be read", hint="check the files are valid images")
+    size = next(iter(sizes)) if len(sizes) == 1 else None
+    return classes, paths, labels, skipped, channels, size
+
+
+def load_imagefolder(arg: str | None, cfg) -> DataSource:
+    """Load ``imagefolder:PATH``; unreadable files are skipped and listed in ``skipped``."""
+    if not arg:
+        raise DataError("imagefolder needs a path", hint="use --data imagefolder:PATH")
+    root = Path(arg).expanduser()
+    classes, paths, labels, skipped, channels, size = scan_folder(root)
+    return DataSource(
+        f"imagefolder:{arg}", classes, FileImageSet(paths, np.array(labels), channels),
+        channels=channels, image_size=size, skipped=skipped,
+    )

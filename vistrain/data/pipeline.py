@@ -1,0 +1,210 @@
+"""From uint8 HWC images to normalised batches: channel/size adaptation, augmentation, loaders."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from vistrain.data.source import ImageSet
+
+# Beyond this many bytes of float32 pixels the in-memory fast path is not used.
+FAST_PATH_MAX_BYTES = 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model expects: channels, square size and per-channel normalisation."""
+
+    channels: int
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_dict(self) -> dict:
+        """Plain dict for checkpoints."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> InputSpec:
+        """Inverse of :meth:`to_dict`."""
+        return cls(int(data["channels"]), int(data["size"]), tuple(data["mean"]), tuple(data["std"]))
+
+
+def adapt_image(img: np.ndarray, channels: int, size: int) -> np.ndarray:
+    """Convert a uint8 HWC image to *channels* (1 or 3) and *size*×*size*."""
+    if img.ndim == 2:
+        img = img[..., None]
+    c = img.shape[2]
+    if c != channels:
+        if channels == 1:
+            img = cv2.cvtColor(np.ascontiguousarray(img[..., :3]), cv2.COLOR_RGB2GRAY)[..., None]
+        elif c == 1:
+            img = np.repeat(img, channels, axis=2)
+        else:
+            img = np.ascontiguousarray(img[..., :channels])
+    h, w = img.shape[:2]
+    if (h, w) != (size, size):
+        interp = cv2.INTER_AREA if h > size and w > size else cv2.INTER_LINEAR
+        img = cv2.resize(img, (size, size), interpolation=interp)
+        if img.ndim == 2:
+            img = img[..., None]
+    return img
+
+
+class ImageTransform:
+    """Callable turning one uint8 HWC image into a normalised float CHW tensor."""
+
+    def __init__(self, spec: InputSpec, augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None):
+        self.spec = spec
+        self.augment = augment
+        self._mean = np.asarray(spec.mean, np.float32).reshape(1, 1, -1) * 255.0
+        self._inv_std = 1.0 / (np.asarray(spec.std, np.float32).reshape(1, 1, -1) * 255.0)
+
+    def to_uint8(self, img: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Adapt and (when configured) augment, staying uint8 HWC."""
+        img = adapt_image(img, self.spec.channels, self.spec.size)
+        if self.augment is not None and rng is not None:
+            img = self.augment(img, rng)
+            if img.ndim == 2:
+                img = img[..., None]
+        return img
+
+    def normalise(self, img: np.ndarray) -> torch.Tensor:
+        """uint8 HWC → float32 CHW normalised tensor."""
+        x = (img.astype(np.float32) - self._mean) * self._inv_std
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+        return self.normalise(self.to_uint8(img, rng))
+
+
+class TransformDataset(torch.utils.data.Dataset):
+    """A torch Dataset over an :class:`ImageSet`; each worker seeds its own augmentation RNG."""
+
+    def __init__(self, images: ImageSet, transform: ImageTransform, seed: int = 0):
+        self.images = images
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        rng = None
+        if self.transform.augment is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        return self.transform(self.images.image(index), rng), int(self.images.labels[index])
+
+
+class TensorBatchLoader:
+    """Fast path for in-memory data without per-image randomness: batches are tensor slices."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False):
+        self.x, self.y = x, y
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.generator = torch.Generator().manual_seed(seed)
+        self.dataset = x  # len(loader.dataset) works as with a DataLoader
+
+    def set_epoch(self, epoch: int) -> None:
+        """Compatibility with DataLoader-based loaders; shuffling already varies per epoch."""
+
+    def __len__(self) -> int:
+        n = len(self.x)
+        return n // self.batch_size if self.drop_last else (n + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.x)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        for i in range(len(self)):
+            sl = slice(i * self.batch_size, min(n, (i + 1) * self.batch_size))
+            if order is None:
+                yield self.x[sl], self.y[sl]
+            else:
+                idx = order[sl]
+                yield self.x[idx], self.y[idx]
+
+
+class EpochDataLoader(torch.utils.data.DataLoader):
+    """A DataLoader whose augmentation RNG changes with :meth:`set_epoch`."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Vary per-image augmentation across epochs, deterministically."""
+        if isinstance(self.dataset, TransformDataset):
+            self.dataset.epoch = epoch
+
+
+def auto_num_workers(augmenting: bool) -> int:
+    """Workers for the DataLoader path: none without augmentation, else cores − 1 (max 8)."""
+    if not augmenting:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cores - 1))
+
+
+def materialise(images: ImageSet, transform: ImageTransform) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transform every image once into one float tensor (used by the fast path)."""
+    arr = images.as_array()
+    spec = transform.spec
+    if arr is not None and arr.shape[1:] == (spec.size, spec.size, spec.channels):
+        x = (torch.from_numpy(arr).float().permute(0, 3, 1, 2) / 255.0)
+        mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
+        std = torch.tensor(spec.std).view(1, -1, 1, 1)
+        x = ((x - mean) / std).contiguous()
+    else:
+        x = torch.stack([transform(images.image(i)) for i in range(len(images))]) if len(images) else torch.empty(0, spec.channels, spec.size, spec.size)
+    y = torch.from_numpy(np.asarray(images.labels, dtype=np.int64))
+    return x, y
+
+
+def build_loader(
+    images: ImageSet,
+    transform: ImageTransform,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    num_workers: int | str = "auto",
+    drop_last: bool = False,
+    pin_memory: bool = False,
+):
+    """Pick the fast in-memory path when nothing is random per image, else a DataLoader."""
+    augmenting = transform.augment is not None
+    spec = transform.spec
+    nbytes = len(images) * spec.channels * spec.size * spec.size * 4
+    if not augmenting and images.as_array() is not None and nbytes <= FAST_PATH_MAX_BYTES:
+        x, y = materialise(images, transform)
+        return TensorBatchLoader(x, y, batch_size, shuffle, seed=seed, drop_last=drop_last)
+    workers = auto_num_workers(augmenting) if num_workers == "auto" else int(num_workers)
+    generator = torch.Generator().manual_seed(seed)
+    return EpochDataLoader(
+        TransformDataset(images, transform, seed=seed), batch_size=batch_size, shuffle=shuffle,
+        num_workers=workers, drop_last=drop_last, generator=generator, pin_memory=pin_memory,
+        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+    )
+
+
+class TimedIterator:
+    """Wraps a batch iterator and records how long each ``next`` waited for data."""
+
+    def __init__(self, iterable):
+        self._it = iter(iterable)
+        self.wait_s = 0.0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        t0 = time.perf_counter()
+        try:
+            return next(self._it)
+        finally:
+            self.wait_s += time.perf_counter() - t0

@@ -1,0 +1,80 @@
+"""Turn a dataset spec and config into deterministic train / val / unlabelled / test sets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vistrain.data.source import DataSource, ImageSet, UNLABELED
+from vistrain.data.splits import labelled_subset, stratified_split
+from vistrain.errors import DataError, PluginError
+
+
+@dataclass
+class PreparedData:
+    """The splits a strategy trains on. ``unlabeled`` keeps true labels (hidden) where known."""
+
+    source: DataSource
+    train: ImageSet
+    val: ImageSet
+    unlabeled: ImageSet | None = None
+    test: ImageSet | None = None
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names, index = label."""
+        return self.source.classes
+
+
+def load_source(spec: str, cfg) -> DataSource:
+    """Look *spec* up in the dataset registry and load it."""
+    from vistrain.plugins import registry
+
+    entry, arg = registry("dataset").get(spec)
+    factory = entry.load()
+    try:
+        source = factory(arg, cfg)
+    except (DataError, PluginError):
+        raise
+    except Exception as exc:
+        if entry.plugin.startswith("vistrain."):
+            raise
+        raise PluginError(f"dataset {spec!r} from plugin {entry.plugin!r} failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(source, DataSource):
+        raise PluginError(f"dataset {spec!r} from plugin {entry.plugin!r} returned {type(source).__name__}, not a DataSource")
+    if len(source.train) == 0:
+        raise DataError(f"dataset {spec!r} is empty")
+    return source
+
+
+def prepare_data(source: DataSource, cfg) -> PreparedData:
+    """Split *source* into train/val (stratified, seeded) and optionally labelled/unlabelled."""
+    labels = source.train.labels
+    if np.any(labels == UNLABELED):
+        raise DataError(f"dataset {source.name!r} has unlabelled items in its training set")
+    present = np.unique(labels)
+    if len(present) < 2:
+        raise DataError(f"dataset {source.name!r} has only {len(present)} class(es); a classifier needs at least 2")
+    train_idx, val_idx = stratified_split(labels, cfg.val_fraction, cfg.split_seed)
+    train = source.train.subset(train_idx)
+    val = source.train.subset(val_idx)
+    unlabeled = source.unlabeled
+    if cfg.labels_per_class is not None:
+        lab_idx, unl_idx = labelled_subset(train.labels, cfg.labels_per_class, cfg.split_seed)
+        pool = train.subset(unl_idx)
+        train = train.subset(lab_idx)
+        unlabeled = pool if unlabeled is None else _Concat(pool, unlabeled)
+    return PreparedData(source, train, val, unlabeled, source.test)
+
+
+class _Concat(ImageSet):
+    """Two image sets back to back."""
+
+    def __init__(self, a: ImageSet, b: ImageSet):
+        self.a, self.b = a, b
+        self.labels = np.concatenate([a.labels, b.labels])
+
+    def image(self, index: int) -> np.ndarray:
+        n = len(self.a)
+        return self.a.image(index) if index < n else self.b.image(index - n)

@@ -1,0 +1,278 @@
+"""The training loop as plain functions: ``train_one_epoch`` → ``evaluate`` → ``fit``."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from vistrain.data.pipeline import TimedIterator
+from vistrain.engine.control import StopRequested, TrainControl
+from vistrain.engine.device import autocast
+from vistrain.errors import NonFiniteLossError
+from vistrain.events import BatchEnd, EpochEnd, EvalEnd, Event
+
+Emit = Callable[[Event], None]
+
+
+def _no_emit(event: Event) -> None:
+    pass
+
+
+@dataclass
+class TrainState:
+    """Counters that survive across epochs and stages (and go into checkpoints)."""
+
+    epoch: int = 0  # last completed epoch
+    global_step: int = 0
+    best_metric: float = -math.inf
+    best_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy for hard (int) or soft (probability) targets, as CutMix/MixUp produce."""
+    return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
+
+
+def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[torch.Tensor]:
+    """Number of samples whose target is in the top-k predictions, for each k (soft targets use argmax)."""
+    if target.ndim == 2:
+        target = target.argmax(dim=1)
+    maxk = min(max(ks), logits.shape[1])
+    pred = logits.topk(maxk, dim=1).indices
+    hits = pred.eq(target.view(-1, 1))
+    return [hits[:, : min(k, maxk)].any(dim=1).sum() for k in ks]
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    loader,
+    optimizer: torch.optim.Optimizer,
+    *,
+    device: torch.device,
+    epoch: int,
+    epochs: int,
+    state: TrainState,
+    stage: str = "train",
+    scheduler=None,
+    loss_fn: Callable[..., torch.Tensor] = soft_cross_entropy,
+    amp_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    grad_clip: float | None = None,
+    batch_transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    log_interval: int = 10,
+    emit: Emit = _no_emit,
+    control: TrainControl | None = None,
+    on_save_request: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """Train for one epoch; returns mean loss, top-1 accuracy, samples and duration.
+
+    Emits a ``BatchEnd`` every *log_interval* steps and checks the loss for NaN/inf there
+    (one device sync per interval, not per step).
+    """
+    model.train()
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+    steps = len(loader)
+    non_blocking = device.type == "cuda"
+    t_epoch = time.perf_counter()
+    t_interval = t_epoch
+    data_iter = TimedIterator(loader)
+    wait_mark = 0.0
+    loss_sum = torch.zeros((), device=device)
+    correct_sum = torch.zeros((), device=device, dtype=torch.long)
+    interval_loss = torch.zeros((), device=device)
+    interval_steps = interval_samples = seen = 0
+    epoch_loss_total = 0.0
+    for step, (images, targets) in enumerate(data_iter, start=1):
+        if control is not None:
+            control.wait_if_paused()
+            if control.stop_requested:
+                raise StopRequested()
+        images = images.to(device, non_blocking=non_blocking)
+        targets = targets.to(device, non_blocking=non_blocking)
+        if batch_transform is not None:
+            images, targets = batch_transform(images, targets)
+        with autocast(device, amp_dtype):
+            logits = model(images)
+            loss = loss_fn(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        state.global_step += 1
+        batch = images.shape[0]
+        detached = loss.detach()
+        interval_loss += detached
+        loss_sum += detached * batch
+        correct_sum += topk_correct(logits.detach(), targets, (1,))[0]
+        interval_steps += 1
+        interval_samples += batch
+        seen += batch
+        if step % log_interval == 0 or step == steps:
+            mean_loss = interval_loss.item() / interval_steps
+            if not math.isfinite(mean_loss):
+                raise NonFiniteLossError(
+                    f"loss became {mean_loss} at epoch {epoch}, step {step}; training stopped and the last good checkpoint was kept",
+                    hint="lower the learning rate (--lr), enable --set train.grad_clip=1.0, or check the data",
+                )
+            now = time.perf_counter()
+            dt = now - t_interval
+            emit(BatchEnd(
+                stage=stage, epoch=epoch, epochs=epochs, step=step, steps_per_epoch=steps,
+                global_step=state.global_step, loss=mean_loss, lr=optimizer.param_groups[0]["lr"],
+                samples_per_s=interval_samples / dt if dt > 0 else 0.0,
+                data_wait_s=data_iter.wait_s - wait_mark, step_time_s=dt,
+            ))
+            wait_mark = data_iter.wait_s
+            t_interval = now
+            interval_loss.zero_()
+            interval_steps = interval_samples = 0
+        if on_save_request is not None and control is not None and control.take_save_request():
+            on_save_request()
+    duration = time.perf_counter() - t_epoch
+    epoch_loss_total = loss_sum.item()
+    result = {
+        "loss": epoch_loss_total / max(1, seen),
+        "top1": correct_sum.item() / max(1, seen),
+        "samples": seen,
+        "duration_s": duration,
+        "data_wait_s": data_iter.wait_s,
+        "lr": optimizer.param_groups[0]["lr"],
+    }
+    emit(EpochEnd(stage=stage, epoch=epoch, epochs=epochs, train_loss=result["loss"], train_top1=result["top1"],
+                  lr=result["lr"], duration_s=duration, samples=seen))
+    return result
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, loader, *, device: torch.device, amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the model over a loader; returns (logits, targets) on the CPU."""
+    model.eval()
+    outs, tgts = [], []
+    for images, targets in loader:
+        with autocast(device, amp_dtype):
+            logits = model(images.to(device, non_blocking=device.type == "cuda"))
+        outs.append(logits.float().cpu())
+        tgts.append(targets.cpu() if torch.is_tensor(targets) else torch.as_tensor(targets))
+    if not outs:
+        return torch.empty(0), torch.empty(0, dtype=torch.long)
+    return torch.cat(outs), torch.cat(tgts)
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    loader,
+    *,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    epoch: int = 0,
+    stage: str = "train",
+    split: str = "val",
+    emit: Emit = _no_emit,
+    class_map: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """Loss, top-1 and top-5 over a loader. *class_map* maps dataset labels to model outputs."""
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct1 = torch.zeros((), device=device, dtype=torch.long)
+    correct5 = torch.zeros((), device=device, dtype=torch.long)
+    n = 0
+    for images, targets in loader:
+        images = images.to(device, non_blocking=device.type == "cuda")
+        targets = targets.to(device, non_blocking=device.type == "cuda")
+        if class_map is not None:
+            targets = class_map.to(device)[targets]
+        with autocast(device, amp_dtype):
+            logits = model(images)
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, targets, reduction="sum")
+        c1, c5 = topk_correct(logits, targets, (1, 5))
+        correct1 += c1
+        correct5 += c5
+        n += images.shape[0]
+    result = {
+        "loss": loss_sum.item() / max(1, n),
+        "top1": correct1.item() / max(1, n),
+        "top5": correct5.item() / max(1, n),
+        "num_samples": n,
+    }
+    emit(EvalEnd(stage=stage, epoch=epoch, split=split, loss=result["loss"], top1=result["top1"],
+                 top5=result["top5"], num_samples=n))
+    return result
+
+
+def fit(
+    model: torch.nn.Module,
+    train_loader,
+    val_loader,
+    optimizer: torch.optim.Optimizer,
+    *,
+    device: torch.device,
+    epochs: int,
+    state: TrainState | None = None,
+    stage: str = "train",
+    scheduler=None,
+    save: Callable[[TrainState, dict[str, float], bool, str], None] | None = None,
+    eval_every: int = 1,
+    emit: Emit = _no_emit,
+    **train_kwargs: Any,
+) -> TrainState:
+    """Train ``epochs`` epochs from ``state.epoch``, evaluating and calling *save* after each.
+
+    ``save(state, metrics, is_best, reason)`` writes checkpoints; the best model is chosen
+    by validation top-1. Extra keyword arguments go to :func:`train_one_epoch`.
+    """
+    state = state or TrainState()
+    amp_dtype = train_kwargs.get("amp_dtype")
+    control: TrainControl | None = train_kwargs.get("control")
+    last_metrics: dict[str, float] = {}
+
+    def save_now(reason: str) -> None:
+        if save is not None:
+            save(state, last_metrics, False, reason)
+
+    train_kwargs.setdefault("on_save_request", lambda: save_now("user"))
+    for epoch in range(state.epoch + 1, epochs + 1):
+        try:
+            train_metrics = train_one_epoch(model, train_loader, optimizer, device=device, epoch=epoch, epochs=epochs,
+                                            state=state, stage=stage, scheduler=scheduler, emit=emit, **train_kwargs)
+        except StopRequested:
+            save_now("stop")
+            raise
+        state.epoch = epoch
+        metrics = {f"train_{k}": v for k, v in train_metrics.items() if k in ("loss", "top1")}
+        is_best = False
+        if val_loader is not None and (epoch % eval_every == 0 or epoch == epochs):
+            val = evaluate(model, val_loader, device=device, amp_dtype=amp_dtype, epoch=epoch, stage=stage, emit=emit)
+            metrics.update({f"val_{k}": v for k, v in val.items() if k != "num_samples"})
+            if val["top1"] > state.best_metric:
+                state.best_metric, state.best_epoch, is_best = val["top1"], epoch, True
+        elif val_loader is None:
+            is_best = True
+        metrics["epoch"] = epoch
+        state.history.append(metrics)
+        last_metrics = metrics
+        if save is not None:
+            save(state, metrics, is_best, "epoch")
+        if control is not None and control.stop_requested:
+            raise StopRequested()
+    return state

@@ -1,0 +1,84 @@
+"""Build a model from the registry and decide the input it expects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vistrain.data.pipeline import InputSpec
+from vistrain.errors import ConfigError, PluginError
+from vistrain.registry import Entry
+
+IMAGENET_NORM = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+
+
+def _norm(meta: dict[str, Any], channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    mean = tuple(meta.get("mean", (0.5,) * channels))
+    std = tuple(meta.get("std", (0.5,) * channels))
+    if len(mean) != channels:  # e.g. an RGB model fed grayscale: average the statistics
+        mean = (sum(mean) / len(mean),) * channels
+        std = (sum(std) / len(std),) * channels
+    return mean, std
+
+
+def resolve_input(entry: Entry, model_cfg, native_size: tuple[int, int] | None, native_channels: int) -> InputSpec:
+    """Channels and size the pipeline must produce for this model.
+
+    Channels: ``model.in_chans`` if set, else the model's declared default (or the data's when
+    the model declares none). Size: ``model.input_size`` if set; else the data's native size when
+    the model accepts it (``min_size``..``max_size``); else the model's declared ``input_size``.
+    """
+    meta = entry.meta
+    channels = model_cfg.in_chans or int(meta.get("in_chans") or native_channels or 3)
+    if model_cfg.input_size:
+        size = int(model_cfg.input_size)
+    else:
+        default = int(meta.get("input_size") or (native_size[0] if native_size else 224))
+        lo = int(meta.get("min_size", default))
+        hi = int(meta.get("max_size", default))
+        native = native_size[0] if native_size and native_size[0] == native_size[1] else None
+        size = native if native is not None and lo <= native <= hi else default
+    mean, std = _norm(meta, channels)
+    return InputSpec(channels, size, mean, std)
+
+
+def model_spec(entry_name: str, num_classes: int, input_spec: InputSpec, model_cfg) -> dict[str, Any]:
+    """The checkpointed recipe for rebuilding the model."""
+    kwargs = dict(model_cfg.kwargs)
+    if model_cfg.drop_rate is not None:
+        kwargs["drop_rate"] = model_cfg.drop_rate
+    if model_cfg.drop_path_rate is not None:
+        kwargs["drop_path_rate"] = model_cfg.drop_path_rate
+    return {"name": entry_name, "num_classes": int(num_classes), "in_chans": input_spec.channels,
+            "input_size": input_spec.size, "kwargs": kwargs}
+
+
+def build_from_spec(spec: dict[str, Any], pretrained: str | None = None):
+    """Instantiate a model from a spec dict (as stored in checkpoints)."""
+    from vistrain.plugins import registry
+
+    entry, arg = registry("model").get(spec["name"])
+    factory = entry.load()
+    kwargs = dict(spec.get("kwargs") or {})
+    if arg is not None:
+        kwargs["arg"] = arg
+    if pretrained:
+        kwargs["pretrained"] = pretrained
+    try:
+        return factory(spec["num_classes"], spec["in_chans"], spec["input_size"], **kwargs)
+    except (ConfigError, PluginError):
+        raise
+    except TypeError as exc:
+        raise ConfigError(f"model {spec['name']!r} rejected its arguments: {exc}", hint="check model.kwargs") from None
+    except ValueError as exc:
+        raise ConfigError(f"model {spec['name']!r}: {exc}", hint="set --set model.input_size=N to a size it accepts") from None
+
+
+def create_model(model_cfg, num_classes: int, native_size: tuple[int, int] | None, native_channels: int):
+    """Build the configured model; returns (model, model_spec, input_spec)."""
+    from vistrain.plugins import registry
+
+    entry, _arg = registry("model").get(model_cfg.name)
+    input_spec = resolve_input(entry, model_cfg, native_size, native_channels)
+    spec = model_spec(model_cfg.name, num_classes, input_spec, model_cfg)
+    model = build_from_spec(spec, pretrained=model_cfg.pretrained)
+    return model, spec, input_spec

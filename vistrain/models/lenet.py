@@ -1,0 +1,54 @@
+"""LeNet-5 (LeCun et al. 1998): the course version (max pool, ReLU) and the classic (avg pool, tanh)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LeNet5(nn.Module):
+    """conv5 → pool2 → conv5 → pool2 → FC120 → FC84 → classes; 61,706 params for 10 classes."""
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, input_size: int = 28, classic: bool = False,
+                 drop_rate: float = 0.0):
+        super().__init__()
+        if input_size < 28:
+            raise ValueError(f"LeNet-5 needs inputs of at least 28x28, got {input_size}")
+        # 28x28 inputs are padded by 2 so the feature map is the paper's 5x5 after two pools.
+        padding = 2 if input_size < 32 else 0
+        act: type[nn.Module] = nn.Tanh if classic else nn.ReLU
+        pool: type[nn.Module] = nn.AvgPool2d if classic else nn.MaxPool2d
+        self.features = nn.Sequential(
+            nn.Conv2d(in_chans, 6, 5, padding=padding), act(), pool(2, 2),
+            nn.Conv2d(6, 16, 5), act(), pool(2, 2),
+        )
+        side = (input_size + 2 * padding - 4) // 2
+        side = (side - 4) // 2
+        self.flatten_dim = 16 * side * side
+        self.head_in = 84
+        self.pre_logits = nn.Sequential(
+            nn.Flatten(), nn.Linear(self.flatten_dim, 120), act(), nn.Linear(120, 84), act(),
+            nn.Dropout(drop_rate) if drop_rate else nn.Identity(),
+        )
+        self.classifier = nn.Linear(84, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate 84-d embedding (used by k-NN on features and by distillation)."""
+        return self.pre_logits(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head for a new number of classes."""
+        self.classifier = nn.Linear(self.head_in, num_classes)
+
+
+def create_lenet5(num_classes: int, in_chans: int, input_size: int, **kwargs) -> LeNet5:
+    """The course LeNet-5: max pooling and ReLU."""
+    return LeNet5(num_classes, in_chans, input_size, classic=False, drop_rate=kwargs.pop("drop_rate", 0.0) or 0.0, **kwargs)
+
+
+def create_lenet5_classic(num_classes: int, in_chans: int, input_size: int, **kwargs) -> LeNet5:
+    """The 1998 original's flavour: average pooling (subsampling) and tanh."""
+    return LeNet5(num_classes, in_chans, input_size, classic=True, drop_rate=kwargs.pop("drop_rate", 0.0) or 0.0, **kwargs)

@@ -1,0 +1,132 @@
+"""Headless console reporter: plain lines when stdout is not a terminal, rich progress when it is."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from vistrain.events import (
+    BatchEnd, CheckpointSaved, EpochEnd, EvalEnd, Event, Log, PseudoLabelStats, RunFailed, RunFinished,
+    RunStarted, StageStarted, AugmentTrial,
+)
+from vistrain.hookspecs import hookimpl
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+class ConsoleReporter:
+    """Listener printing a run's progress. The engine never prints; this does.
+
+    ``plain=True`` writes one line every *every* steps and one per epoch, with no ANSI codes
+    and no carriage returns, so SLURM and nohup logs stay readable.
+    """
+
+    def __init__(self, stream: TextIO | None = None, plain: bool | None = None, every: int = 50):
+        self.stream = stream or sys.stdout
+        self.plain = (not self.stream.isatty()) if plain is None else plain
+        self.every = max(1, every)
+        self._last_print_step = 0
+        self._progress = None
+        self._task = None
+        self._console = None
+        self._pending_epoch: EpochEnd | None = None
+        self._stage = ""
+        if not self.plain:
+            from rich.console import Console
+
+            self._console = Console(file=self.stream)
+
+    def _line(self, text: str) -> None:
+        if self._console is not None:
+            self._console.print(text, highlight=False, markup=False)
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    # -- rich progress ---------------------------------------------------------------
+    def _start_progress(self, total: int, description: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._stop_progress()
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"), console=self._console, transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(description, total=total, info="")
+
+    def _stop_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    @hookimpl
+    def on_event(self, event: Event) -> None:
+        """Render one event."""
+        if isinstance(event, RunStarted):
+            self._line(f"run {event.run_name}: {event.strategy} {event.model} on {event.dataset} "
+                       f"({event.num_train} train / {event.num_val} val, {event.num_classes} classes) "
+                       f"on {event.device} -> {event.run_dir}")
+        elif isinstance(event, StageStarted):
+            self._stage = event.stage
+            params = f", {event.num_params:,} params" if event.num_params else ""
+            self._line(f"stage {event.index}/{event.total}: {event.description} "
+                       f"({event.epochs} epochs x {event.steps_per_epoch} steps{params})")
+        elif isinstance(event, BatchEnd):
+            self._on_batch(event)
+        elif isinstance(event, EpochEnd):
+            self._pending_epoch = event
+        elif isinstance(event, EvalEnd):
+            self._on_eval(event)
+        elif isinstance(event, CheckpointSaved):
+            if event.reason in ("user", "stop"):
+                self._line(f"checkpoint saved: {event.path}")
+        elif isinstance(event, Log):
+            if event.level in ("warning", "error", "info"):
+                prefix = "" if event.level == "info" else f"{event.level}: "
+                self._line(f"{prefix}{event.message}")
+        elif isinstance(event, PseudoLabelStats):
+            acc = f", label accuracy {_pct(event.accuracy)}" if event.accuracy is not None else ""
+            self._line(f"pseudo labels round {event.round}: accepted {_pct(event.acceptance_rate)} at "
+                       f"threshold {event.threshold:.2f}, mean confidence {event.mean_confidence:.3f}{acc}")
+        elif isinstance(event, AugmentTrial):
+            self._line(f"augment trial {event.trial}/{event.trials}: {event.policy} -> val top-1 {_pct(event.score)}")
+        elif isinstance(event, RunFinished):
+            self._stop_progress()
+            best = event.metrics.get("best_val_top1")
+            best_text = f", best val top-1 {_pct(best)}" if isinstance(best, float) and best >= 0 else ""
+            word = "stopped" if event.stopped_early else "finished"
+            self._line(f"run {event.run_name} {word} in {event.duration_s:.1f}s{best_text}")
+        elif isinstance(event, RunFailed):
+            self._stop_progress()
+
+    def _on_batch(self, e: BatchEnd) -> None:
+        wait = 100 * e.data_wait_fraction
+        info = f"loss {e.loss:.4f} lr {e.lr:.2e} {e.samples_per_s:,.0f} img/s wait {wait:.0f}%"
+        if self.plain:
+            if e.global_step - self._last_print_step >= self.every:
+                self._last_print_step = e.global_step
+                self._line(f"{e.stage} epoch {e.epoch}/{e.epochs} step {e.step}/{e.steps_per_epoch} {info}")
+            return
+        if self._progress is None or e.step <= (self._progress.tasks[0].completed if self._progress.tasks else 0):
+            self._start_progress(e.steps_per_epoch, f"epoch {e.epoch}/{e.epochs}")
+        self._progress.update(self._task, completed=e.step, info=info)
+
+    def _on_eval(self, e: EvalEnd) -> None:
+        self._stop_progress()
+        ep = self._pending_epoch
+        if ep is not None and ep.epoch == e.epoch:
+            train = f"train loss {ep.train_loss:.4f} acc {_pct(ep.train_top1)} | "
+            took = f" | {ep.duration_s:.1f}s"
+        else:
+            train, took = "", ""
+        self._line(f"{e.stage} epoch {e.epoch}/{ep.epochs if ep else '?'} {train}"
+                   f"{e.split} loss {e.loss:.4f} top-1 {_pct(e.top1)} top-5 {_pct(e.top5)}{took}")
+        self._pending_epoch = None
+
+    def close(self) -> None:
+        """Stop any live progress display."""
+        self._stop_progress()

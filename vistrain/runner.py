@@ -1,0 +1,153 @@
+"""Runs one job: validates names, prepares data and the run folder, wires listeners, calls the strategy."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from vistrain.config import Config
+from vistrain.errors import OutputError, VistrainError
+from vistrain.events import Log, RunFailed, RunFinished, RunStarted
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports back to its front end."""
+
+    run_dir: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+    stopped_early: bool = False
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:60] or "run"
+
+
+def default_run_name(cfg: Config) -> str:
+    """``<model>-<dataset>-<YYYYmmdd-HHMMSS>``."""
+    data = cfg.data.name.split(":")[0]
+    return _slug(f"{cfg.model.name}-{data}-{datetime.now():%Y%m%d-%H%M%S}")
+
+
+def make_run_dir(cfg: Config) -> Path:
+    """Create a fresh run folder; an existing non-empty one gets a ``-2``, ``-3``... suffix."""
+    base = Path(cfg.output.dir).expanduser()
+    name = cfg.output.name or default_run_name(cfg)
+    path = base / name
+    n = 2
+    while path.exists() and any(path.iterdir()):
+        path = base / f"{name}-{n}"
+        n += 1
+    try:
+        (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write the run folder {path}: {exc.strerror or exc}",
+                          hint="choose a writable folder with --out DIR") from None
+    return path
+
+
+def validate_names(cfg: Config) -> None:
+    """Fail fast, before any data is loaded, on unknown model, dataset, strategy, optimizer, scheduler or ops."""
+    from vistrain.augment import build_augmentation
+    from vistrain.plugins import registry
+
+    registry("model").get(cfg.model.name)
+    registry("dataset").get(cfg.data.name)
+    registry("strategy").get(cfg.strategy.name)
+    registry("optimizer").get(cfg.optim.name)
+    registry("scheduler").get(cfg.sched.name)
+    build_augmentation(cfg.augment)
+
+
+def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, resume: dict | None = None,
+            run_dir: Path | None = None) -> RunResult:
+    """Run the configured strategy end to end and return its metrics.
+
+    *listeners* are extra ``on_event`` plugins for this run only (console reporter, dashboard
+    bridge). ``events.jsonl``, ``metrics.csv`` and checkpoints go to the run folder.
+    """
+    import torch
+
+    from vistrain.data.prepare import load_source, prepare_data
+    from vistrain.dispatch import EventDispatcher
+    from vistrain.engine.control import StopRequested, TrainControl
+    from vistrain.engine.device import amp_dtype, seed_everything, select_device
+    from vistrain.engine.system import SystemSampler
+    from vistrain.plugins import get_plugin_manager, registry
+    from vistrain.reporters.csv import MetricsCsvWriter
+    from vistrain.reporters.jsonl import JsonlWriter
+    from vistrain.strategies.base import RunContext
+
+    validate_names(cfg)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    device = select_device(cfg.train.device)
+    source = load_source(cfg.data.name, cfg.data)
+    data = prepare_data(source, cfg.data)
+
+    run_dir = run_dir or make_run_dir(cfg)
+    try:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write {run_dir / 'config.yaml'}: {exc.strerror or exc}",
+                          hint="choose a writable folder with --out DIR") from None
+
+    pm = get_plugin_manager()
+    emit = EventDispatcher(pm)
+    own = [("vistrain.run.jsonl", JsonlWriter(run_dir / "events.jsonl")),
+           ("vistrain.run.csv", MetricsCsvWriter(run_dir / "metrics.csv"))]
+    own += [(f"vistrain.run.listener{i}", obj) for i, obj in enumerate(listeners or [])]
+    for name, obj in own:
+        pm.register(obj, name=name)
+        emit.trust(name)
+    sampler = SystemSampler(emit, cfg.output.system_interval_s)
+    ctx = RunContext(config=cfg, device=device, data=data, run_dir=run_dir, emit=emit,
+                     control=control or TrainControl(), amp_dtype=amp_dtype(device, cfg.train.amp), resume=resume)
+    run_name = run_dir.name
+    t0 = time.perf_counter()
+    try:
+        emit(RunStarted(run_name=run_name, run_dir=str(run_dir), strategy=cfg.strategy.name, model=cfg.model.name,
+                        dataset=cfg.data.name, device=str(device), num_classes=len(data.classes),
+                        num_train=len(data.train), num_val=len(data.val), config=cfg.model_dump(mode="json")))
+        if source.skipped:
+            shown = ", ".join(os.path.basename(p) for p in source.skipped[:5])
+            more = f" and {len(source.skipped) - 5} more" if len(source.skipped) > 5 else ""
+            emit(Log(level="warning", message=f"skipped {len(source.skipped)} unreadable image(s): {shown}{more}"))
+        sampler.start()
+        strategy = registry("strategy").entry(cfg.strategy.name).load()
+        try:
+            metrics = strategy(ctx) or {}
+            stopped = False
+        except StopRequested:
+            metrics, stopped = {}, True
+        emit(RunFinished(run_name=run_name, duration_s=time.perf_counter() - t0,
+                         metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+                         stopped_early=stopped))
+        return RunResult(run_dir, metrics, stopped)
+    except BaseException as exc:
+        message = str(exc) if isinstance(exc, VistrainError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, KeyboardInterrupt):
+            message = "interrupted by the user; checkpoints written so far are intact"
+        try:
+            emit(RunFailed(run_name=run_name, error=type(exc).__name__, message=message))
+        except Exception:  # noqa: BLE001 - the original error matters more
+            pass
+        raise
+    finally:
+        sampler.stop()
+        for name, obj in own:
+            if pm.get_plugin(name) is not None:
+                pm.unregister(name=name)
+            close = getattr(obj, "close", None)
+            if close is not None:
+                close()

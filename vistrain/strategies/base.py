@@ -1,0 +1,82 @@
+"""What a strategy receives: the resolved config, device, data, emit and checkpoint writer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vistrain.config import Config
+from vistrain.data.prepare import PreparedData
+from vistrain.engine.checkpoint import atomic_torch_save, make_checkpoint
+from vistrain.engine.control import TrainControl
+from vistrain.engine.device import rng_state
+from vistrain.engine.loop import TrainState
+from vistrain.events import CheckpointSaved, Event, Log
+
+
+@dataclass
+class RunContext:
+    """Everything a strategy needs; strategies compose engine functions with it."""
+
+    config: Config
+    device: torch.device
+    data: PreparedData
+    run_dir: Path
+    emit: Callable[[Event], None]
+    control: TrainControl = field(default_factory=TrainControl)
+    amp_dtype: torch.dtype | None = None
+    resume: dict[str, Any] | None = None  # a loaded checkpoint to continue from
+    info: dict[str, Any] = field(default_factory=dict)  # what RunStarted reports (model, params...)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """``run_dir/checkpoints``."""
+        return self.run_dir / "checkpoints"
+
+    def log(self, message: str, level: str = "info") -> None:
+        """Emit a Log event."""
+        self.emit(Log(level=level, message=message))
+
+
+class CheckpointWriter:
+    """Writes ``last.pt`` (and ``best.pt`` when the metric improves) for one model."""
+
+    def __init__(self, ctx: RunContext, *, model, model_spec: dict, input_spec: dict, optimizer=None,
+                 scheduler=None, scaler=None, prefix: str = ""):
+        self.ctx = ctx
+        self.model = model
+        self.model_spec = model_spec
+        self.input_spec = input_spec
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.scaler = scaler
+        self.prefix = prefix
+
+    def path(self, which: str) -> Path:
+        """Path of ``last`` or ``best``."""
+        return self.ctx.checkpoint_dir / f"{self.prefix}{which}.pt"
+
+    def __call__(self, state: TrainState, metrics: dict[str, float], is_best: bool, reason: str) -> None:
+        ckpt = make_checkpoint(
+            model=self.model, model_spec=self.model_spec, input_spec=self.input_spec,
+            classes=self.ctx.data.classes, epoch=state.epoch, global_step=state.global_step,
+            optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
+            metrics={k: float(v) for k, v in metrics.items()},
+            config=self.ctx.config.model_dump(mode="json"), rng=rng_state(),
+            extra={"best_metric": float(state.best_metric), "best_epoch": int(state.best_epoch),
+                   "strategy": self.ctx.config.strategy.name},
+        )
+        last = self.path("last")
+        atomic_torch_save(ckpt, last)
+        metric = metrics.get("val_top1")
+        self.ctx.emit(CheckpointSaved(path=str(last), epoch=state.epoch, global_step=state.global_step,
+                                      is_best=False, metric=metric, reason=reason))
+        if is_best:
+            best = self.path("best")
+            atomic_torch_save(ckpt, best)
+            self.ctx.emit(CheckpointSaved(path=str(best), epoch=state.epoch, global_step=state.global_step,
+                                          is_best=True, metric=metric, reason="best"))

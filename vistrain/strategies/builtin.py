@@ -1,0 +1,10 @@
+"""Built-in training strategies, registered like any plugin's."""
+
+from vistrain.hookspecs import hookimpl
+
+
+@hookimpl
+def register_strategies(register):
+    """Register ``supervised``."""
+    register("supervised", "vistrain.strategies.supervised:run_supervised",
+             description="plain supervised training on the labelled split")
