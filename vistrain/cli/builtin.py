@@ -15,6 +15,6 @@ def register_commands(register):
     register("predict", "vistrain.cli.evaluate:predict_command", help="Print the top-k classes for image files.")
     register("config", "vistrain.cli.config_cmd:app", help="Show the default configuration.")
     register("plugins", "vistrain.cli.lists:plugins_app", help="List plugins and their status.")
-    register("models", "vistrain.cli.lists:models_app", help="List models.")
+    register("models", "vistrain.cli.models:app", help="List and inspect models.")
     register("datasets", "vistrain.cli.lists:datasets_app", help="List datasets.")
     register("strategies", "vistrain.cli.lists:strategies_app", help="List training strategies.")

@@ -1,4 +1,4 @@
-"""``vistrain plugins|models|datasets|strategies list``: fast, no torch import for built-ins."""
+"""``vistrain plugins|datasets|strategies list``: fast, no torch import for built-ins."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from rich.console import Console
 from rich.table import Table
 
 plugins_app = typer.Typer(no_args_is_help=True)
-models_app = typer.Typer(no_args_is_help=True)
 datasets_app = typer.Typer(no_args_is_help=True)
 strategies_app = typer.Typer(no_args_is_help=True)
 
@@ -50,12 +49,6 @@ def plugins_list() -> None:
         table.add_row(info.name, info.source, status, ", ".join(info.hooks))
     Console(width=200).print(table)
     typer.echo(f"(set {ENV_VAR}=name1,name2 or {ENV_VAR}=none to restrict third-party plugins)")
-
-
-@models_app.command("list")
-def models_list(pattern: Optional[str] = typer.Argument(None, help="Wildcard, e.g. 'vgg*'.")) -> None:
-    """List models, with wildcards."""
-    print_registry("model", pattern)
 
 
 @datasets_app.command("list")
