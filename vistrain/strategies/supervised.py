@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -59,8 +60,15 @@ def train_model(ctx: RunContext, model, model_spec: dict, input_spec, *, stage: 
         model.load_state_dict(ck["state_dict"])
         if "optimizer" in ck:
             optimizer.load_state_dict(ck["optimizer"])
-        if "scheduler" in ck:
+        saved_epochs = (ck.get("config") or {}).get("train", {}).get("epochs")
+        if "scheduler" in ck and saved_epochs == epochs:
             scheduler.load_state_dict(ck["scheduler"])
+        else:  # a different length: replay the new schedule up to the saved step
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for _ in range(int(ck["global_step"])):
+                    scheduler.step()
+            ctx.log(f"epochs changed from {saved_epochs} to {epochs}: the LR schedule was stretched to the new length")
         if scaler is not None and "scaler" in ck:
             scaler.load_state_dict(ck["scaler"])
         if "rng" in ck:
@@ -91,6 +99,10 @@ def run_supervised(ctx: RunContext) -> dict:
     cfg = ctx.config
     source = ctx.data.source
     model, spec, input_spec = create_model(cfg.model, len(ctx.data.classes), source.image_size, source.channels)
+    if getattr(model, "nonparametric", False):  # k-NN memorises instead of descending a gradient
+        from vistrain.strategies.nonparametric import fit_nonparametric
+
+        return fit_nonparametric(ctx, model, spec, input_spec)
     _state, metrics = train_model(ctx, model, spec, input_spec, stage="supervised",
                                   description=f"supervised: training {cfg.model.name}")
     return metrics

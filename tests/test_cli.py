@@ -1,0 +1,255 @@
+"""End-to-end CLI: run folder contents, eval/predict, and every bad input → one line, exit code 2."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import write_png_digits
+from vistrain import plugins
+from vistrain.events import from_dict
+from vistrain.hookspecs import hookimpl
+
+FAST = ["--headless", "--data", "digits", "--epochs", "1", "--set", "data.batch_size=128", "--set", "output.system_interval_s=0.2"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One tiny real training run shared by the eval/predict tests."""
+    from vistrain.cli import main
+
+    plugins.reset()
+    out = tmp_path_factory.mktemp("runs")
+    code = main(["run", *FAST, "--epochs", "2", "--out", str(out), "--name", "base"])
+    assert code == 0
+    return out / "base"
+
+
+def test_help_and_version_do_not_import_torch():
+    code = ("import sys; from vistrain.cli import main; main(['--help']); main(['models', 'list']);"
+            "main(['datasets', 'list']); main(['--version']); print('TORCH', 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "TORCH False" in out.stdout and "vistrain 0." in out.stdout and "lenet5" in out.stdout
+
+
+def test_run_writes_a_complete_run_folder(trained_run):
+    run = trained_run
+    assert (run / "config.yaml").read_text().startswith("model:")
+    events = [from_dict(json.loads(line)) for line in (run / "events.jsonl").read_text().splitlines()]
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    for kind in ("stage_started", "batch_end", "epoch_end", "eval_end", "checkpoint_saved"):
+        assert kind in kinds
+    assert all(json.loads(line)["schema"] == 1 for line in (run / "events.jsonl").read_text().splitlines())
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[-1]["val_top1"]) > 0.5
+    ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert ckpt["model"]["name"] == "lenet5" and ckpt["classes"] == [str(i) for i in range(10)]
+    assert ckpt["input"] == {"channels": 1, "size": 28, "mean": [0.1307], "std": [0.3081]}
+    assert {"optimizer", "scheduler", "rng", "epoch", "global_step"} <= set(ckpt)
+    assert (run / "checkpoints" / "last.pt").exists()
+
+
+def test_plain_output_when_not_a_terminal(cli, tmp_path):
+    code, out, err = cli("run", *FAST, "--out", tmp_path, "--log-every", "5")
+    assert code == 0, err
+    assert "\x1b[" not in out and "\r" not in out
+    assert "step 10/12" in out and "val loss" in out and "run folder:" in out
+
+
+def test_same_name_never_overwrites(cli, tmp_path):
+    cli("run", *FAST, "--out", tmp_path, "--name", "x")
+    first = (tmp_path / "x" / "checkpoints" / "last.pt").read_bytes()
+    code, out, _ = cli("run", *FAST, "--out", tmp_path, "--name", "x")
+    assert code == 0 and (tmp_path / "x-2" / "checkpoints" / "last.pt").exists()
+    assert (tmp_path / "x" / "checkpoints" / "last.pt").read_bytes() == first
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(trained_run):
+    from vistrain.config import DataConfig
+    from vistrain.data.pipeline import ImageTransform
+    from vistrain.data.prepare import load_source
+    from vistrain.inference import load_model
+    from vistrain.models.factory import build_from_spec
+
+    model, ckpt, spec = load_model(trained_run / "checkpoints" / "last.pt")
+    src = load_source("digits", DataConfig())
+    x = torch.stack([ImageTransform(spec)(src.train.image(i)) for i in range(32)])
+    again = build_from_spec(ckpt["model"])
+    again.load_state_dict(ckpt["state_dict"])
+    again.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+
+
+def test_eval_on_a_png_folder_maps_class_names(cli, trained_run, tmp_path):
+    folder = write_png_digits(tmp_path / "pngs", per_class=3, classes=["7", "3", "0"])
+    code, out, err = cli("eval", trained_run / "checkpoints" / "best.pt", "--data", f"imagefolder:{folder}")
+    assert code == 0, err
+    assert "[all] 9 images" in out and "top-1" in out
+    from vistrain.inference import evaluate_checkpoint
+
+    res = evaluate_checkpoint(trained_run / "checkpoints" / "best.pt", f"imagefolder:{folder}")
+    assert res["num_samples"] == 9 and 0.0 <= res["top1"] <= 1.0
+
+
+def test_eval_on_the_training_dataset_uses_its_val_split(cli, trained_run):
+    code, out, _ = cli("eval", trained_run / "checkpoints" / "best.pt", "--data", "digits")
+    rows = list(csv.DictReader((trained_run / "metrics.csv").open()))
+    best = max(float(r["val_top1"]) for r in rows)
+    assert code == 0 and "[val]" in out and f"top-1 {100 * best:.2f}%" in out
+
+
+def test_predict_prints_top_k(cli, trained_run, tmp_path):
+    folder = write_png_digits(tmp_path / "p", per_class=1, classes=["4"])
+    code, out, _ = cli("predict", trained_run / "checkpoints" / "best.pt", folder / "4" / "0.png", "--top-k", "3")
+    assert code == 0 and out.count("%") == 3
+
+
+def test_config_show_prints_defaults(cli):
+    code, out, _ = cli("config", "show")
+    assert code == 0 and "name: lenet5" in out and "epochs:" in out
+
+
+# --- bad input: one line, exit code 2, no traceback; --debug shows it --------------------------------
+
+
+def one_line_error(code, err):
+    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--model", "lenet"], "unknown model 'lenet'. did you mean 'lenet5'"),
+    (["--data", "mnist5"], "unknown dataset 'mnist5'. did you mean 'mnist5k'"),
+    (["--strategy", "supervise"], "unknown strategy 'supervise'. did you mean 'supervised'"),
+    (["--optimizer", "adamww"], "unknown optimizer 'adamww'. did you mean 'adamw'"),
+    (["--set", "train.epohcs=1"], "unknown config key 'train.epohcs'. did you mean 'epochs'"),
+    (["--set", "train.epochs=lots"], "config key 'train.epochs'"),
+    (["--data", "imagefolder:/no/such/dir"], "does not exist"),
+])
+def test_bad_names_and_keys(cli, tmp_path, args, expected):
+    code, _, err = cli("run", "--headless", "--out", tmp_path, *args)
+    assert expected in one_line_error(code, err)
+    assert not any(tmp_path.iterdir()), "a failed validation must not leave a run folder"
+
+
+def test_unknown_augmentation_op(cli, tmp_path):
+    code, _, err = cli("run", "--headless", "--out", tmp_path, "--augment", "flip-hh")
+    line = one_line_error(code, err)
+    assert "flip-hh" in line
+
+
+def test_malformed_yaml_names_the_line(cli, tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("model:\n  name: lenet5\n data: x\n")
+    code, _, err = cli("run", "--headless", "-c", cfg)
+    assert "line 3" in one_line_error(code, err)
+
+
+def test_empty_image_folder(cli, tmp_path):
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    code, _, err = cli("run", "--headless", "--out", tmp_path / "o", "--data", f"imagefolder:{tmp_path / 'empty'}")
+    assert "has no images" in one_line_error(code, err)
+
+
+def test_corrupt_images_are_reported_and_the_run_goes_on(cli, tmp_path):
+    folder = write_png_digits(tmp_path / "d", per_class=6, classes=["0", "1"])
+    (folder / "1" / "bad.png").write_bytes(b"corrupt")
+    code, out, err = cli("run", *FAST[:1], "--data", f"imagefolder:{folder}", "--epochs", "1", "--out", tmp_path / "o")
+    assert code == 0, err
+    assert "skipped 1 unreadable image(s): bad.png" in out
+
+
+def test_unwritable_output_folder(cli, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code, _, err = cli("run", *FAST, "--out", blocker / "runs")
+    assert "cannot write the run folder" in one_line_error(code, err)
+
+
+def test_checkpoint_from_another_class_set(cli, trained_run, tmp_path):
+    folder = tmp_path / "pets"
+    write_png_digits(tmp_path / "tmp", per_class=1, classes=["1"])
+    (folder / "cat").mkdir(parents=True)
+    (tmp_path / "tmp" / "1" / "0.png").rename(folder / "cat" / "0.png")
+    code, _, err = cli("eval", trained_run / "checkpoints" / "best.pt", "--data", f"imagefolder:{folder}")
+    assert "class(es) 'cat'" in one_line_error(code, err)
+
+
+def test_checkpoint_from_another_model(cli, trained_run, tmp_path):
+    ckpt = torch.load(trained_run / "checkpoints" / "best.pt", weights_only=True)
+    ckpt["model"]["num_classes"] = 5
+    ckpt["classes"] = ckpt["classes"][:5]
+    torch.save(ckpt, tmp_path / "other.pt")
+    code, _, err = cli("eval", tmp_path / "other.pt", "--data", "digits")
+    assert "does not match model 'lenet5'" in one_line_error(code, err)
+
+
+def test_corrupt_and_missing_checkpoints(cli, tmp_path):
+    (tmp_path / "c.pt").write_bytes(b"\x00" * 100)
+    code, _, err = cli("eval", tmp_path / "c.pt", "--data", "digits")
+    assert "corrupt" in one_line_error(code, err)
+    code, _, err = cli("predict", tmp_path / "missing.pt", tmp_path / "x.png")
+    assert "not found" in one_line_error(code, err)
+
+
+class NaNAfterFirstEpoch:
+    """A plugin model that returns NaN once it has trained for a while."""
+
+    @hookimpl
+    def register_models(self, register):
+        from vistrain.models.lenet import LeNet5
+
+        class Diverging(LeNet5):
+            calls = 0
+
+            def forward(self, x):
+                out = super().forward(x)
+                if self.training:
+                    Diverging.calls += 1
+                    if Diverging.calls > 20:
+                        return out * float("nan")
+                return out
+
+        register("diverging", lambda n, c, s, **kw: Diverging(n, c, s), in_chans=1, input_size=28)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cli, tmp_path):
+    plugins.register_plugin(NaNAfterFirstEpoch(), "nan")
+    try:
+        code, out, err = cli("run", *FAST, "--epochs", "3", "--model", "diverging", "--out", tmp_path, "--name", "n")
+    finally:
+        plugins.unregister_plugin("nan")
+    line = one_line_error(code, err)
+    assert "loss became nan" in line and "last good checkpoint" in line
+    ckpt = torch.load(tmp_path / "n" / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 1
+    assert json.loads((tmp_path / "n" / "events.jsonl").read_text().splitlines()[-1])["kind"] == "run_failed"
+
+
+def test_debug_shows_the_traceback(cli):
+    code, _, err = cli("--debug", "run", "--headless", "--model", "lenet")
+    assert code == 2 and "Traceback" in err and "error: unknown model" in err
+
+
+def test_resume_continues_from_the_checkpoint(cli, trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "r"
+    shutil.copytree(trained_run, run)
+    code, out, err = cli("run", "--headless", "--resume", run / "checkpoints" / "last.pt", "--epochs", "3")
+    assert code == 0, err
+    assert "resumed from epoch 2" in out
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 3

@@ -1,0 +1,218 @@
+"""The training loop, evaluation, schedulers, control flags, checkpoints and RNG state."""
+
+from __future__ import annotations
+
+import errno
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vistrain import plugins
+from vistrain.config import OptimConfig, SchedConfig
+from vistrain.data.pipeline import TensorBatchLoader
+from vistrain.engine.checkpoint import atomic_torch_save, load_checkpoint, make_checkpoint
+from vistrain.engine.control import StopRequested, TrainControl
+from vistrain.engine.device import rng_state, select_device, set_rng_state
+from vistrain.engine.loop import TrainState, evaluate, fit, topk_correct, train_one_epoch
+from vistrain.errors import CheckpointError, ConfigError, NonFiniteLossError, OutputError
+
+CPU = torch.device("cpu")
+
+
+def blobs(n=256, classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    x = torch.randn(n, 1, 4, 4, generator=g) * 0.3 + y.view(-1, 1, 1, 1).float()
+    return x, y
+
+
+def tiny_model(classes=3):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, classes))
+
+
+def test_topk_with_hard_and_soft_targets():
+    logits = torch.tensor([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0]])
+    hard = torch.tensor([1, 1])
+    soft = torch.tensor([[0.2, 0.8, 0.0], [0.1, 0.9, 0.0]])
+    assert [int(c) for c in topk_correct(logits, hard, (1, 2))] == [1, 2]
+    assert [int(c) for c in topk_correct(logits, soft, (1, 2))] == [1, 2]
+
+
+def test_fit_learns_and_calls_save_each_epoch():
+    x, y = blobs()
+    model = tiny_model()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-2)
+    saves = []
+    state = fit(model, TensorBatchLoader(x, y, 32, True), TensorBatchLoader(x, y, 64, False), opt, device=CPU,
+                epochs=4, save=lambda s, m, best, why: saves.append((s.epoch, best, why)))
+    assert state.epoch == 4 and state.global_step == 4 * 8
+    assert state.best_metric > 0.9
+    assert [s[0] for s in saves] == [1, 2, 3, 4] and saves[0][1] is True
+
+
+def test_batch_events_carry_throughput_and_data_wait():
+    x, y = blobs()
+    events = []
+    model = tiny_model()
+    train_one_epoch(model, TensorBatchLoader(x, y, 16, True), torch.optim.SGD(model.parameters(), lr=0.1),
+                    device=CPU, epoch=1, epochs=1, state=TrainState(), log_interval=4, emit=events.append)
+    batches = [e for e in events if e.kind == "batch_end"]
+    assert [b.step for b in batches] == [4, 8, 12, 16]
+    assert all(b.samples_per_s > 0 and 0 <= b.data_wait_fraction <= 1 for b in batches)
+    assert events[-1].kind == "epoch_end" and events[-1].samples == 256
+
+
+def test_nan_loss_stops_training():
+    x, y = blobs()
+    x[5] = float("nan")
+    model = tiny_model()
+    with pytest.raises(NonFiniteLossError, match="loss became nan"):
+        train_one_epoch(model, TensorBatchLoader(x, y, 16, False), torch.optim.SGD(model.parameters(), lr=0.1),
+                        device=CPU, epoch=1, epochs=1, state=TrainState(), log_interval=2)
+
+
+def test_stop_request_saves_and_raises():
+    x, y = blobs()
+    control = TrainControl()
+    control.request_stop()
+    reasons = []
+    with pytest.raises(StopRequested):
+        fit(tiny_model(), TensorBatchLoader(x, y, 16, True), None, torch.optim.SGD(tiny_model().parameters(), lr=0.1),
+            device=CPU, epochs=2, control=control, save=lambda s, m, b, why: reasons.append(why))
+    assert reasons == ["stop"]
+
+
+def test_save_request_is_served_mid_epoch():
+    x, y = blobs()
+    control = TrainControl()
+    control.request_save()
+    reasons = []
+    model = tiny_model()
+    fit(model, TensorBatchLoader(x, y, 16, True), None, torch.optim.SGD(model.parameters(), lr=0.1), device=CPU,
+        epochs=1, control=control, save=lambda s, m, b, why: reasons.append(why))
+    assert reasons == ["user", "epoch"]
+
+
+def test_evaluate_with_class_map():
+    x, y = blobs(n=60)
+    model = tiny_model()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    fit(model, TensorBatchLoader(x, y, 8, True), None, opt, device=CPU, epochs=10)
+    plain = evaluate(model, TensorBatchLoader(x, y, 32, False), device=CPU)
+    # the "dataset" names its classes in reverse order; the map restores the model's order
+    reversed_y = 2 - y
+    mapped = evaluate(model, TensorBatchLoader(x, reversed_y, 32, False), device=CPU,
+                      class_map=torch.tensor([2, 1, 0]))
+    assert mapped["top1"] == pytest.approx(plain["top1"]) and plain["top1"] > 0.9
+
+
+@pytest.mark.parametrize("name", ["onecycle", "cosine", "step", "constant"])
+def test_schedulers_step_per_batch(name):
+    model = tiny_model()
+    opt = plugins.registry("optimizer").entry("adamw").load()(model.parameters(), OptimConfig(lr=0.01))
+    sched = plugins.registry("scheduler").entry(name).load()(opt, SchedConfig(step_epochs=1), 20, 10)
+    lrs = []
+    for _ in range(20):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert all(math.isfinite(v) and v >= 0 for v in lrs)
+    if name in ("onecycle", "cosine", "step"):
+        assert lrs[-1] < max(lrs)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_optimizers_take_param_groups(name):
+    model = tiny_model()
+    groups = [{"params": model[1].parameters(), "lr": 0.001}, {"params": model[3].parameters()}]
+    opt = plugins.registry("optimizer").entry(name).load()(groups, OptimConfig(lr=0.1))
+    assert [g["lr"] for g in opt.param_groups] == [0.001, 0.1]
+
+
+def test_rng_state_round_trip():
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    state = rng_state()
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    set_rng_state(state)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
+
+
+def _ckpt(model):
+    return make_checkpoint(model=model, model_spec={"name": "x", "num_classes": 3, "in_chans": 1, "input_size": 4, "kwargs": {}},
+                           input_spec={"channels": 1, "size": 4, "mean": [0.5], "std": [0.5]},
+                           classes=["a", "b", "c"], epoch=1, global_step=10,
+                           optimizer=torch.optim.AdamW(model.parameters()), rng=rng_state())
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path):
+    model = tiny_model()
+    path = tmp_path / "c.pt"
+    atomic_torch_save(_ckpt(model), path)
+    loaded = load_checkpoint(path)
+    assert loaded["classes"] == ["a", "b", "c"] and loaded["global_step"] == 10
+    assert torch.equal(loaded["state_dict"]["1.weight"], model[1].weight)
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    atomic_torch_save(_ckpt(tiny_model()), path)
+    before = path.read_bytes()
+
+    def full_disk(obj, fh):
+        fh.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OutputError, match="disk full.*previous checkpoint is intact"):
+        atomic_torch_save({"format": "x"}, path)
+    assert path.read_bytes() == before
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"garbage", "corrupt"),
+    (None, "not found"),
+])
+def test_bad_checkpoint_files(tmp_path, content, message):
+    path = tmp_path / "c.pt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_unsafe_pickles_are_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "vistrain-checkpoint", "x": Evil()}, path)
+    with pytest.raises(CheckpointError, match="not a safe torch checkpoint"):
+        load_checkpoint(path)
+
+
+def test_foreign_torch_file_is_not_a_vistrain_checkpoint(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save({"weight": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="not a vistrain checkpoint"):
+        load_checkpoint(path)
+
+
+def test_device_selection():
+    assert select_device("auto").type in ("cpu", "cuda", "mps")
+    assert select_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            select_device("cuda")
+    with pytest.raises(ConfigError, match="unknown device"):
+        select_device("tpu9")
