@@ -1,0 +1,126 @@
+"""Events: JSON round trip, unknown kinds, the console reporter and the system sampler."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import time
+
+import pytest
+
+from vistrain import events as ev
+from vistrain.reporters.console import ConsoleReporter
+
+SAMPLES = [
+    ev.RunStarted(run_name="r", run_dir="/tmp/r", strategy="supervised", model="lenet5", dataset="mnist5k", device="cpu"),
+    ev.RunFinished(run_name="r", duration_s=1.5, metrics={"best_val_top1": 0.99}),
+    ev.RunFailed(run_name="r", error="NonFiniteLossError", message="loss became nan"),
+    ev.StageStarted(stage="supervised", epochs=3, steps_per_epoch=10, model="lenet5", num_params=61706),
+    ev.BatchEnd(stage="s", epoch=1, step=10, steps_per_epoch=20, global_step=10, loss=0.5, lr=0.01,
+                samples_per_s=1000.0, data_wait_s=0.1, step_time_s=0.5, epochs=3),
+    ev.EpochEnd(stage="s", epoch=1, epochs=3, train_loss=0.4, train_top1=0.9, lr=0.01, duration_s=2.0, samples=640),
+    ev.EvalEnd(stage="s", epoch=1, split="val", loss=0.3, top1=0.95, top5=1.0, num_samples=100),
+    ev.CheckpointSaved(path="/tmp/r/checkpoints/best.pt", epoch=1, global_step=10, is_best=True, metric=0.95),
+    ev.SystemSample(cpu_percent=50.0, ram_used_gb=4.0, ram_total_gb=24.0, process_rss_gb=1.0,
+                    gpus=[{"index": 0, "util_percent": 90.0}]),
+    ev.Log(level="warning", message="careful"),
+    ev.PseudoLabelStats(round=1, counts_before=[5, 3], counts_after=[5, 5], confidence_hist=[0] * 19 + [8],
+                        threshold=0.3, acceptance_rate=0.8, mean_confidence=0.9, flip_rate=None, accuracy=0.97),
+    ev.AugmentTrial(trial=1, trials=4, policy={"n": 2, "m": 9}, score=0.97, leaderboard=[{"n": 2, "m": 9, "score": 0.97}]),
+]
+
+
+def test_every_event_type_has_a_sample():
+    assert {s.kind for s in SAMPLES} == set(ev.EVENT_TYPES)
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.kind)
+def test_json_round_trip(event):
+    data = json.loads(json.dumps(event.to_dict()))
+    assert data["schema"] == ev.SCHEMA_VERSION and data["kind"] == event.kind
+    assert ev.from_dict(data) == event
+
+
+def test_unknown_kinds_are_kept():
+    back = ev.from_dict({"schema": 9, "kind": "from_the_future", "time": 1.0, "x": 1})
+    assert isinstance(back, ev.Unknown) and back.original_kind == "from_the_future" and back.data["x"] == 1
+
+
+def test_data_wait_fraction():
+    assert SAMPLES[4].data_wait_fraction == pytest.approx(0.2)
+
+
+def test_plain_console_lines():
+    out = io.StringIO()
+    rep = ConsoleReporter(stream=out, plain=True, every=1)
+    for e in SAMPLES:
+        rep.on_event(e)
+    text = out.getvalue()
+    assert "\x1b" not in text and "\r" not in text
+    assert "epoch 1/3 step 10/20 loss 0.5000" in text
+    assert "train loss 0.4000 acc 90.00% | val loss 0.3000 top-1 95.00%" in text
+    assert "warning: careful" in text and "pseudo labels round 1" in text
+    assert "61,706 params" in text
+
+
+def test_rich_console_in_a_terminal():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    rep = ConsoleReporter(stream=out)
+    assert rep.plain is False
+    for e in SAMPLES:
+        rep.on_event(e)
+    rep.close()
+    assert "top-1 95.00%" in out.getvalue()
+
+
+def test_system_sampler_reports_cpu_for_real():
+    from vistrain.engine.system import SystemSampler
+
+    got = []
+    sampler = SystemSampler(got.append, interval=0.05)
+    sampler.start()
+    time.sleep(0.4)
+    sampler.stop()
+    assert got and all(0 <= s.cpu_percent <= 100 * 64 for s in got)
+    assert got[0].ram_total_gb > 0 and got[0].process_rss_gb > 0
+
+
+def test_nvml_branch_with_a_fake_library():
+    from vistrain.engine.system import NvmlReader, sample_system
+
+    class Fake:
+        NVML_TEMPERATURE_GPU = 0
+
+        def nvmlInit(self):
+            pass
+
+        def nvmlDeviceGetCount(self):
+            return 2
+
+        def nvmlDeviceGetHandleByIndex(self, i):
+            return i
+
+        def nvmlDeviceGetUtilizationRates(self, h):
+            return type("U", (), {"gpu": 40 + h})()
+
+        def nvmlDeviceGetMemoryInfo(self, h):
+            return type("M", (), {"used": 2e9, "total": 8e9})()
+
+        def nvmlDeviceGetName(self, h):
+            return b"Fake GPU"
+
+        def nvmlDeviceGetTemperature(self, h, kind):
+            return 60
+
+        def nvmlDeviceGetPowerUsage(self, h):
+            return 150_000
+
+    sample = sample_system(nvml=NvmlReader(Fake()))
+    assert [g["util_percent"] for g in sample.gpus] == [40.0, 41.0]
+    assert sample.gpus[0] | {} == {"index": 0, "name": "Fake GPU", "util_percent": 40.0, "mem_used_gb": 2.0,
+                                   "mem_total_gb": 8.0, "temperature_c": 60.0, "power_w": 150.0}
