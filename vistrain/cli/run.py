@@ -67,10 +67,19 @@ def run(
 
         result = run_with_dashboard(cfg, resume=resume_ckpt, run_dir=run_dir)
     else:
+        import signal
+
+        from vistrain.engine.control import TrainControl
         from vistrain.reporters.console import ConsoleReporter
         from vistrain.runner import execute
 
         reporter = ConsoleReporter(every=log_every)
-        result = execute(cfg, listeners=[reporter], resume=resume_ckpt, run_dir=run_dir)
+        control = TrainControl()
+        # SLURM and other schedulers send SIGTERM before killing a job: save a checkpoint and stop.
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: control.request_stop())
+        try:
+            result = execute(cfg, listeners=[reporter], control=control, resume=resume_ckpt, run_dir=run_dir)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     if result is not None:
         typer.echo(f"run folder: {result.run_dir}")
