@@ -126,6 +126,18 @@ def test_schedulers_step_per_batch(name):
         assert lrs[-1] < max(lrs)
 
 
+@pytest.mark.parametrize("name", ["onecycle", "cosine", "step", "constant"])
+@pytest.mark.parametrize("total", [1, 2, 3, 5])
+def test_schedulers_survive_very_short_runs(name, total):
+    model = tiny_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = plugins.registry("scheduler").entry(name).load()(opt, SchedConfig(), total, total)
+    for _ in range(total):
+        opt.step()
+        sched.step()
+    assert math.isfinite(opt.param_groups[0]["lr"])
+
+
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
 def test_optimizers_take_param_groups(name):
     model = tiny_model()

@@ -49,8 +49,11 @@ def make_onecycle(optimizer, cfg, total_steps: int, steps_per_epoch: int):
     import torch
 
     max_lrs = [g["lr"] for g in optimizer.param_groups]
+    total = max(total_steps, 4)
+    # each phase needs at least one step, or torch divides by zero on very short runs
+    pct = min(max(cfg.warmup_fraction, 2.0 / total), 1.0 - 1.0 / total)
     return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=max_lrs, total_steps=max(total_steps, 2), pct_start=max(cfg.warmup_fraction, 1e-3),
+        optimizer, max_lr=max_lrs, total_steps=total, pct_start=pct,
         cycle_momentum=False, div_factor=25.0, final_div_factor=1e4,
     )
 

@@ -81,4 +81,8 @@ def create_model(model_cfg, num_classes: int, native_size: tuple[int, int] | Non
     input_spec = resolve_input(entry, model_cfg, native_size, native_channels)
     spec = model_spec(model_cfg.name, num_classes, input_spec, model_cfg)
     model = build_from_spec(spec, pretrained=model_cfg.pretrained)
+    required = getattr(model, "required_input", None)
+    if required is not None:  # e.g. k-NN on a checkpoint's features: that backbone's input wins
+        input_spec = required
+        spec.update(in_chans=required.channels, input_size=required.size)
     return model, spec, input_spec

@@ -12,6 +12,7 @@ class LeNet5(nn.Module):
     def __init__(self, num_classes: int = 10, in_chans: int = 1, input_size: int = 28, classic: bool = False,
                  drop_rate: float = 0.0):
         super().__init__()
+        self.num_classes = num_classes
         if input_size < 28:
             raise ValueError(f"LeNet-5 needs inputs of at least 28x28, got {input_size}")
         # 28x28 inputs are padded by 2 so the feature map is the paper's 5x5 after two pools.
@@ -41,14 +42,23 @@ class LeNet5(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head for a new number of classes."""
+        self.num_classes = num_classes
         self.classifier = nn.Linear(self.head_in, num_classes)
+
+
+def _create(num_classes: int, in_chans: int, input_size: int, classic: bool, drop_rate: float | None = None,
+            pretrained: str | None = None) -> LeNet5:
+    from vistrain.models.weights import with_pretrained
+
+    return with_pretrained(LeNet5(num_classes, in_chans, input_size, classic=classic, drop_rate=drop_rate or 0.0),
+                           pretrained)
 
 
 def create_lenet5(num_classes: int, in_chans: int, input_size: int, **kwargs) -> LeNet5:
     """The course LeNet-5: max pooling and ReLU."""
-    return LeNet5(num_classes, in_chans, input_size, classic=False, drop_rate=kwargs.pop("drop_rate", 0.0) or 0.0, **kwargs)
+    return _create(num_classes, in_chans, input_size, classic=False, **kwargs)
 
 
 def create_lenet5_classic(num_classes: int, in_chans: int, input_size: int, **kwargs) -> LeNet5:
     """The 1998 original's flavour: average pooling (subsampling) and tanh."""
-    return LeNet5(num_classes, in_chans, input_size, classic=True, drop_rate=kwargs.pop("drop_rate", 0.0) or 0.0, **kwargs)
+    return _create(num_classes, in_chans, input_size, classic=True, **kwargs)
