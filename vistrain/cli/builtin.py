@@ -11,10 +11,13 @@ from vistrain.hookspecs import hookimpl
 def register_commands(register):
     """Register the built-in command set."""
     register("run", "vistrain.cli.run:run", help="Train a model (dashboard in a terminal, plain lines otherwise).")
+    register("attach", "vistrain.cli.attach:attach", help="Watch a run folder in the dashboard (live or finished).")
     register("eval", "vistrain.cli.evaluate:eval_command", help="Evaluate a checkpoint on a dataset.")
     register("predict", "vistrain.cli.evaluate:predict_command", help="Print the top-k classes for image files.")
     register("config", "vistrain.cli.config_cmd:app", help="Show the default configuration.")
     register("plugins", "vistrain.cli.lists:plugins_app", help="List plugins and their status.")
     register("models", "vistrain.cli.models:app", help="List and inspect models.")
+    register("viz", "vistrain.cli.viz:app", help="Draw what a model learned (first-layer weights).")
     register("datasets", "vistrain.cli.lists:datasets_app", help="List datasets.")
+    register("augment", "vistrain.cli.augment:app", help="List augmentation ops, preview a pipeline, search policies.")
     register("strategies", "vistrain.cli.lists:strategies_app", help="List training strategies.")

@@ -1,0 +1,145 @@
+"""Dashboard panels fed a fixed recorded event stream: Pilot checks and snapshots at 80×24 and 160×48."""
+
+from __future__ import annotations
+
+import pytest
+
+from vistrain.events import (
+    AugmentTrial, BatchEnd, CheckpointSaved, EpochEnd, EvalEnd, Log, PseudoLabelStats, RunFinished, RunStarted,
+    StageStarted, SystemSample,
+)
+from vistrain.tui.app import DashboardApp
+from vistrain.tui.widgets.curves import CurvesPanel
+from vistrain.tui.widgets.log import EventLog
+from vistrain.tui.widgets.progress import ProgressPanel, format_eta
+from vistrain.tui.widgets.pseudo import PseudoLabelPanel
+from vistrain.tui.widgets.system import SystemPanel
+
+T0 = 1_700_000_000.0
+CLASSES = [f"c{i}" for i in range(10)]
+
+
+def recorded_events(epochs: int = 3, finished: bool = False) -> list:
+    """A noisy-student-like run: stage 1 of 2, three epochs, one pseudo-label round; fixed times."""
+    steps = 20
+    t = T0
+    events = [
+        RunStarted(run_name="lenet5-digits-demo", run_dir="/runs/lenet5-digits-demo", strategy="noisy-student",
+                   model="lenet5", dataset="digits", device="cpu", num_classes=10, num_train=1438, num_val=359,
+                   time=t),
+        StageStarted(stage="teacher", index=1, total=2, description="noisy-student 1/2: training teacher lenet5",
+                     epochs=epochs, steps_per_epoch=steps, model="lenet5", num_params=61706, time=t + 1),
+        Log(level="warning", message="skipped 2 unreadable image(s): a.png, b.png", time=t + 1.5),
+    ]
+    gstep = 0
+    for epoch in range(1, epochs + 1):
+        for step in range(5, steps + 1, 5):
+            gstep += 5
+            t += 0.5
+            events.append(BatchEnd(stage="teacher", epoch=epoch, epochs=epochs, step=step, steps_per_epoch=steps,
+                                   global_step=gstep, loss=2.0 / (gstep ** 0.5), lr=1e-3, samples_per_s=640.0,
+                                   data_wait_s=0.05, step_time_s=0.5, time=t))
+        events.append(EpochEnd(stage="teacher", epoch=epoch, epochs=epochs, train_loss=1.5 / epoch,
+                               train_top1=0.5 + 0.12 * epoch, lr=1e-3, duration_s=2.0, samples=1280, time=t))
+        events.append(EvalEnd(stage="teacher", epoch=epoch, split="val", loss=1.2 / epoch, top1=0.6 + 0.1 * epoch,
+                              top5=0.99, num_samples=359, time=t + 0.1))
+        events.append(CheckpointSaved(path="/runs/x/checkpoints/last.pt", epoch=epoch, global_step=gstep,
+                                      time=t + 0.2))
+    events += [
+        SystemSample(cpu_percent=63.0, ram_used_gb=5.2, ram_total_gb=16.0, process_rss_gb=1.25, time=t + 0.3),
+        PseudoLabelStats(round=1, counts_before=[120, 80, 95, 60, 130, 70, 88, 101, 45, 99],
+                         counts_after=[100, 80, 95, 60, 100, 70, 88, 100, 45, 99],
+                         confidence_hist=[0, 1, 1, 2, 3, 4, 5, 6, 8, 9, 11, 13, 15, 20, 26, 35, 48, 70, 110, 190],
+                         threshold=0.8, acceptance_rate=0.612, mean_confidence=0.874, flip_rate=0.031,
+                         accuracy=0.957, class_names=CLASSES, time=t + 0.4),
+        Log(level="info", message="pseudo labels round 1: 612 of 1000 accepted", time=t + 0.5),
+    ]
+    if finished:
+        events.append(RunFinished(run_name="lenet5-digits-demo", duration_s=t + 1 - T0,
+                                  metrics={"best_val_top1": 0.9}, time=t + 1))
+    return events
+
+
+def replay_app(events=None) -> DashboardApp:
+    """A dashboard that applies *events* on mount, with no clock-driven source."""
+
+    class Replay(DashboardApp):
+        def on_ready(self) -> None:
+            self.feed(recorded_events() if events is None else events)
+            self.query_one(CurvesPanel).flush()
+
+    return Replay()
+
+
+@pytest.mark.asyncio
+async def test_panels_update_from_recorded_events():
+    app = replay_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        progress = app.query_one(ProgressPanel)
+        assert (progress.epoch, progress.epochs, progress.step, progress.global_step) == (3, 3, 20, 60)
+        assert progress.samples_per_s == 640.0 and progress.data_wait == pytest.approx(0.1)
+        assert "noisy-student 1/2: training teacher lenet5" in app.header.stage
+        assert app.header.state == "running"
+        curves = app.query_one(CurvesPanel)
+        assert curves.series["val_acc"] == ([1, 2, 3], [pytest.approx(70.0), pytest.approx(80.0), pytest.approx(90.0)])
+        assert len(curves.series["step_loss"][0]) == 12
+        log = app.query_one(EventLog).lines_written
+        assert any("warning: skipped 2 unreadable" in line and line.startswith("+1.5s ") for line in log)
+        pseudo = app.query_one(PseudoLabelPanel)
+        assert pseudo.display and pseudo.stats.round == 1
+        text = pseudo.render().plain
+        assert "accepted 61.2% · mean conf 0.87" in text and "flips 3.1%" in text and "label acc 95.7%" in text
+        assert "▲ 0.80" in text
+        assert "CPU" in app.query_one(SystemPanel).render().plain
+
+
+@pytest.mark.asyncio
+async def test_pseudo_panel_hidden_without_rounds_and_augment_board_shows_trials():
+    events = [e for e in recorded_events() if not isinstance(e, PseudoLabelStats)]
+    events.append(AugmentTrial(trial=2, trials=8, policy={"ops": "flip"}, score=0.91, time=T0 + 30,
+                               leaderboard=[{"policy": {"ops": "flip"}, "score": 0.91},
+                                            {"policy": {"ops": "rotate:10"}, "score": 0.88}]))
+    app = replay_app(events)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert not app.query_one(PseudoLabelPanel).display
+        board = app.query_one("#augment")
+        assert board.display and board.row_count == 2
+        assert "trial 2/8" in board.border_title
+        app.feed([StageStarted(stage="final", index=2, total=2, epochs=3, steps_per_epoch=20, time=T0 + 31)])
+        assert board.display  # search not finished yet: keep showing
+        app.feed([AugmentTrial(trial=8, trials=8, policy={}, score=0.9, time=T0 + 40),
+                  StageStarted(stage="final", index=2, total=2, epochs=3, steps_per_epoch=20, time=T0 + 41)])
+        assert not board.display
+
+
+@pytest.mark.asyncio
+async def test_finished_stream_marks_run_over_and_disables_training_keys():
+    app = replay_app(recorded_events(finished=True))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.run_over and app.header.state == "finished"
+        assert app.check_action("toggle_pause", ()) is None
+        await pilot.press("question_mark")
+        assert type(app.screen).__name__ == "HelpScreen"
+        await pilot.press("escape")
+        await pilot.press("q")  # nothing left to stop: closes without asking
+    assert app.return_code == 0
+
+
+def test_eta_and_progress_math():
+    assert format_eta(None) == "--:--" and format_eta(75) == "1:15" and format_eta(3723) == "1:02:03"
+    panel = ProgressPanel()
+    panel.apply(StageStarted(stage="s", epochs=2, steps_per_epoch=10, time=0))
+    panel.apply(BatchEnd(stage="s", epoch=1, epochs=2, step=5, steps_per_epoch=10, global_step=5, loss=1.0,
+                         lr=0.1, samples_per_s=10, data_wait_s=0.0, step_time_s=1.0, time=0))
+    assert panel.eta_s == pytest.approx(15 * 0.2)
+
+
+def test_snapshot_80x24(snap_compare):
+    assert snap_compare(replay_app(), terminal_size=(80, 24))
+
+
+def test_snapshot_160x48(snap_compare):
+    assert snap_compare(replay_app(), terminal_size=(160, 48))

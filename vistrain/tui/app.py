@@ -1,0 +1,207 @@
+"""The dashboard app: panels fed by engine events, live from a training thread or from events.jsonl."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import Footer
+
+from vistrain.events import AugmentTrial, Event, PseudoLabelStats, RunFailed, RunFinished, RunStarted, StageStarted
+from vistrain.tui.bridge import DashboardBridge, follow_events
+from vistrain.tui.messages import BatchProgress, RunEnded, RunEvent, SystemUpdate, message_for
+from vistrain.tui.screens import ConfirmQuitScreen, HelpScreen
+from vistrain.tui.widgets.augment import AugmentLeaderboard
+from vistrain.tui.widgets.curves import CurvesPanel
+from vistrain.tui.widgets.header import RunHeader
+from vistrain.tui.widgets.log import EventLog
+from vistrain.tui.widgets.progress import ProgressPanel
+from vistrain.tui.widgets.pseudo import PseudoLabelPanel
+from vistrain.tui.widgets.system import SystemPanel
+
+Job = Callable[[DashboardBridge, Any], Any]  # (listener, control) -> RunResult
+
+
+class DashboardApp(App):
+    """Live dashboard of one run.
+
+    ``job`` runs the training in a thread worker (live mode, keys control it through ``control``);
+    ``events_path`` follows an events.jsonl (attach mode); with neither, events come from :meth:`feed`.
+    """
+
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute, so subclasses elsewhere find it
+    TITLE = "vistrain"
+    ENABLE_COMMAND_PALETTE = False
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]
+    BINDINGS = [
+        Binding("q", "request_quit", "Quit"),
+        Binding("ctrl+q,ctrl+c", "request_quit", "Quit", show=False, priority=True),
+        Binding("p", "toggle_pause", "Pause/resume"),
+        Binding("s", "save_now", "Save now"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+    ]
+
+    def __init__(self, job: Job | None = None, control: Any = None, events_path: Path | None = None) -> None:
+        super().__init__()
+        self.job, self.control, self.events_path = job, control, events_path
+        self.mode = "live" if job is not None else ("attach" if events_path is not None else "replay")
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.run_over = False
+        self.quitting = False
+        self.job_done = threading.Event()
+        self._stop_follow = threading.Event()
+
+    def compose(self) -> ComposeResult:
+        yield RunHeader(mode=self.mode, id="header")
+        with Horizontal(id="top"):
+            yield ProgressPanel(id="progress")
+            yield SystemPanel(id="system")
+        yield CurvesPanel(id="curves")
+        with Horizontal(id="bottom"):
+            yield EventLog(id="log")
+            yield PseudoLabelPanel(id="pseudo")
+            yield AugmentLeaderboard(id="augment")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for panel_id, title in (("progress", "progress"), ("system", "system"), ("log", "log")):
+            self.query_one(f"#{panel_id}").border_title = title
+        self.query_one("#pseudo").display = False
+        self.query_one("#augment").display = False
+        if self.mode == "live":
+            self._train()
+        elif self.mode == "attach":
+            self.header.state = "following"
+            self._follow()
+
+    def on_unmount(self) -> None:
+        # A UI that goes away while training still runs must not leave it running without a checkpoint.
+        self._stop_follow.set()
+        if self.control is not None and self.mode == "live" and not self.job_done.is_set():
+            self.control.request_stop()
+
+    @property
+    def header(self) -> RunHeader:
+        """The header panel."""
+        return self.query_one(RunHeader)
+
+    # -- event sources -----------------------------------------------------------------
+    @work(thread=True, exit_on_error=False, name="training")
+    def _train(self) -> None:
+        try:
+            result = self.job(DashboardBridge(self.post_message), self.control)
+        except BaseException as exc:  # noqa: BLE001 - handed to the UI thread, re-raised by run_with_dashboard
+            self.post_message(RunEnded(error=exc))
+        else:
+            self.post_message(RunEnded(result=result))
+        finally:
+            self.job_done.set()
+
+    @work(thread=True, exit_on_error=False, name="follow")
+    def _follow(self) -> None:
+        try:
+            follow_events(self.events_path, lambda event: self.post_message(message_for(event)), self._stop_follow)
+        except OSError as exc:
+            self.post_message(RunEvent(RunFailed(run_name="", error=type(exc).__name__,
+                                                 message=f"cannot read {self.events_path}: {exc}")))
+
+    def feed(self, events: Iterable[Event]) -> None:
+        """Apply recorded events directly (on the UI thread); used by replays and tests."""
+        for event in events:
+            self.apply_event(event)
+
+    # -- messages ------------------------------------------------------------------------
+    def on_run_event(self, message: RunEvent) -> None:
+        self.apply_event(message.event)
+
+    def on_batch_progress(self, message: BatchProgress) -> None:
+        self.apply_event(message.event)
+
+    def on_system_update(self, message: SystemUpdate) -> None:
+        self.apply_event(message.event)
+
+    def apply_event(self, event: Event) -> None:
+        """Route one event to every panel and track the run state."""
+        for panel in (self.header, self.query_one(ProgressPanel), self.query_one(SystemPanel),
+                      self.query_one(CurvesPanel), self.query_one(EventLog), self.query_one(PseudoLabelPanel),
+                      self.query_one(AugmentLeaderboard)):
+            panel.apply(event)
+        if isinstance(event, (PseudoLabelStats, AugmentTrial, StageStarted)):
+            side = self.query_one(PseudoLabelPanel).display or self.query_one(AugmentLeaderboard).display
+            self.query_one("#bottom").set_class(side, "-side")
+        if isinstance(event, RunStarted) and self.mode != "attach":
+            self.header.state = "running"
+        elif isinstance(event, RunFinished):
+            self.run_over = True
+            self.header.state = "stopped" if event.stopped_early else "finished"
+            self.query_one(CurvesPanel).flush()
+            self.refresh_bindings()  # only on state changes: it rebuilds the footer
+        elif isinstance(event, RunFailed):
+            self.run_over = True
+            self.header.state = "failed"
+            self.refresh_bindings()
+
+    def on_run_ended(self, message: RunEnded) -> None:
+        self.run_over = True
+        if message.error is not None:
+            self.error = message.error
+            self.exit(return_code=2)
+            return
+        self.result = message.result
+        if self.quitting:
+            self.exit(self.result)
+        else:
+            self.notify("Training finished. Press q to close the dashboard.", timeout=8)
+        self.refresh_bindings()
+
+    # -- keys ------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Training keys are shown disabled when there is no live run to control."""
+        if action in ("toggle_pause", "save_now"):
+            return None if self.mode != "live" or self.run_over or self.quitting else True
+        return True
+
+    def action_request_quit(self) -> None:
+        """Ask, then stop with a checkpoint; with nothing running, just close."""
+        if self.mode != "live" or self.run_over:
+            self.exit(self.result)
+        elif self.quitting:
+            self.notify("Stopping: waiting for the checkpoint to be written…")
+        elif not isinstance(self.screen, ConfirmQuitScreen):
+            self.push_screen(ConfirmQuitScreen(), self._quit_answered)
+
+    def _quit_answered(self, stop: bool | None) -> None:
+        if stop and not self.run_over:
+            self.quitting = True
+            self.control.request_stop()
+            self.header.state = "stopping"
+            self.query_one(EventLog).say("stop requested: saving a checkpoint…", "yellow")
+            self.refresh_bindings()
+        elif stop:
+            self.exit(self.result)
+
+    def action_toggle_pause(self) -> None:
+        """Pause or resume the training loop."""
+        if self.check_action("toggle_pause", ()):
+            paused = self.control.toggle_pause()
+            self.header.state = "paused" if paused else "running"
+            self.query_one(EventLog).say("paused" if paused else "resumed", "yellow")
+
+    def action_save_now(self) -> None:
+        """Ask the loop to write a checkpoint after the current step."""
+        if self.check_action("save_now", ()):
+            self.control.request_save()
+            self.notify("A checkpoint will be saved after the current step.")
+
+    def action_help(self) -> None:
+        """Show the keys."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(attached=self.mode == "attach"))

@@ -1,0 +1,75 @@
+"""Curves: train/val loss and accuracy against epochs, plotted with plotext (textual-plotext)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual_plotext import PlotextPlot
+
+from vistrain.events import BatchEnd, EpochEnd, EvalEnd, Event, StageStarted
+
+MAX_STEP_POINTS = 1500
+
+
+class CurvesPanel(Horizontal):
+    """Loss plot and accuracy plot side by side; redrawn at most once a second (plotext is pure Python)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.series: dict[str, tuple[list[float], list[float]]] = {
+            name: ([], []) for name in ("step_loss", "train_loss", "val_loss", "train_acc", "val_acc")}
+        self._offset = 0  # epochs finished in earlier stages, so stages follow each other on the x axis
+        self._last_x = 0
+        self._dirty = True
+
+    def compose(self) -> ComposeResult:
+        yield PlotextPlot(id="loss-plot")
+        yield PlotextPlot(id="acc-plot")
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self.flush)
+        self.flush()
+
+    def _add(self, name: str, x: float, y: float) -> None:
+        xs, ys = self.series[name]
+        xs.append(x)
+        ys.append(y)
+        if name == "step_loss" and len(xs) > MAX_STEP_POINTS:
+            del xs[::2], ys[::2]  # halve the density, keep the shape
+        self._dirty = True
+
+    def apply(self, event: Event) -> None:
+        """Add the points *event* carries; drawing waits for :meth:`flush`."""
+        if isinstance(event, StageStarted):
+            self._offset = self._last_x
+        elif isinstance(event, BatchEnd) and event.steps_per_epoch:
+            self._add("step_loss", self._offset + event.epoch - 1 + event.step / event.steps_per_epoch, event.loss)
+        elif isinstance(event, EpochEnd):
+            self._last_x = self._offset + event.epoch
+            self._add("train_loss", self._last_x, event.train_loss)
+            self._add("train_acc", self._last_x, 100 * event.train_top1)
+        elif isinstance(event, EvalEnd) and event.epoch > 0 and event.split == "val":
+            x = self._offset + event.epoch
+            self._add("val_loss", x, event.loss)
+            self._add("val_acc", x, 100 * event.top1)
+
+    def flush(self) -> None:
+        """Redraw both plots if new points arrived since the last redraw."""
+        if not self._dirty or not self.is_mounted:
+            return
+        self._dirty = False
+        self._draw(self.query_one("#loss-plot", PlotextPlot), "loss",
+                   [("step_loss", "step", "gray"), ("train_loss", "train", "blue"), ("val_loss", "val", "orange")])
+        self._draw(self.query_one("#acc-plot", PlotextPlot), "accuracy %",
+                   [("train_acc", "train", "blue"), ("val_acc", "val", "orange")])
+
+    def _draw(self, widget: PlotextPlot, title: str, lines: list[tuple[str, str, str]]) -> None:
+        plt = widget.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(title)
+        for name, label, color in lines:
+            xs, ys = self.series[name]
+            if xs:
+                plt.plot(xs, ys, label=label, color=color, marker="braille")
+        widget.refresh()
