@@ -1,10 +1,14 @@
-"""Augmentation: per-image ops on uint8 HWC arrays, pipelines, RandAugment, CutMix/MixUp."""
+"""Augmentation: per-image ops on uint8 HWC arrays, pipelines, RandAugment, CutMix/MixUp, search, preview."""
 
 from __future__ import annotations
 
 
-def build_augmentation(cfg):
-    """Return (per-image callable or None, batch transform or None) for an AugmentConfig."""
+def build_augmentation(cfg, num_classes: int | None = None):
+    """Return (per-image callable or None, batch transform or None) for an AugmentConfig.
+
+    Pass *num_classes* so CutMix/MixUp build soft targets of the model's width; without it the
+    width is inferred from the largest label seen.
+    """
     from vistrain.augment.pipeline import build_from_config
 
-    return build_from_config(cfg)
+    return build_from_config(cfg, num_classes)

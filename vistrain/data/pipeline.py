@@ -143,11 +143,73 @@ class EpochDataLoader(torch.utils.data.DataLoader):
 
 
 def auto_num_workers(augmenting: bool) -> int:
-    """Workers for the DataLoader path: none without augmentation, else cores − 1 (max 8)."""
+    """Workers for the DataLoader path: none without augmentation or on ≤ 2 cores, else cores − 1 (max 8).
+
+    On two cores a worker process takes one of the two cores the training step runs on, and
+    the OpenCV ops cost far less than the step, so augmenting in the main process is faster.
+    """
     if not augmenting:
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(8, cores - 1))
+    return 0 if cores <= 2 else min(8, cores - 1)
+
+
+def _init_worker(worker_id: int) -> None:
+    # Parallelism comes from the workers; OpenCV's own thread pool would oversubscribe the cores.
+    cv2.setNumThreads(1)
+
+
+class AugmentedArrayLoader:
+    """In-memory images augmented in the main process, a batch at a time, without worker processes.
+
+    One ``np.random.Generator`` per (seed, epoch, batch) drives the batch's images, so a run is
+    reproducible; the time spent here shows up as data wait in the batch events.
+    """
+
+    def __init__(self, images: ImageSet, transform: ImageTransform, batch_size: int, shuffle: bool,
+                 seed: int = 0, drop_last: bool = False):
+        spec = transform.spec
+        arr = images.as_array()
+        if arr is None:
+            raise ValueError("AugmentedArrayLoader needs images held in memory")
+        if arr.shape[1:] != (spec.size, spec.size, spec.channels):
+            arr = np.stack([adapt_image(img, spec.channels, spec.size) for img in arr]) if len(arr) else arr
+        self.images = np.ascontiguousarray(arr)
+        self.labels = torch.from_numpy(np.asarray(images.labels, dtype=np.int64))
+        self.transform = transform
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.seed, self.epoch = seed, 0
+        self.generator = torch.Generator().manual_seed(seed)
+        self.dataset = self.images  # len(loader.dataset) works as with a DataLoader
+        self._mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, -1, 1, 1) * 255.0
+        self._inv_std = 1.0 / (torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Vary the augmentation across epochs, deterministically."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.images)
+        return n // self.batch_size if self.drop_last else (n + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.images)
+        order = torch.randperm(n, generator=self.generator).numpy() if self.shuffle else np.arange(n)
+        augment = self.transform.augment
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            batch = self.images[idx]  # fancy indexing copies, so the ops never touch the dataset
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            for j in range(len(batch)):
+                out = augment(batch[j], rng)
+                if out.shape != batch[j].shape:
+                    out = out.reshape(batch[j].shape) if out.size == batch[j].size else out
+                    if out.shape != batch[j].shape:
+                        raise ValueError(f"augmentation {augment!r} returned shape {out.shape} for an image of "
+                                         f"shape {batch[j].shape}; ops must keep the shape")
+                batch[j] = out
+            x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+            yield ((x - self._mean) * self._inv_std).contiguous(), self.labels[idx]
 
 
 def materialise(images: ImageSet, transform: ImageTransform) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,7 +238,8 @@ def build_loader(
     drop_last: bool = False,
     pin_memory: bool = False,
 ):
-    """Pick the fast in-memory path when nothing is random per image, else a DataLoader."""
+    """Pick the fast in-memory path when nothing is random per image, the in-process augmenting
+    path for in-memory data without workers, else a DataLoader (workers augment, seeded per image)."""
     augmenting = transform.augment is not None
     spec = transform.spec
     nbytes = len(images) * spec.channels * spec.size * spec.size * 4
@@ -184,11 +247,17 @@ def build_loader(
         x, y = materialise(images, transform)
         return TensorBatchLoader(x, y, batch_size, shuffle, seed=seed, drop_last=drop_last)
     workers = auto_num_workers(augmenting) if num_workers == "auto" else int(num_workers)
+    if augmenting and workers == 0 and images.as_array() is not None:
+        return AugmentedArrayLoader(images, transform, batch_size, shuffle, seed=seed, drop_last=drop_last)
     generator = torch.Generator().manual_seed(seed)
     return EpochDataLoader(
         TransformDataset(images, transform, seed=seed), batch_size=batch_size, shuffle=shuffle,
         num_workers=workers, drop_last=drop_last, generator=generator, pin_memory=pin_memory,
         persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+        worker_init_fn=_init_worker if workers > 0 else None,
+        # Forking a process whose OpenCV/OpenMP pools already ran can deadlock the workers;
+        # forkserver children start from a clean process.
+        multiprocessing_context="forkserver" if workers > 0 else None,
     )
 
 

@@ -85,7 +85,6 @@ def train_one_epoch(
     t_interval = t_epoch
     data_iter = TimedIterator(loader)
     wait_mark = 0.0
-    loss_sum = torch.zeros((), device=device)
     correct_sum = torch.zeros((), device=device, dtype=torch.long)
     interval_loss = torch.zeros((), device=device)
     interval_steps = interval_samples = seen = 0
@@ -119,15 +118,17 @@ def train_one_epoch(
             scheduler.step()
         state.global_step += 1
         batch = images.shape[0]
-        detached = loss.detach()
-        interval_loss += detached
-        loss_sum += detached * batch
-        correct_sum += topk_correct(logits.detach(), targets, (1,))[0]
+        # keep per-step bookkeeping to two tiny device ops; syncing happens once per interval
+        interval_loss += loss.detach()
+        hard = targets if targets.ndim == 1 else targets.argmax(dim=1)
+        correct_sum += (logits.detach().argmax(dim=1) == hard).sum()
         interval_steps += 1
         interval_samples += batch
         seen += batch
         if step % log_interval == 0 or step == steps:
-            mean_loss = interval_loss.item() / interval_steps
+            interval_total = interval_loss.item()
+            epoch_loss_total += interval_total
+            mean_loss = interval_total / interval_steps
             if not math.isfinite(mean_loss):
                 raise NonFiniteLossError(
                     f"loss became {mean_loss} at epoch {epoch}, step {step}; training stopped and the last good checkpoint was kept",
@@ -148,9 +149,8 @@ def train_one_epoch(
         if on_save_request is not None and control is not None and control.take_save_request():
             on_save_request()
     duration = time.perf_counter() - t_epoch
-    epoch_loss_total = loss_sum.item()
     result = {
-        "loss": epoch_loss_total / max(1, seen),
+        "loss": epoch_loss_total / max(1, steps),  # mean of per-step losses
         "top1": correct_sum.item() / max(1, seen),
         "samples": seen,
         "duration_s": duration,

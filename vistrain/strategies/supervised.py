@@ -31,7 +31,7 @@ def build_scheduler(ctx: RunContext, optimizer, epochs: int, steps_per_epoch: in
 def make_loaders(ctx: RunContext, input_spec, train_images=None, augment: bool = True):
     """Train loader (augmented as configured) and val loader for *input_spec*."""
     cfg = ctx.config
-    image_aug, batch_aug = build_augmentation(cfg.augment) if augment else (None, None)
+    image_aug, batch_aug = build_augmentation(cfg.augment, num_classes=len(ctx.data.classes)) if augment else (None, None)
     train_tf = ImageTransform(input_spec, image_aug)
     eval_tf = ImageTransform(input_spec)
     pin = ctx.device.type == "cuda"

@@ -1,0 +1,78 @@
+"""RandAugment (Cubuk et al. 2019): N ops drawn uniformly per image from a pool, at one magnitude M.
+
+The default pool is every registered op with ``randaugment=True`` meta: the paper's 14
+built-ins plus any plugin op that opts in. Pool ops are built as ``factory(m=M)``; with
+magnitude noise (``mstd``) M is redrawn per op and rounded to one of the 31 integer bins, so
+each op is built at most 31 times and cached.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vistrain.augment.ops import MAX_MAGNITUDE, AugmentFn, check_range
+from vistrain.errors import ConfigError, VistrainError
+
+PAPER_OPS = ("identity", "autocontrast", "equalize", "rotate", "solarize", "color", "posterize", "contrast",
+             "brightness", "sharpness", "shear-x", "shear-y", "translate-x", "translate-y")
+
+
+def default_pool() -> list[str]:
+    """Names of every registered op that joins RandAugment's pool."""
+    from vistrain.plugins import registry
+
+    return [e.name for e in registry("augmentation") if e.meta.get("randaugment")]
+
+
+class RandAugment:
+    """Apply ``n`` ops chosen uniformly (with replacement) from the pool at magnitude ``m`` (0..30)."""
+
+    name = "rand"
+
+    def __init__(self, n: int = 2, m: float = 9.0, mstd: float = 0.0, ops: list[str] | str | None = None):
+        check_range(self.name, "n", n, 0, 16)
+        check_range(self.name, "m", m, 0.0, MAX_MAGNITUDE)
+        check_range(self.name, "mstd", mstd, 0.0, MAX_MAGNITUDE)
+        self.n, self.m, self.mstd = int(n), float(m), float(mstd)
+        if isinstance(ops, str):
+            ops = [o for o in ops.replace("+", ",").split(",") if o]
+        self.ops = list(ops) if ops else default_pool()
+        if not self.ops:
+            raise ConfigError("augmentation 'rand': the op pool is empty", hint="register ops with randaugment=True or pass ops")
+        from vistrain.augment.pipeline import _lookup
+
+        self._factories = [_lookup(name).load() for name in self.ops]
+        self._cache: dict[tuple[int, float], AugmentFn] = {}
+        for i in range(len(self.ops)):  # build now so a bad pool op fails at config time, not mid-epoch
+            self._op(i, self.m if not self.mstd else float(round(self.m)))
+
+    def _op(self, i: int, magnitude: float) -> AugmentFn:
+        key = (i, magnitude)
+        op = self._cache.get(key)
+        if op is None:
+            try:
+                op = self._factories[i](m=magnitude)
+            except VistrainError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a plugin op that cannot take m is a config problem
+                raise ConfigError(f"augmentation {self.ops[i]!r} cannot join RandAugment's pool: "
+                                  f"factory(m={magnitude:g}) raised {type(exc).__name__}: {exc}") from None
+            self._cache[key] = op
+        return op
+
+    def traced(self, img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
+        """Augment and also return the names of the ops applied (the preview's captions)."""
+        names = []
+        for i in rng.integers(0, len(self.ops), self.n):
+            mag = self.m
+            if self.mstd:
+                mag = float(min(MAX_MAGNITUDE, max(0.0, round(self.m + rng.normal(0.0, self.mstd)))))
+            img = self._op(int(i), mag)(img, rng)
+            names.append(self.ops[i])
+        return img, names
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.traced(img, rng)[0]
+
+    def __repr__(self) -> str:
+        return f"RandAugment(n={self.n}, m={self.m:g}, mstd={self.mstd:g}, ops={len(self.ops)})"
