@@ -33,21 +33,29 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override KEY=VALUE")
     parser.add_argument("--spec", default=AugmentConfig().spec, help="augmentation spec of the augmented run")
     parser.add_argument("--only", choices=("aug", "none"), default=None)
+    parser.add_argument("--seeds", default="0", help="comma list of train.seed values; means are printed")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"cores available: {cores}; overrides: {args.overrides or 'none'}")
-    results = {}
+    results: dict[str, list[tuple[float, float, float]]] = {}
     with tempfile.TemporaryDirectory() as out:
-        for label, spec in (("augmented", args.spec), ("no augmentation", "none")):
-            if args.only and (args.only == "aug") != (spec == args.spec):
-                continue
-            final, best, wall = run_once(spec, args.overrides, out)
-            results[label] = final
-            print(f"{label:16s} spec={spec!r:45s} val top-1 final {100 * final:.2f}% best {100 * best:.2f}% "
-                  f"wall {wall:.1f}s", flush=True)
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for label, spec in (("augmented", args.spec), ("no augmentation", "none")):
+                if args.only and (args.only == "aug") != (spec == args.spec):
+                    continue
+                final, best, wall = run_once(spec, [*args.overrides, f"train.seed={seed}"], out)
+                results.setdefault(label, []).append((final, best, wall))
+                print(f"seed {seed} {label:16s} spec={spec!r:45s} val top-1 final {100 * final:.2f}% "
+                      f"best {100 * best:.2f}% wall {wall:.1f}s", flush=True)
+    for label, rows in results.items():
+        n = len(rows)
+        print(f"mean of {n} seed(s) {label:16s}: final {100 * sum(r[0] for r in rows) / n:.2f}%  "
+              f"best {100 * sum(r[1] for r in rows) / n:.2f}%  wall {sum(r[2] for r in rows) / n:.1f}s  "
+              f"(slowest {max(r[2] for r in rows):.1f}s)")
     if len(results) == 2:
-        diff = results["augmented"] - results["no augmentation"]
-        print(f"augmentation gain (final val top-1): {100 * diff:+.2f} points")
+        diff = (sum(r[0] for r in results["augmented"]) - sum(r[0] for r in results["no augmentation"])) \
+            / len(results["augmented"])
+        print(f"augmentation gain (mean final val top-1): {100 * diff:+.2f} points")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     split_seed: int = 0
     labels_per_class: int | None = Field(None, ge=1)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(128, ge=1)
     eval_batch_size: int = Field(512, ge=1)
     num_workers: int | Literal["auto"] = "auto"
     shapes_size: int = Field(32, ge=8, description="image size of the synthetic shapes dataset")
@@ -49,7 +49,8 @@ class DataConfig(_Section):
 class AugmentConfig(_Section):
     """Per-image and batch-level augmentation."""
 
-    spec: str = "none"  # pipeline spec string, "none", or a path to a policy/pipeline YAML
+    # mild affine jitter: what handwritten digits need (see README, "Recipe")
+    spec: str = "affine-deg10-shift2-scale0.1-shear5"  # spec string, "none", or a policy/pipeline YAML
     cutmix_alpha: float = Field(0.0, ge=0.0)
     cutmix_prob: float = Field(0.5, ge=0.0, le=1.0)
     mixup_alpha: float = Field(0.0, ge=0.0)
@@ -60,7 +61,7 @@ class OptimConfig(_Section):
     """Optimizer (from the optimizer registry)."""
 
     name: str = "adamw"
-    lr: float = Field(4e-3, gt=0.0)
+    lr: float = Field(8e-3, gt=0.0)
     weight_decay: float = Field(5e-4, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = True
@@ -80,12 +81,12 @@ class SchedConfig(_Section):
 class TrainConfig(_Section):
     """The training loop."""
 
-    epochs: int = Field(12, ge=1)
+    epochs: int = Field(60, ge=1)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     amp: bool | Literal["auto"] = "auto"  # mixed precision; auto = on for CUDA
     seed: int = 0
     deterministic: bool = False
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     grad_clip: float | None = Field(None, gt=0.0)
     log_interval: int = Field(10, ge=1, description="steps between batch events")
     eval_every: int = Field(1, ge=1, description="epochs between evaluations")
