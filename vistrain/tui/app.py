@@ -117,6 +117,7 @@ class DashboardApp(App):
         """Apply recorded events directly (on the UI thread); used by replays and tests."""
         for event in events:
             self.apply_event(event)
+        self.query_one(ProgressPanel).flush()
 
     # -- messages ------------------------------------------------------------------------
     def on_run_event(self, message: RunEvent) -> None:

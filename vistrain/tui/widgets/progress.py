@@ -35,6 +35,17 @@ class ProgressPanel(Widget):
         self.data_wait = 0.0
         self.seconds_per_step: float | None = None
         self._last_global: int | None = None
+        self._dirty = False
+
+    def on_mount(self) -> None:
+        # Batch events can arrive tens of times a second; a person reads a few frames a second.
+        self.set_interval(0.25, self.flush)
+
+    def flush(self) -> None:
+        """Redraw if batch events arrived since the last frame."""
+        if self._dirty:
+            self._dirty = False
+            self.refresh()
 
     def apply(self, event: Event) -> None:
         """Update the counters from *event* and redraw."""
@@ -55,6 +66,8 @@ class ProgressPanel(Widget):
             self.global_step = event.global_step
             self.loss, self.lr = event.loss, event.lr
             self.samples_per_s, self.data_wait = event.samples_per_s, event.data_wait_fraction
+            self._dirty = True
+            return
         elif isinstance(event, EpochEnd):
             self.epoch, self.epochs = event.epoch, event.epochs
             self.step = self.steps_per_epoch
