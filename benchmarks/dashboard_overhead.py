@@ -26,6 +26,7 @@ from vistrain.runner import execute
 def make_config(args, out: str, name: str):
     """The benchmark's training config: small model, embedded data, fixed seed."""
     flags = {"data.name": args.data, "train.epochs": args.epochs, "output.dir": out, "output.name": name,
+             "augment.spec": getattr(args, "augment", None),
              "data.num_workers": 0, "train.seed": 0, "train.threads": args.threads}
     return resolve_config(None, flags)
 
@@ -85,6 +86,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--size", default="160x48", help="dashboard terminal size WxH")
+    parser.add_argument("--augment", default=None, help="augmentation spec (default: the default recipe's)")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as out:

@@ -77,7 +77,8 @@ class DashboardApp(App):
         self.query_one("#pseudo").display = False
         self.query_one("#augment").display = False
         if self.mode == "live":
-            self._train()
+            # start once the first frame is drawn, so the app's start-up work does not contend with training
+            self.call_after_refresh(self._train)
         elif self.mode == "attach":
             self.header.state = "following"
             self._follow()

@@ -12,7 +12,7 @@ MAX_STEP_POINTS = 1500
 
 
 class CurvesPanel(Horizontal):
-    """Loss plot and accuracy plot side by side; redrawn at most once a second (plotext is pure Python)."""
+    """Loss plot and accuracy plot side by side; redrawn at most every 3 s (plotext is pure Python)."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -27,7 +27,8 @@ class CurvesPanel(Horizontal):
         yield PlotextPlot(id="acc-plot")
 
     def on_mount(self) -> None:
-        self.set_interval(1.0, self.flush)
+        # plotext is pure Python and shares the GIL with the training thread: redraw every 3 s at most
+        self.set_interval(3.0, self.flush)
         self.flush()
 
     def _add(self, name: str, x: float, y: float) -> None:

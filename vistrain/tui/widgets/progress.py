@@ -38,8 +38,8 @@ class ProgressPanel(Widget):
         self._dirty = False
 
     def on_mount(self) -> None:
-        # Batch events can arrive tens of times a second; a person reads a few frames a second.
-        self.set_interval(0.25, self.flush)
+        # Batch events can arrive tens of times a second; a frame a second is enough to read, and drawing shares the GIL with training.
+        self.set_interval(1.0, self.flush)
 
     def flush(self) -> None:
         """Redraw if batch events arrived since the last frame."""
