@@ -76,12 +76,23 @@ class DashboardApp(App):
             self.query_one(f"#{panel_id}").border_title = title
         self.query_one("#pseudo").display = False
         self.query_one("#augment").display = False
+        # One frame timer for the high-rate panels: drawing holds the GIL the training thread needs,
+        # so progress and system redraw once a second and the curves every other second.
+        self._frames = 0
+        self.set_interval(1.0, self._frame)
         if self.mode == "live":
             # start once the first frame is drawn, so the app's start-up work does not contend with training
             self.call_after_refresh(self._train)
         elif self.mode == "attach":
             self.header.state = "following"
             self._follow()
+
+    def _frame(self) -> None:
+        self._frames += 1
+        self.query_one(ProgressPanel).flush()
+        self.query_one(SystemPanel).flush()
+        if self._frames % 2 == 0:
+            self.query_one(CurvesPanel).flush()
 
     def on_unmount(self) -> None:
         # A UI that goes away while training still runs must not leave it running without a checkpoint.
@@ -118,7 +129,8 @@ class DashboardApp(App):
         """Apply recorded events directly (on the UI thread); used by replays and tests."""
         for event in events:
             self.apply_event(event)
-        self.query_one(ProgressPanel).flush()
+        for panel in (ProgressPanel, SystemPanel, CurvesPanel):
+            self.query_one(panel).flush()
 
     # -- messages ------------------------------------------------------------------------
     def on_run_event(self, message: RunEvent) -> None:

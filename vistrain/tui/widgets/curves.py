@@ -1,18 +1,18 @@
-"""Curves: train/val loss and accuracy against epochs, plotted with plotext (textual-plotext)."""
+"""Curves: train/val loss and accuracy against epochs, as braille line plots."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual_plotext import PlotextPlot
 
 from vistrain.events import BatchEnd, EpochEnd, EvalEnd, Event, StageStarted
+from vistrain.tui.widgets.lineplot import LinePlot
 
 MAX_STEP_POINTS = 1500
 
 
 class CurvesPanel(Horizontal):
-    """Loss plot and accuracy plot side by side; redrawn at most every 3 s (plotext is pure Python)."""
+    """Loss plot and accuracy plot side by side, redrawn when the app's frame timer calls :meth:`flush`."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -23,12 +23,10 @@ class CurvesPanel(Horizontal):
         self._dirty = True
 
     def compose(self) -> ComposeResult:
-        yield PlotextPlot(id="loss-plot")
-        yield PlotextPlot(id="acc-plot")
+        yield LinePlot("loss", id="loss-plot")
+        yield LinePlot("accuracy %", id="acc-plot")
 
     def on_mount(self) -> None:
-        # plotext is pure Python and shares the GIL with the training thread: redraw every 3 s at most
-        self.set_interval(3.0, self.flush)
         self.flush()
 
     def _add(self, name: str, x: float, y: float) -> None:
@@ -59,18 +57,10 @@ class CurvesPanel(Horizontal):
         if not self._dirty or not self.is_mounted:
             return
         self._dirty = False
-        self._draw(self.query_one("#loss-plot", PlotextPlot), "loss",
-                   [("step_loss", "step", "gray"), ("train_loss", "train", "blue"), ("val_loss", "val", "orange")])
-        self._draw(self.query_one("#acc-plot", PlotextPlot), "accuracy %",
-                   [("train_acc", "train", "blue"), ("val_acc", "val", "orange")])
+        self._draw(self.query_one("#loss-plot", LinePlot),
+                   [("step_loss", "step", "grey50"), ("train_loss", "train", "blue"), ("val_loss", "val", "dark_orange")])
+        self._draw(self.query_one("#acc-plot", LinePlot),
+                   [("train_acc", "train", "blue"), ("val_acc", "val", "dark_orange")])
 
-    def _draw(self, widget: PlotextPlot, title: str, lines: list[tuple[str, str, str]]) -> None:
-        plt = widget.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title(title)
-        for name, label, color in lines:
-            xs, ys = self.series[name]
-            if xs:
-                plt.plot(xs, ys, label=label, color=color, marker="braille")
-        widget.refresh()
+    def _draw(self, widget: LinePlot, lines: list[tuple[str, str, str]]) -> None:
+        widget.set_series([(label, *self.series[name], color) for name, label, color in lines])

@@ -37,10 +37,6 @@ class ProgressPanel(Widget):
         self._last_global: int | None = None
         self._dirty = False
 
-    def on_mount(self) -> None:
-        # Batch events can arrive tens of times a second; a frame a second is enough to read, and drawing shares the GIL with training.
-        self.set_interval(1.0, self.flush)
-
     def flush(self) -> None:
         """Redraw if batch events arrived since the last frame."""
         if self._dirty:

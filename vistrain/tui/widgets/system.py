@@ -19,11 +19,18 @@ class SystemPanel(Widget):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.sample: SystemSample | None = None
+        self._dirty = False
 
     def apply(self, event: Event) -> None:
-        """Keep *event* if it is a system sample and redraw."""
+        """Keep *event* if it is a system sample; drawn at the next :meth:`flush`."""
         if isinstance(event, SystemSample):
             self.sample = event
+            self._dirty = True
+
+    def flush(self) -> None:
+        """Redraw if a new sample arrived."""
+        if self._dirty:
+            self._dirty = False
             self.refresh()
 
     def render(self) -> Text:

@@ -1,0 +1,104 @@
+"""A light braille line plot: NumPy rasterisation into one rich Text, cheap enough to share the GIL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from rich.text import Text
+from textual.widget import Widget
+
+# bit of each dot in a braille cell, indexed [row % 4][column % 2]
+_DOT_BITS = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]], dtype=np.uint8)
+Y_LABEL_WIDTH = 8
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.1e}"
+
+
+def rasterise(series: Sequence[tuple[Sequence[float], Sequence[float]]], cols: int, rows: int,
+              x_range: tuple[float, float], y_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Braille bits (rows, cols) and the index+1 of the last series drawn in each cell (0 = empty)."""
+    w, h = cols * 2, rows * 4
+    bits = np.zeros((rows, cols), np.uint8)
+    owner = np.zeros((rows, cols), np.int16)
+    x0, x1 = x_range
+    y0, y1 = y_range
+    for k, (xs, ys) in enumerate(series, start=1):
+        if len(xs) == 0:
+            continue
+        px = (np.asarray(xs, float) - x0) / (x1 - x0) * (w - 1)
+        py = (1 - (np.asarray(ys, float) - y0) / (y1 - y0)) * (h - 1)
+        ok = np.isfinite(px) & np.isfinite(py)
+        px, py = px[ok], py[ok]
+        if len(px) == 0:
+            continue
+        if len(px) > 1:  # join consecutive points with enough samples to leave no gaps
+            n = np.maximum(np.ceil(np.maximum(np.abs(np.diff(px)), np.abs(np.diff(py)))).astype(int), 1)
+            t = np.concatenate([np.arange(m) / m for m in n])
+            idx = np.repeat(np.arange(len(n)), n)
+            px = np.append(px[idx] + t * np.diff(px)[idx], px[-1])
+            py = np.append(py[idx] + t * np.diff(py)[idx], py[-1])
+        xi = np.clip(np.rint(px).astype(int), 0, w - 1)
+        yi = np.clip(np.rint(py).astype(int), 0, h - 1)
+        np.bitwise_or.at(bits, (yi // 4, xi // 2), _DOT_BITS[yi % 4, xi % 2])
+        owner[yi // 4, xi // 2] = k
+    return bits, owner
+
+
+class LinePlot(Widget):
+    """Several (x, y) series as coloured braille lines, with a legend, y range and x range."""
+
+    DEFAULT_CSS = "LinePlot { width: 1fr; height: 1fr; }"
+
+    def __init__(self, title: str = "", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.title = title
+        self.series: list[tuple[str, Sequence[float], Sequence[float], str]] = []
+
+    def set_series(self, series: list[tuple[str, Sequence[float], Sequence[float], str]]) -> None:
+        """Replace the plotted series: (label, xs, ys, colour) each; redraws."""
+        self.series = series
+        self.refresh()
+
+    def render(self) -> Text:
+        """Title and legend, then the plot with y labels, then the x range."""
+        width, height = self.size.width, self.size.height
+        head = Text(self.title, style="bold")
+        for label, xs, ys, color in self.series:
+            if len(ys):
+                head.append(f"  ━ {label} {_fmt(ys[-1])}", style=color)
+        cols, rows = width - Y_LABEL_WIDTH, height - 2
+        drawn = [(xs, ys) for _, xs, ys, _ in self.series]
+        all_x = [v for xs, _ in drawn for v in xs]
+        all_y = [v for _, ys in drawn for v in ys if np.isfinite(v)]
+        if cols < 4 or rows < 1 or not all_x or not all_y:
+            head.truncate(max(width, 1))
+            return Text("\n").join([head, Text("waiting for data…", style="dim")])
+        x_range = (min(all_x), max(all_x)) if max(all_x) > min(all_x) else (min(all_x) - 1, min(all_x) + 1)
+        lo, hi = min(all_y), max(all_y)
+        pad = (hi - lo) * 0.05 or max(abs(hi) * 0.05, 1e-3)
+        # non-negative data (losses, accuracies) keeps a floor of 0 rather than a negative label
+        y_range = (max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
+        bits, owner = rasterise(drawn, cols, rows, x_range, y_range)
+        colors = [color for *_, color in self.series]
+        lines = [head]
+        for r in range(rows):
+            label = _fmt(y_range[1]) if r == 0 else (_fmt(y_range[0]) if r == rows - 1 else "")
+            line = Text(f"{label:>{Y_LABEL_WIDTH - 1}} ", style="dim")
+            chars = "".join(chr(0x2800 + int(b)) for b in bits[r])
+            row_owner = owner[r]
+            start = 0
+            for c in range(1, cols + 1):  # one span per run of cells owned by the same series
+                if c == cols or row_owner[c] != row_owner[start]:
+                    k = int(row_owner[start])
+                    line.append(chars[start:c], style=colors[k - 1] if k else "")
+                    start = c
+            lines.append(line)
+        x_axis = Text(" " * Y_LABEL_WIDTH + f"{_fmt(x_range[0])}", style="dim")
+        right = _fmt(x_range[1])
+        x_axis.append(" " * max(1, width - len(x_axis) - len(right)) + right, style="dim")
+        for line in lines:
+            line.truncate(width)
+        return Text("\n").join(lines + [x_axis])
