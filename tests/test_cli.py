@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import torch
-from torch import nn
 
 from conftest import write_png_digits
 from vistrain import plugins

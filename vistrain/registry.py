@@ -72,7 +72,7 @@ class Registry:
             other = self._entries[name].plugin
             raise PluginError(
                 f"{self.kind} {name!r} is registered by both plugin {other!r} and plugin {plugin!r}",
-                hint=f"uninstall one of them or restrict plugins with VISTRAIN_PLUGINS",
+                hint="uninstall one of them or restrict plugins with VISTRAIN_PLUGINS",
             )
         self._entries[name] = Entry(name, factory, plugin, dict(meta))
 

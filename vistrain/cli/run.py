@@ -58,11 +58,6 @@ def run(
         cfg = resolve_config(config, flags, set_)
     use_dashboard = not headless and sys.stdout.isatty()
     if use_dashboard:
-        try:
-            from vistrain.tui import run_with_dashboard  # noqa: F401 - present once the dashboard lands
-        except ImportError:
-            use_dashboard = False
-    if use_dashboard:
         from vistrain.tui import run_with_dashboard
 
         result = run_with_dashboard(cfg, resume=resume_ckpt, run_dir=run_dir)

@@ -7,8 +7,9 @@ classes); ``groups=1`` is the single-GPU version (62,378,344).
 
 from __future__ import annotations
 
-import torch
 from torch import nn
+
+from vistrain.models.base import FeatureClassifier
 
 # Below this the 11×11 stride-4 stem would leave almost nothing; the small variant is used.
 SMALL_INPUT_MAX = 100
@@ -18,7 +19,7 @@ def _lrn() -> nn.Module:
     return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)  # the paper's constants
 
 
-class AlexNet(nn.Module):
+class AlexNet(FeatureClassifier):
     """Five convs (LRN after the first two) and three FC layers with dropout."""
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, input_size: int = 227, lrn: bool = True,
@@ -62,17 +63,6 @@ class AlexNet(nn.Module):
             size = (size - 3) // 2 + 1
         return size
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate embedding (the second FC layer's output)."""
-        return self.pre_logits(self.features(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head for a new number of classes."""
-        self.num_classes = num_classes
-        self.classifier = nn.Linear(self.head_in, num_classes)
 
 
 def create_alexnet(num_classes: int, in_chans: int, input_size: int, *, lrn: bool = True, groups: int = 2,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
+from vistrain.models.base import FeatureClassifier
 
-class LeNet5(nn.Module):
+
+class LeNet5(FeatureClassifier):
     """conv5 → pool2 → conv5 → pool2 → FC120 → FC84 → classes; 61,706 params for 10 classes."""
 
     def __init__(self, num_classes: int = 10, in_chans: int = 1, input_size: int = 28, classic: bool = False,
@@ -33,17 +34,6 @@ class LeNet5(nn.Module):
         )
         self.classifier = nn.Linear(84, num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate 84-d embedding (used by k-NN on features and by distillation)."""
-        return self.pre_logits(self.features(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head for a new number of classes."""
-        self.num_classes = num_classes
-        self.classifier = nn.Linear(self.head_in, num_classes)
 
 
 def _create(num_classes: int, in_chans: int, input_size: int, classic: bool, drop_rate: float | None = None,

@@ -6,8 +6,9 @@ inputs drop the pools that would shrink the map below 1×1 and use a 512-wide he
 
 from __future__ import annotations
 
-import torch
 from torch import nn
+
+from vistrain.models.base import FeatureClassifier
 
 CONFIGS: dict[str, list[int | str]] = {
     "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -37,7 +38,7 @@ def _make_features(cfg: list[int | str], in_chans: int, batch_norm: bool, input_
     return nn.Sequential(*layers)
 
 
-class VGG(nn.Module):
+class VGG(FeatureClassifier):
     """A VGG conv stack and its classifier."""
 
     def __init__(self, config: str, num_classes: int = 1000, in_chans: int = 3, input_size: int = 224,
@@ -67,17 +68,6 @@ class VGG(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate embedding (the last hidden FC layer's output)."""
-        return self.pre_logits(self.features(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head for a new number of classes."""
-        self.num_classes = num_classes
-        self.classifier = nn.Linear(self.head_in, num_classes)
 
 
 def _create(depth: int, batch_norm: bool, num_classes: int, in_chans: int, input_size: int, *,
