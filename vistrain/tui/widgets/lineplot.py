@@ -68,7 +68,7 @@ class LinePlot(Widget):
         head = Text(self.title, style="bold")
         for label, xs, ys, color in self.series:
             if len(ys):
-                head.append(f"  ━ {label} {_fmt(ys[-1])}", style=color)
+                head.append(f" ━{label} {_fmt(ys[-1])}", style=color)
         cols, rows = width - Y_LABEL_WIDTH, height - 2
         drawn = [(xs, ys) for _, xs, ys, _ in self.series]
         all_x = [v for xs, _ in drawn for v in xs]
