@@ -65,6 +65,8 @@ class ImageTransform:
         self.augment = augment
         self._mean = np.asarray(spec.mean, np.float32).reshape(1, 1, -1) * 255.0
         self._inv_std = 1.0 / (np.asarray(spec.std, np.float32).reshape(1, 1, -1) * 255.0)
+        self._mean_nchw = torch.from_numpy(self._mean.reshape(1, -1, 1, 1))
+        self._inv_std_nchw = torch.from_numpy(self._inv_std.reshape(1, -1, 1, 1))
 
     def to_uint8(self, img: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """Adapt and (when configured) augment, staying uint8 HWC."""
@@ -79,6 +81,11 @@ class ImageTransform:
         """uint8 HWC → float32 CHW normalised tensor."""
         x = (img.astype(np.float32) - self._mean) * self._inv_std
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+    def normalise_batch(self, batch: np.ndarray) -> torch.Tensor:
+        """uint8 NHWC array → float32 NCHW normalised tensor: :meth:`normalise` for a whole batch."""
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+        return ((x - self._mean_nchw) * self._inv_std_nchw).contiguous()
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
         return self.normalise(self.to_uint8(img, rng))
@@ -181,8 +188,6 @@ class AugmentedArrayLoader:
         self.seed, self.epoch = seed, 0
         self.generator = torch.Generator().manual_seed(seed)
         self.dataset = self.images  # len(loader.dataset) works as with a DataLoader
-        self._mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, -1, 1, 1) * 255.0
-        self._inv_std = 1.0 / (torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
 
     def set_epoch(self, epoch: int) -> None:
         """Vary the augmentation across epochs, deterministically."""
@@ -208,8 +213,7 @@ class AugmentedArrayLoader:
                         raise ValueError(f"augmentation {augment!r} returned shape {out.shape} for an image of "
                                          f"shape {batch[j].shape}; ops must keep the shape")
                 batch[j] = out
-            x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
-            yield ((x - self._mean) * self._inv_std).contiguous(), self.labels[idx]
+            yield self.transform.normalise_batch(batch), self.labels[idx]
 
 
 def materialise(images: ImageSet, transform: ImageTransform) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,10 +221,7 @@ def materialise(images: ImageSet, transform: ImageTransform) -> tuple[torch.Tens
     arr = images.as_array()
     spec = transform.spec
     if arr is not None and arr.shape[1:] == (spec.size, spec.size, spec.channels):
-        x = (torch.from_numpy(arr).float().permute(0, 3, 1, 2) / 255.0)
-        mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
-        std = torch.tensor(spec.std).view(1, -1, 1, 1)
-        x = ((x - mean) / std).contiguous()
+        x = transform.normalise_batch(arr)
     else:
         x = torch.stack([transform(images.image(i)) for i in range(len(images))]) if len(images) else torch.empty(0, spec.channels, spec.size, spec.size)
     y = torch.from_numpy(np.asarray(images.labels, dtype=np.int64))
