@@ -63,12 +63,13 @@ def train_model(ctx: RunContext, model, model_spec: dict, input_spec, *, stage: 
         saved_epochs = (ck.get("config") or {}).get("train", {}).get("epochs")
         if "scheduler" in ck and saved_epochs == epochs:
             scheduler.load_state_dict(ck["scheduler"])
-        else:  # a different length: replay the new schedule up to the saved step
+        else:  # a different length (or no saved state): replay the new schedule up to the saved step
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 for _ in range(int(ck["global_step"])):
                     scheduler.step()
-            ctx.log(f"epochs changed from {saved_epochs} to {epochs}: the LR schedule was stretched to the new length")
+            if saved_epochs != epochs:
+                ctx.log(f"epochs changed from {saved_epochs} to {epochs}: the LR schedule was stretched to the new length")
         if scaler is not None and "scaler" in ck:
             scaler.load_state_dict(ck["scaler"])
         if "rng" in ck:
