@@ -156,22 +156,27 @@ def _format_validation_error(exc: ValidationError, source: str) -> ConfigError:
     return ConfigError(f"{source}: {lines[0]}{more}", hint="see 'vistrain config show' for every key")
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load``; errors carry the file and line number."""
+def read_yaml(path: str | Path, what: str = "config file") -> Any:
+    """Read any YAML document with ``yaml.safe_load``; errors name *what*, the file and the line."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} not found", hint="check the path") from None
+        raise ConfigError(f"{what} {str(path)!r} not found", hint="check the path") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
+        raise ConfigError(f"cannot read {what} {str(path)!r}: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"malformed YAML in {str(path)!r} at{where}: {problem}", hint="fix the YAML syntax") from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping of config sections (see :func:`read_yaml` for the errors)."""
+    data = read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):

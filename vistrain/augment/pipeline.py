@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from vistrain.augment.ops import AugmentFn
 from vistrain.errors import ConfigError, UnknownNameError, VistrainError, suggest
@@ -177,16 +176,10 @@ def _step_from_item(item: Any, index: int) -> Step:
 
 def load_policy(path: str | Path) -> list[Any] | str:
     """Read a pipeline YAML file (a list, or a mapping with ``pipeline:``) into steps or a spec string."""
-    from vistrain.config import load_yaml
+    from vistrain.config import read_yaml
 
     path = Path(path).expanduser()
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"augmentation file {str(path)!r} not found", hint="check the path") from None
-    except yaml.YAMLError:
-        load_yaml(path)  # re-raises with the line and column
-        raise
+    data = read_yaml(path, "augmentation file")
     if isinstance(data, dict):
         data = data.get("pipeline", data.get("spec"))
     if isinstance(data, (list, str)):

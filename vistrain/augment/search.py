@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from vistrain.config import read_yaml
 from vistrain.errors import ConfigError, OutputError
 
 N_CHOICES = (1, 2, 3)
@@ -82,7 +83,7 @@ class SearchResult:
 def _check_same_search(out: Path, settings: dict[str, Any]) -> None:
     path = out / "search.yaml"
     if path.exists():
-        saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        saved = read_yaml(path, "search settings file") or {}
         changed = [k for k in settings if saved.get(k) != settings[k]]
         if changed:
             raise ConfigError(f"{out} holds a search with different {', '.join(changed)}",
