@@ -34,6 +34,14 @@ def load_model(checkpoint: str | Path, device: torch.device | str = "cpu"):
     return model, ckpt, input_spec
 
 
+def saved_data_config(ckpt: dict):
+    """The DataConfig a checkpoint was trained with (same split seed and fraction), unknown keys dropped."""
+    from vistrain.config import DataConfig
+
+    saved = (ckpt.get("config") or {}).get("data", {})
+    return DataConfig.model_validate({k: v for k, v in saved.items() if k in DataConfig.model_fields})
+
+
 def class_mapping(data_classes: list[str], ckpt_classes: list[str]) -> torch.Tensor:
     """Map dataset label indices to checkpoint output indices by class name; mismatches are errors."""
     index = {name: i for i, name in enumerate(ckpt_classes)}
@@ -51,20 +59,19 @@ def class_mapping(data_classes: list[str], ckpt_classes: list[str]) -> torch.Ten
 def evaluate_checkpoint(checkpoint, data_spec: str, *, split: str = "auto", batch_size: int = 512,
                         device: str = "auto", download: bool = False) -> dict:
     """Evaluate a checkpoint on a dataset split; returns loss, top1, top5, count, split and skipped files."""
-    from vistrain.config import DataConfig
     from vistrain.data.prepare import load_source, prepare_data
     from vistrain.engine.device import select_device
     from vistrain.engine.loop import evaluate
 
     dev = select_device(device)
     model, ckpt, input_spec = load_model(checkpoint, dev)
-    saved_data = (ckpt.get("config") or {}).get("data", {})
-    data_cfg = DataConfig.model_validate({k: v for k, v in saved_data.items() if k in DataConfig.model_fields})
+    data_cfg = saved_data_config(ckpt)
+    trained_on = data_cfg.name
     data_cfg = data_cfg.model_copy(update={"name": data_spec, "download": download})
     source = load_source(data_spec, data_cfg)
     mapping = class_mapping(source.classes, ckpt["classes"])
     if split == "auto":
-        split = "val" if data_spec == saved_data.get("name") else ("test" if source.test is not None else "all")
+        split = "val" if data_spec == trained_on else ("test" if source.test is not None else "all")
     if split == "val":
         images = prepare_data(source, data_cfg).val
     elif split == "test":

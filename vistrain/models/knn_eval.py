@@ -12,13 +12,12 @@ def knn_eval_checkpoint(checkpoint: str | Path, data_spec: str | None = None, *,
     The split is the one the checkpoint was trained with (same seed and fraction), so val stays held out.
     The dataset's own labels are used, so its classes need not be the checkpoint's.
     """
-    from vistrain.config import DataConfig
     from vistrain.data.pipeline import ImageTransform, build_loader
     from vistrain.data.prepare import load_source, prepare_data
     from vistrain.engine.device import select_device
     from vistrain.engine.loop import evaluate
     from vistrain.errors import ConfigError
-    from vistrain.inference import load_model
+    from vistrain.inference import load_model, saved_data_config
     from vistrain.models.knn import KNNClassifier
 
     dev = select_device(device)
@@ -26,8 +25,7 @@ def knn_eval_checkpoint(checkpoint: str | Path, data_spec: str | None = None, *,
     if not hasattr(backbone, "forward_features"):
         raise ConfigError(f"the model in {str(checkpoint)!r} has no forward_features()",
                           hint="k-NN evaluation needs a model that exposes its embedding")
-    saved = (ckpt.get("config") or {}).get("data", {})
-    data_cfg = DataConfig.model_validate({k_: v for k_, v in saved.items() if k_ in DataConfig.model_fields})
+    data_cfg = saved_data_config(ckpt)
     data_spec = data_spec or data_cfg.name
     data_cfg = data_cfg.model_copy(update={"name": data_spec, "labels_per_class": None})
     data = prepare_data(load_source(data_spec, data_cfg), data_cfg)
