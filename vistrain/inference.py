@@ -66,7 +66,7 @@ def evaluate_checkpoint(checkpoint, data_spec: str, *, split: str = "auto", batc
     dev = select_device(device)
     model, ckpt, input_spec = load_model(checkpoint, dev)
     data_cfg = saved_data_config(ckpt)
-    trained_on = data_cfg.name
+    trained_on = ((ckpt.get("config") or {}).get("data") or {}).get("name")  # None for a foreign checkpoint
     data_cfg = data_cfg.model_copy(update={"name": data_spec, "download": download})
     source = load_source(data_spec, data_cfg)
     mapping = class_mapping(source.classes, ckpt["classes"])
