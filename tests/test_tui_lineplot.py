@@ -24,21 +24,3 @@ def test_nan_points_are_skipped():
     bits, owner = rasterise([([0, 1, 2], [0, float("nan"), 1])], cols=6, rows=3, x_range=(0, 2), y_range=(0, 1))
     assert bits.any()
 
-
-def test_bridge_thins_batch_events_but_never_loses_the_last_one():
-    from vistrain.events import BatchEnd, EpochEnd
-    from vistrain.tui.bridge import DashboardBridge
-
-    posted = []
-    bridge = DashboardBridge(posted.append)
-
-    def batch(step):
-        return BatchEnd(stage="s", epoch=1, step=step, steps_per_epoch=50, global_step=step, loss=1.0, lr=0.1,
-                        samples_per_s=1.0, data_wait_s=0.0, step_time_s=0.1)
-
-    for step in range(10, 60, 10):  # five batch events in well under half a second
-        bridge.on_event(batch(step))
-    bridge.on_event(EpochEnd(stage="s", epoch=1, epochs=1, train_loss=1.0, train_top1=0.5, lr=0.1,
-                             duration_s=1.0, samples=100))
-    kinds = [(m.event.kind, getattr(m.event, "step", None)) for m in posted]
-    assert kinds == [("batch_end", 10), ("batch_end", 50), ("epoch_end", None)]

@@ -4,45 +4,26 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from vistrain.errors import DataError
-from vistrain.events import BatchEnd, Event, RunFailed, RunFinished, from_dict
+from vistrain.events import Event, RunFailed, RunFinished, from_dict
 from vistrain.hookspecs import hookimpl
 
 
 class DashboardBridge:
     """``on_event`` listener that hands every event to *post* (``app.post_message`` is thread-safe)."""
 
-    #: batch events closer together than this are held back; only the newest is posted
-    BATCH_INTERVAL_S = 0.5
-
     def __init__(self, post: Callable[[object], object]):
         from vistrain.tui.messages import message_for
 
         self._post = post
         self._wrap = message_for
-        self._held: BatchEnd | None = None
-        self._last_batch_post = 0.0
 
     @hookimpl
     def on_event(self, event: Event) -> None:
-        """Post the event to the UI thread; never blocks the training loop.
-
-        Every post wakes the UI thread, which then competes for the GIL, so batch events are
-        thinned to two a second here, before they cost anything; other events go at once.
-        """
-        if isinstance(event, BatchEnd):
-            now = time.monotonic()
-            if now - self._last_batch_post < self.BATCH_INTERVAL_S:
-                self._held = event
-                return
-            self._last_batch_post, self._held = now, None
-        elif self._held is not None:
-            self._post(self._wrap(self._held))
-            self._held = None
+        """Post the event to the UI thread; never blocks the training loop (batch messages coalesce there)."""
         self._post(self._wrap(event))
 
 
