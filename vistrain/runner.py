@@ -62,6 +62,9 @@ def validate_names(cfg: Config) -> None:
     registry("model").get(cfg.model.name)
     registry("dataset").get(cfg.data.name)
     registry("strategy").get(cfg.strategy.name)
+    from vistrain.strategies.params import parse_params
+
+    parse_params(cfg.strategy.name, cfg.strategy.params)  # a misspelt strategy parameter fails here
     registry("optimizer").get(cfg.optim.name)
     registry("scheduler").get(cfg.sched.name)
     build_augmentation(cfg.augment)

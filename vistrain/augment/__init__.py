@@ -1,4 +1,7 @@
-"""Augmentation: per-image ops on uint8 HWC arrays, pipelines, RandAugment, CutMix/MixUp, search, preview."""
+"""Augmentation: per-image ops on uint8 HWC arrays, pipelines, RandAugment, CutMix/MixUp, preview.
+
+The policy search drives whole runs, so it lives above the runner in :mod:`vistrain.policy_search`.
+"""
 
 from __future__ import annotations
 

@@ -77,7 +77,7 @@ def augment_search(
     log_every: int = typer.Option(1000, "--log-every", help="Print a progress line every N steps."),
 ) -> None:
     """Sample RandAugment policies (N, M[, ops]), train each briefly, rank by val top-1, save policy.yaml."""
-    from vistrain.augment.search import run_search
+    from vistrain.policy_search import run_search
     from vistrain.config import resolve_config
     from vistrain.reporters.console import ConsoleReporter
 

@@ -91,11 +91,20 @@ class ImageTransform:
         return self.normalise(self.to_uint8(img, rng))
 
 
+def target_tensor(images: ImageSet) -> torch.Tensor:
+    """The set's training targets as a tensor: int64 labels, or float32 probability rows (soft targets)."""
+    targets = np.asarray(images.targets())
+    if targets.ndim == 2:
+        return torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32))
+    return torch.from_numpy(np.ascontiguousarray(targets, dtype=np.int64))
+
+
 class TransformDataset(torch.utils.data.Dataset):
     """A torch Dataset over an :class:`ImageSet`; each worker seeds its own augmentation RNG."""
 
     def __init__(self, images: ImageSet, transform: ImageTransform, seed: int = 0):
         self.images = images
+        self.targets = target_tensor(images)
         self.transform = transform
         self.seed = seed
         self.epoch = 0
@@ -107,7 +116,7 @@ class TransformDataset(torch.utils.data.Dataset):
         rng = None
         if self.transform.augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, int(index)])
-        return self.transform(self.images.image(index), rng), int(self.images.labels[index])
+        return self.transform(self.images.image(index), rng), self.targets[index]
 
 
 class TensorBatchLoader:
@@ -182,7 +191,7 @@ class AugmentedArrayLoader:
         if arr.shape[1:] != (spec.size, spec.size, spec.channels):
             arr = np.stack([adapt_image(img, spec.channels, spec.size) for img in arr]) if len(arr) else arr
         self.images = np.ascontiguousarray(arr)
-        self.labels = torch.from_numpy(np.asarray(images.labels, dtype=np.int64))
+        self.labels = target_tensor(images)
         self.transform = transform
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.epoch = seed, 0
@@ -224,8 +233,7 @@ def materialise(images: ImageSet, transform: ImageTransform) -> tuple[torch.Tens
         x = transform.normalise_batch(arr)
     else:
         x = torch.stack([transform(images.image(i)) for i in range(len(images))]) if len(images) else torch.empty(0, spec.channels, spec.size, spec.size)
-    y = torch.from_numpy(np.asarray(images.labels, dtype=np.int64))
-    return x, y
+    return x, target_tensor(images)
 
 
 def build_loader(
@@ -260,6 +268,46 @@ def build_loader(
         # forkserver children start from a clean process.
         multiprocessing_context="forkserver" if workers > 0 else None,
     )
+
+
+class MixedBatchLoader:
+    """Each step concatenates a batch of *main* with the next batch of *extra* (cycled).
+
+    Used for Noisy Student's unlabelled:labelled ratio: *main* is the pseudo-labelled loader
+    (its length sets the epoch), *extra* the labelled one. Hard targets are one-hot encoded
+    when the other side is soft, so the two can share one batch.
+    """
+
+    def __init__(self, main, extra, num_classes: int):
+        self.main, self.extra, self.num_classes = main, extra, num_classes
+        self.dataset = main.dataset
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Vary both loaders' augmentation with the epoch."""
+        self.epoch = epoch
+        if hasattr(self.main, "set_epoch"):
+            self.main.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.main)
+
+    def _extra_batches(self):
+        cycle = 0
+        while True:  # the shorter labelled set is cycled; each pass gets its own augmentation seed
+            if hasattr(self.extra, "set_epoch"):
+                self.extra.set_epoch(self.epoch * 1000 + cycle)
+            cycle += 1
+            yield from self.extra
+
+    def __iter__(self):
+        extra = self._extra_batches()
+        for x, y in self.main:
+            x2, y2 = next(extra)
+            if y.ndim != y2.ndim:
+                y = y if y.ndim == 2 else torch.nn.functional.one_hot(y, self.num_classes).float()
+                y2 = y2 if y2.ndim == 2 else torch.nn.functional.one_hot(y2, self.num_classes).float()
+            yield torch.cat([x, x2]), torch.cat([y, y2])
 
 
 class TimedIterator:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vistrain.data.source import DataSource, ImageSet, UNLABELED
+from vistrain.data.source import ConcatImageSet, DataSource, ImageSet, UNLABELED
 from vistrain.data.splits import labelled_subset, stratified_split
 from vistrain.errors import DataError, PluginError
 
@@ -64,17 +64,6 @@ def prepare_data(source: DataSource, cfg) -> PreparedData:
         lab_idx, unl_idx = labelled_subset(train.labels, cfg.labels_per_class, cfg.split_seed)
         pool = train.subset(unl_idx)
         train = train.subset(lab_idx)
-        unlabeled = pool if unlabeled is None else _Concat(pool, unlabeled)
+        unlabeled = pool if unlabeled is None else ConcatImageSet(pool, unlabeled)
     return PreparedData(source, train, val, unlabeled, source.test)
 
-
-class _Concat(ImageSet):
-    """Two image sets back to back."""
-
-    def __init__(self, a: ImageSet, b: ImageSet):
-        self.a, self.b = a, b
-        self.labels = np.concatenate([a.labels, b.labels])
-
-    def image(self, index: int) -> np.ndarray:
-        n = len(self.a)
-        return self.a.image(index) if index < n else self.b.image(index - n)

@@ -30,6 +30,10 @@ class ImageSet:
         """All images as one (N, H, W, C) array when held in memory, else None."""
         return None
 
+    def targets(self) -> np.ndarray:
+        """What a model trains on: int labels (N,), or probability rows (N, classes) for soft targets."""
+        return self.labels
+
 
 class ArrayImageSet(ImageSet):
     """Images held in memory as one (N, H, W, C) uint8 array."""
@@ -67,6 +71,78 @@ class SubsetImageSet(ImageSet):
     def as_array(self) -> np.ndarray | None:
         arr = self.base.as_array()
         return None if arr is None else arr[self.indices]
+
+
+class TargetImageSet(ImageSet):
+    """Images of another set with replaced training targets: hard labels (N,) or soft rows (N, classes).
+
+    Pseudo-labelled data is this: the teacher's labels (or its softmax) stand in for the true ones.
+    ``labels`` are the hard targets (argmax of soft rows); ``true_labels`` keeps the base set's labels,
+    which are ``-1`` where unknown.
+    """
+
+    def __init__(self, base: ImageSet, targets: np.ndarray):
+        targets = np.asarray(targets)
+        if len(targets) != len(base):
+            raise ValueError(f"{len(targets)} targets for {len(base)} images")
+        if targets.ndim == 2:
+            self._targets = targets.astype(np.float32)
+            self.labels = targets.argmax(axis=1).astype(np.int64) if len(targets) else np.zeros(0, np.int64)
+        elif targets.ndim == 1:
+            self._targets = targets.astype(np.int64)
+            self.labels = self._targets
+        else:
+            raise ValueError(f"targets must be (N,) labels or (N, classes) probabilities, got shape {targets.shape}")
+        self.base = base
+        self.true_labels = np.asarray(base.labels, dtype=np.int64)
+
+    @property
+    def soft(self) -> bool:
+        """Whether the targets are probability rows."""
+        return self._targets.ndim == 2
+
+    def image(self, index: int) -> np.ndarray:
+        return self.base.image(index)
+
+    def as_array(self) -> np.ndarray | None:
+        return self.base.as_array()
+
+    def targets(self) -> np.ndarray:
+        return self._targets
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> ImageSet:
+        idx = np.asarray(indices, dtype=np.int64)
+        return TargetImageSet(self.base.subset(idx), self._targets[idx])
+
+
+class ConcatImageSet(ImageSet):
+    """Image sets back to back (e.g. labelled + pseudo-labelled). Mixed hard and soft targets become soft rows."""
+
+    def __init__(self, *parts: ImageSet, num_classes: int | None = None):
+        if not parts:
+            raise ValueError("ConcatImageSet needs at least one image set")
+        self.parts = list(parts)
+        self.num_classes = num_classes
+        self.labels = np.concatenate([np.asarray(p.labels, dtype=np.int64) for p in self.parts])
+        self._offsets = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def image(self, index: int) -> np.ndarray:
+        part = int(np.searchsorted(self._offsets, index, side="right")) - 1
+        return self.parts[part].image(int(index - self._offsets[part]))
+
+    def as_array(self) -> np.ndarray | None:
+        arrays = [p.as_array() for p in self.parts]
+        if any(a is None for a in arrays) or len({a.shape[1:] for a in arrays}) != 1:
+            return None
+        return np.concatenate(arrays)
+
+    def targets(self) -> np.ndarray:
+        rows = [np.asarray(p.targets()) for p in self.parts]
+        if all(r.ndim == 1 for r in rows):
+            return np.concatenate(rows).astype(np.int64)
+        width = self.num_classes or max(r.shape[1] for r in rows if r.ndim == 2)
+        return np.concatenate([r.astype(np.float32) if r.ndim == 2 else np.eye(width, dtype=np.float32)[r]
+                               for r in rows])
 
 
 class GeneratedImageSet(ImageSet):

@@ -77,6 +77,7 @@ def train_one_epoch(
     (one device sync per interval, not per step).
     """
     model.train()
+    sees_images = bool(getattr(loss_fn, "sees_images", False))
     if hasattr(loader, "set_epoch"):
         loader.set_epoch(epoch)
     steps = len(loader)
@@ -100,7 +101,8 @@ def train_one_epoch(
             images, targets = batch_transform(images, targets)
         with autocast(device, amp_dtype):
             logits = model(images)
-            loss = loss_fn(logits, targets)
+            # a loss marked ``sees_images`` (e.g. distillation running its teacher) also gets the batch
+            loss = loss_fn(logits, targets, images) if sees_images else loss_fn(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()

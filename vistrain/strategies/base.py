@@ -31,6 +31,17 @@ class RunContext:
     amp_dtype: torch.dtype | None = None
     resume: dict[str, Any] | None = None  # a loaded checkpoint to continue from
     info: dict[str, Any] = field(default_factory=dict)  # what RunStarted reports (model, params...)
+    completed: set[str] = field(default_factory=set)  # stages a resumed run finished before (see stages.plan_resume)
+    _params: Any = None
+
+    @property
+    def params(self) -> Any:
+        """``strategy.params`` validated against the strategy's declared model (a plain dict if it has none)."""
+        if self._params is None:
+            from vistrain.strategies.params import parse_params
+
+            self._params = parse_params(self.config.strategy.name, self.config.strategy.params)
+        return self._params
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -43,10 +54,16 @@ class RunContext:
 
 
 class CheckpointWriter:
-    """Writes ``last.pt`` (and ``best.pt`` when the metric improves) for one model."""
+    """Writes ``<prefix>last.pt`` (and ``<prefix>best.pt`` when the metric improves) for one stage's model.
+
+    The checkpoint records the stage's name and *stage_state* (e.g. the Noisy Student round and the
+    pseudo-label set's hash) so a resumed run can tell where it was. A prefixed stage also writes the
+    run's plain ``last.pt`` (always the latest point to resume from) and, when *final*, ``best.pt``.
+    """
 
     def __init__(self, ctx: RunContext, *, model, model_spec: dict, input_spec: dict, optimizer=None,
-                 scheduler=None, scaler=None, prefix: str = ""):
+                 scheduler=None, scaler=None, prefix: str = "", stage: str = "", stage_state: dict | None = None,
+                 final: bool = True):
         self.ctx = ctx
         self.model = model
         self.model_spec = model_spec
@@ -55,6 +72,9 @@ class CheckpointWriter:
         self.scheduler = scheduler
         self.scaler = scaler
         self.prefix = prefix
+        self.stage = stage
+        self.stage_state = dict(stage_state or {})
+        self.final = final
 
     def path(self, which: str) -> Path:
         """Path of ``last`` or ``best``."""
@@ -68,15 +88,20 @@ class CheckpointWriter:
             metrics={k: float(v) for k, v in metrics.items()},
             config=self.ctx.config.model_dump(mode="json"), rng=rng_state(),
             extra={"best_metric": float(state.best_metric), "best_epoch": int(state.best_epoch),
-                   "strategy": self.ctx.config.strategy.name},
+                   "strategy": self.ctx.config.strategy.name, "stage": self.stage,
+                   "stage_state": self.stage_state},
         )
         last = self.path("last")
         atomic_torch_save(ckpt, last)
+        if self.prefix:
+            atomic_torch_save(ckpt, self.ctx.checkpoint_dir / "last.pt")
         metric = metrics.get("val_top1")
         self.ctx.emit(CheckpointSaved(path=str(last), epoch=state.epoch, global_step=state.global_step,
                                       is_best=False, metric=metric, reason=reason))
         if is_best:
             best = self.path("best")
             atomic_torch_save(ckpt, best)
+            if self.prefix and self.final:
+                atomic_torch_save(ckpt, self.ctx.checkpoint_dir / "best.pt")
             self.ctx.emit(CheckpointSaved(path=str(best), epoch=state.epoch, global_step=state.global_step,
                                           is_best=True, metric=metric, reason="best"))

@@ -37,6 +37,6 @@ def fit_nonparametric(ctx: RunContext, model, model_spec: dict, input_spec, *, s
     metrics = {"train_loss": train["loss"], "train_top1": train["top1"], "epoch": 1,
                **{f"val_{k}": v for k, v in val.items() if k != "num_samples"}}
     state.history.append(metrics)
-    writer = CheckpointWriter(ctx, model=model, model_spec=model_spec, input_spec=input_spec.to_dict())
+    writer = CheckpointWriter(ctx, model=model, model_spec=model_spec, input_spec=input_spec.to_dict(), stage=stage)
     writer(state, metrics, True, "epoch")
     return {**metrics, "best_val_top1": val["top1"], "best_epoch": 1}

@@ -1,4 +1,4 @@
-"""RandAugment policy search: sample (N, M[, op subset]), train briefly, score on val, keep the best.
+"""RandAugment policy search (orchestration above the runner): sample (N, M[, op subset]), train briefly, score on val, keep the best.
 
 Each trial is an ordinary run (:func:`vistrain.runner.execute`) in ``<out>/trial-NNN`` whose
 ``augment.spec`` points at that trial's ``policy.yaml``. Finished trials are appended to

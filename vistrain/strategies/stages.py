@@ -1,0 +1,419 @@
+"""The stage toolkit strategies compose: describe a :class:`Stage`, then :func:`run_stage` trains it.
+
+A stage is one model trained once: its model spec and input spec, its own augmentation, its
+training set (labelled, pseudo-labelled with hard or soft targets, optionally mixed per batch
+with a second set), a loss that can see the batch, parameter groups with their own learning
+rates, and a checkpoint prefix. :func:`run_stage` builds the loaders, optimizer, scheduler and
+checkpoint writer and calls the engine's :func:`~vistrain.engine.loop.fit`; it never copies the
+loop. Built-in strategies and plugins use the same functions::
+
+    from vistrain.strategies.stages import Stage, build_stage_model, run_stage
+
+    def run_mine(ctx):
+        model, spec, input_spec = build_stage_model(ctx, ctx.config.model)
+        result = run_stage(ctx, Stage("mine", model, spec, input_spec, epochs=ctx.config.train.epochs))
+        return result.metrics
+
+Resume: the checkpoint writer stores the stage name and ``Stage.state`` (round, pseudo-label
+hash...) in every checkpoint. :func:`plan_resume` marks the stages a resumed run had already
+finished, :func:`run_stage` then loads their ``best.pt`` instead of training them, and
+:func:`restore_stage_state` is the one place that puts a checkpoint back into a stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vistrain.augment import build_augmentation
+from vistrain.config import AugmentConfig, OptimConfig
+from vistrain.data.pipeline import ImageTransform, InputSpec, MixedBatchLoader, build_loader
+from vistrain.data.source import ConcatImageSet, ImageSet
+from vistrain.engine.checkpoint import load_checkpoint
+from vistrain.engine.device import set_rng_state
+from vistrain.engine.loop import TrainState, fit, predict_logits, soft_cross_entropy
+from vistrain.errors import CheckpointError
+from vistrain.events import StageStarted
+from vistrain.models.factory import create_model
+from vistrain.plugins import registry
+from vistrain.strategies.base import CheckpointWriter, RunContext
+
+# (logits, targets) -> loss, or (logits, targets, images) -> loss when the callable has ``sees_images = True``
+StageLoss = Callable[..., torch.Tensor]
+
+
+@dataclass
+class Stage:
+    """One model trained once. Defaults come from the run's config; every field can be overridden."""
+
+    name: str  # e.g. "teacher", "student2"; recorded in checkpoints
+    model: nn.Module
+    model_spec: dict
+    input_spec: InputSpec
+    epochs: int
+    train_set: ImageSet | None = None  # default: the labelled training split
+    augment: AugmentConfig | None = None  # default: ``config.augment``; AugmentConfig(spec="none") for none
+    loss: StageLoss | None = None  # default: cross-entropy (hard or soft targets)
+    label_smoothing: float | None = None  # default: ``train.label_smoothing``; applied to the targets any loss sees
+    param_groups: list[dict] | None = None  # groups may carry ``lr_mult`` (× optim.lr) or their own ``lr``
+    optim: OptimConfig | None = None  # default: ``config.optim``
+    batch_size: int | None = None  # default: ``data.batch_size``
+    mix_set: ImageSet | None = None  # a second set mixed into every batch (see ``mix_ratio``)
+    mix_ratio: float = 0.0  # mix_set images per train_set image in each batch; 0 = concatenate the sets
+    prefix: str = ""  # checkpoint prefix: checkpoints/<prefix>best.pt
+    final: bool = True  # the run's best.pt is this stage's
+    state: dict[str, Any] = field(default_factory=dict)  # saved with every checkpoint (round, label hash...)
+    index: int = 1
+    total: int = 1
+    description: str = ""
+    loaders: tuple[Any, Any] | None = None  # prebuilt (train, val) loaders, e.g. over cached features
+    save_model: nn.Module | None = None  # the module checkpoints hold (default: ``model``)
+    save_spec: tuple[dict, InputSpec] | None = None  # its (model_spec, input_spec) when it differs
+
+
+@dataclass
+class StageResult:
+    """What a finished (or restored) stage leaves: the model holds its best weights."""
+
+    stage: Stage
+    state: TrainState
+    metrics: dict[str, Any]
+    best_path: Path
+    restored: bool = False  # loaded from an earlier run's checkpoint instead of trained
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+def build_stage_model(ctx: RunContext, model_cfg, num_classes: int | None = None):
+    """Build a model from a ``ModelConfig`` for this run's data; returns (model, model_spec, input_spec)."""
+    source = ctx.data.source
+    return create_model(model_cfg, num_classes or len(ctx.data.classes), source.image_size, source.channels)
+
+
+class FrozenParts(nn.Module):
+    """Wraps a model so *frozen* submodules get no gradients and stay in eval mode (BatchNorm stats kept).
+
+    Checkpoints unwrap it (``.module``), so they hold the plain model.
+    """
+
+    def __init__(self, module: nn.Module, frozen: Sequence[nn.Module]):
+        super().__init__()
+        self.module = module
+        self.frozen = list(frozen)
+        for part in self.frozen:
+            for p in part.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for part in self.frozen:
+            part.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+
+def split_head(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(backbone parameters, head parameters): the head is ``get_classifier()`` or ``classifier``."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else getattr(model, "classifier", None)
+    if not isinstance(head, nn.Module):
+        raise CheckpointError(f"{type(model).__name__} has no classifier head to replace",
+                              hint="use a model with reset_classifier() (every built-in and timm model has one)")
+    head_ids = {id(p) for p in head.parameters()}
+    backbone = [p for p in model.parameters() if id(p) not in head_ids]
+    return backbone, list(head.parameters())
+
+
+# --- teacher views and losses --------------------------------------------------------------
+
+
+def retarget(images: torch.Tensor, source: InputSpec, target: InputSpec) -> torch.Tensor:
+    """The same (already augmented) batch as another model expects it: its channels, size and normalisation."""
+    if source == target:
+        return images
+    mean_s = images.new_tensor(source.mean).view(1, -1, 1, 1)
+    std_s = images.new_tensor(source.std).view(1, -1, 1, 1)
+    x = images * std_s + mean_s  # back to [0, 1] pixels
+    if target.channels != x.shape[1]:
+        if target.channels == 1:  # ITU-R 601 luma, as cv2's RGB2GRAY
+            w = x.new_tensor([0.299, 0.587, 0.114][: x.shape[1]]).view(1, -1, 1, 1)
+            x = (x * w).sum(dim=1, keepdim=True) / w.sum()
+        else:
+            x = x[:, :1].expand(-1, target.channels, -1, -1) if x.shape[1] == 1 else x[:, : target.channels]
+    if x.shape[-1] != target.size or x.shape[-2] != target.size:
+        x = F.interpolate(x, size=(target.size, target.size), mode="bilinear", align_corners=False,
+                          antialias=x.shape[-1] > target.size)
+    mean_t = x.new_tensor(target.mean).view(1, -1, 1, 1)
+    std_t = x.new_tensor(target.std).view(1, -1, 1, 1)
+    return ((x - mean_t) / std_t).contiguous()
+
+
+class TeacherView:
+    """A frozen teacher: eval mode, no gradients, run on its own transform of the student's batch."""
+
+    def __init__(self, model: nn.Module, input_spec: InputSpec, student_spec: InputSpec):
+        self.model = model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.input_spec = input_spec
+        self.student_spec = student_spec
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        self.model.eval()
+        return self.model(retarget(images, self.student_spec, self.input_spec)).float()
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
+                      temperature: float, alpha: float) -> torch.Tensor:
+    """Hinton et al.: α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1−α)·CE(y, z_s); targets hard or soft."""
+    t = float(temperature)
+    log_p_s = F.log_softmax(student_logits.float() / t, dim=1)
+    p_t = F.softmax(teacher_logits.float() / t, dim=1)
+    kl = F.kl_div(log_p_s, p_t, reduction="batchmean")
+    ce = F.cross_entropy(student_logits.float(), targets)
+    return alpha * t * t * kl + (1.0 - alpha) * ce
+
+
+class DistillationLoss:
+    """:func:`distillation_loss` with the teacher run on each batch (``sees_images``)."""
+
+    sees_images = True
+
+    def __init__(self, teacher: TeacherView, temperature: float = 4.0, alpha: float = 0.9):
+        self.teacher, self.temperature, self.alpha = teacher, temperature, alpha
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        return distillation_loss(logits, self.teacher(images), targets, self.temperature, self.alpha)
+
+
+def smooth_targets(targets: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
+    """Label smoothing as a target distribution: (1−ε)·y + ε/classes, for hard or soft *targets*."""
+    soft = targets.float() if targets.ndim == 2 else F.one_hot(targets.long(), num_classes).float()
+    return soft * (1.0 - smoothing) + smoothing / num_classes if smoothing else soft
+
+
+def _with_smoothing(loss: StageLoss, num_classes: int, smoothing: float) -> StageLoss:
+    """Apply label smoothing to the targets before *loss* sees them, so every loss gets it the same way."""
+    if not smoothing:
+        return loss
+    if getattr(loss, "sees_images", False):
+        def smoothed_batch(logits, targets, images):
+            return loss(logits, smooth_targets(targets, num_classes, smoothing), images)
+
+        smoothed_batch.sees_images = True  # type: ignore[attr-defined]
+        return smoothed_batch
+
+    def smoothed(logits, targets):
+        return loss(logits, smooth_targets(targets, num_classes, smoothing))
+
+    return smoothed
+
+
+# --- loaders, optimizer, scheduler ---------------------------------------------------------
+
+
+def build_optimizer(ctx: RunContext, params, optim: OptimConfig | None = None):
+    """Optimizer from the registry, configured by ``optim`` (groups may set ``lr_mult`` or ``lr``)."""
+    optim = optim or ctx.config.optim
+    if isinstance(params, list) and params and isinstance(params[0], dict):
+        groups = []
+        for group in params:
+            group = dict(group)
+            mult = group.pop("lr_mult", None)
+            if mult is not None:
+                group["lr"] = optim.lr * float(mult)
+            groups.append(group)
+        params = groups
+    return registry("optimizer").entry(optim.name).load()(params, optim)
+
+
+def build_scheduler(ctx: RunContext, optimizer, epochs: int, steps_per_epoch: int):
+    """Scheduler from the registry, stepped once per optimizer step."""
+    factory = registry("scheduler").entry(ctx.config.sched.name).load()
+    return factory(optimizer, ctx.config.sched, epochs * steps_per_epoch, steps_per_epoch)
+
+
+def eval_loader(ctx: RunContext, images: ImageSet, input_spec: InputSpec):
+    """An unaugmented, unshuffled loader over *images* for *input_spec*."""
+    return build_loader(images, ImageTransform(input_spec), ctx.config.data.eval_batch_size, shuffle=False,
+                        num_workers=ctx.config.data.num_workers, pin_memory=ctx.device.type == "cuda")
+
+
+def stage_loaders(ctx: RunContext, stage: Stage):
+    """(train loader, val loader, batch transform) for *stage*: its own augmentation and training set."""
+    cfg = ctx.config
+    num_classes = len(ctx.data.classes)
+    image_aug, batch_aug = build_augmentation(stage.augment or cfg.augment, num_classes=num_classes)
+    train_tf = ImageTransform(stage.input_spec, image_aug)
+    batch_size = stage.batch_size or cfg.data.batch_size
+    pin = ctx.device.type == "cuda"
+    train_set = stage.train_set if stage.train_set is not None else ctx.data.train
+
+    def loader(images: ImageSet, size: int, seed_offset: int = 0):
+        return build_loader(images, train_tf, size, shuffle=True, seed=cfg.train.seed + seed_offset,
+                            num_workers=cfg.data.num_workers, pin_memory=pin)
+
+    if stage.mix_set is not None and stage.mix_ratio > 0:
+        own = max(1, round(batch_size / (1.0 + stage.mix_ratio)))
+        train_loader = MixedBatchLoader(loader(stage.mix_set, max(1, batch_size - own), 1), loader(train_set, own),
+                                        num_classes)
+    elif stage.mix_set is not None:
+        train_loader = loader(ConcatImageSet(train_set, stage.mix_set, num_classes=num_classes), batch_size)
+    else:
+        train_loader = loader(train_set, batch_size)
+    return train_loader, eval_loader(ctx, ctx.data.val, stage.input_spec), batch_aug
+
+
+# --- resume ----------------------------------------------------------------------------------
+
+
+def plan_resume(ctx: RunContext, names: Sequence[str]) -> dict[str, Any]:
+    """Mark the stages before the resume checkpoint's stage as finished; returns that checkpoint's stage state.
+
+    *names* are the strategy's stage names in order. A checkpoint without a stage name (older
+    runs) counts as the first stage.
+    """
+    if ctx.resume is None:
+        return {}
+    name = ctx.resume.get("stage") or names[0]
+    if name not in names:
+        raise CheckpointError(f"the resume checkpoint is from stage {name!r}, which strategy "
+                              f"{ctx.config.strategy.name!r} does not have (its stages: {', '.join(names)})",
+                              hint="resume with the same strategy and parameters, or start a new run")
+    ctx.completed.update(names[: list(names).index(name)])
+    return dict(ctx.resume.get("stage_state") or {})
+
+
+def restore_stage_state(ctx: RunContext, stage: Stage, optimizer, scheduler, scaler=None) -> TrainState:
+    """Put the resume checkpoint back into *stage* (weights, optimizer, schedule, RNG, counters).
+
+    Returns a fresh :class:`TrainState` when the run is not resuming or the checkpoint belongs to
+    another stage. The checkpoint is consumed: later stages start fresh.
+    """
+    ck = ctx.resume
+    if ck is None or (ck.get("stage") or stage.name) != stage.name:
+        return TrainState()
+    ctx.resume = None
+    saved_state = ck.get("stage_state") or {}
+    if saved_state.get("labels_hash") and stage.state.get("labels_hash") not in (None, saved_state["labels_hash"]):
+        ctx.log(f"stage {stage.name}: the pseudo-labels differ from the interrupted run's; continuing with the new ones",
+                "warning")
+    (stage.save_model or stage.model).load_state_dict(ck["state_dict"])
+    if "optimizer" in ck:
+        optimizer.load_state_dict(ck["optimizer"])
+    saved_epochs = saved_state.get("epochs", (ck.get("config") or {}).get("train", {}).get("epochs"))
+    same_length = saved_epochs == stage.epochs
+    if "scheduler" in ck and same_length:
+        scheduler.load_state_dict(ck["scheduler"])
+    else:  # a different length (or no saved state): replay the new schedule up to the saved step
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(int(ck["global_step"])):
+                scheduler.step()
+        if not same_length:
+            ctx.log(f"epochs changed from {saved_epochs} to {stage.epochs}: "
+                    "the LR schedule was stretched to the new length")
+    if scaler is not None and "scaler" in ck:
+        scaler.load_state_dict(ck["scaler"])
+    if "rng" in ck:
+        set_rng_state(ck["rng"])
+    state = TrainState(epoch=int(ck["epoch"]), global_step=int(ck["global_step"]),
+                       best_metric=float(ck.get("best_metric", -math.inf)), best_epoch=int(ck.get("best_epoch", 0)))
+    ctx.log(f"resumed from epoch {state.epoch} (step {state.global_step}) of stage {stage.name}")
+    return state
+
+
+def _load_best(ctx: RunContext, stage: Stage) -> dict:
+    path = ctx.checkpoint_dir / f"{stage.prefix}best.pt"
+    if not path.exists():
+        raise CheckpointError(f"stage {stage.name!r} finished before the interruption but {path} is missing",
+                              hint="resume from a complete run folder, or start a new run")
+    ck = load_checkpoint(path)
+    (stage.save_model or stage.model).load_state_dict(ck["state_dict"])
+    return ck
+
+
+# --- running a stage ---------------------------------------------------------------------
+
+
+def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
+    """Train *stage* with the engine's :func:`fit`, or load it when a resumed run had finished it.
+
+    Emits ``StageStarted``, writes ``<prefix>last.pt``/``<prefix>best.pt`` and leaves the best
+    weights (by val top-1) in ``stage.model``.
+    """
+    cfg = ctx.config
+    stage.model.to(ctx.device)
+    best_path = ctx.checkpoint_dir / f"{stage.prefix}best.pt"
+    if stage.name in ctx.completed:
+        ck = _load_best(ctx, stage)
+        ctx.log(f"stage {stage.name} finished before the interruption: loaded {best_path.name}")
+        state = TrainState(epoch=int(ck["epoch"]), global_step=int(ck["global_step"]),
+                           best_metric=float(ck.get("best_metric", -math.inf)), best_epoch=int(ck.get("best_epoch", 0)))
+        metrics = {**ck.get("metrics", {}), "best_val_top1": state.best_metric, "best_epoch": state.best_epoch}
+        return StageResult(stage, state, metrics, best_path, restored=True)
+    if stage.loaders is not None:
+        train_loader, val_loader = stage.loaders
+        batch_aug = None
+    else:
+        train_loader, val_loader, batch_aug = stage_loaders(ctx, stage)
+    trainable = stage.param_groups if stage.param_groups is not None else [
+        p for p in stage.model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(ctx, trainable, stage.optim)
+    scheduler = build_scheduler(ctx, optimizer, stage.epochs, len(train_loader))
+    scaler = torch.amp.GradScaler("cuda") if ctx.amp_dtype == torch.float16 else None
+    state = restore_stage_state(ctx, stage, optimizer, scheduler, scaler)
+    save_model = stage.save_model or stage.model
+    spec, input_spec = stage.save_spec or (stage.model_spec, stage.input_spec)
+    writer = CheckpointWriter(ctx, model=save_model, model_spec=spec, input_spec=input_spec.to_dict(),
+                              optimizer=optimizer, scheduler=scheduler, scaler=scaler, prefix=stage.prefix,
+                              stage=stage.name, stage_state={**stage.state, "epochs": stage.epochs},
+                              final=stage.final)
+    ctx.emit(StageStarted(stage=stage.name, index=stage.index, total=stage.total,
+                          description=stage.description or stage.name, epochs=stage.epochs,
+                          steps_per_epoch=len(train_loader), model=spec["name"],
+                          num_params=sum(p.numel() for p in save_model.parameters())))
+    smoothing = cfg.train.label_smoothing if stage.label_smoothing is None else stage.label_smoothing
+    loss = _with_smoothing(stage.loss or soft_cross_entropy, len(ctx.data.classes), smoothing)
+    state = fit(stage.model, train_loader, val_loader, optimizer, device=ctx.device, epochs=stage.epochs, state=state,
+                stage=stage.name, scheduler=scheduler, save=writer, eval_every=cfg.train.eval_every, emit=ctx.emit,
+                loss_fn=loss, amp_dtype=ctx.amp_dtype, scaler=scaler, grad_clip=cfg.train.grad_clip,
+                batch_transform=batch_aug, log_interval=cfg.train.log_interval, control=ctx.control)
+    metrics = dict(state.history[-1]) if state.history else {}
+    if best_path.exists():
+        ck = load_checkpoint(best_path)
+        save_model.load_state_dict(ck["state_dict"])
+        metrics = {**ck.get("metrics", {}), **metrics}
+    metrics["best_val_top1"] = state.best_metric
+    metrics["best_epoch"] = state.best_epoch
+    return StageResult(stage, state, metrics, best_path)
+
+
+# --- predictions for pseudo-labels ----------------------------------------------------------
+
+
+def predict_probs(ctx: RunContext, model: nn.Module, input_spec: InputSpec, images: ImageSet) -> np.ndarray:
+    """Softmax of *model* over *images* (eval mode, no augmentation) as an (N, classes) float32 array."""
+    logits, _ = predict_logits(model, eval_loader(ctx, images, input_spec), device=ctx.device,
+                               amp_dtype=ctx.amp_dtype)
+    return torch.softmax(logits.float(), dim=1).numpy().astype(np.float32) if len(logits) else np.zeros(
+        (0, len(ctx.data.classes)), np.float32)
+
+
+def targets_hash(targets: np.ndarray) -> str:
+    """A short hash of a pseudo-label set (stored with checkpoints to notice a changed set on resume)."""
+    arr = np.ascontiguousarray(np.round(np.asarray(targets, dtype=np.float64), 4))
+    return hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()[:16]
