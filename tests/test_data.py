@@ -54,8 +54,8 @@ def test_labels_per_class_leaves_an_unlabelled_pool():
     cfg = DataConfig(labels_per_class=10, val_fraction=0.1)
     data = prepare_data(load_source("mnist5k", cfg), cfg)
     assert np.bincount(data.train.labels).tolist() == [10] * 10
-    assert len(data.unlabeled) == 4500 - 100
-    assert len(data.val) == 500
+    assert len(data.unlabeled) == 5000 - 500 - 1000 - 100  # val and the held-out test split never join it
+    assert len(data.val) == 500 and len(data.test) == 1000
     lab, unl = labelled_subset(np.repeat(np.arange(3), 5), 2, seed=0)
     assert len(lab) == 6 and len(unl) == 9 and not set(lab) & set(unl)
 

@@ -76,13 +76,13 @@ def test_run_knn_on_mnist5k_reports_accuracy(cli, tmp_path):
     run = tmp_path / "knn"
     events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
     evals = [e for e in events if e["kind"] == "eval_end"]
-    assert len(evals) == 1 and evals[0]["num_samples"] == 1000
-    assert evals[0]["top1"] >= 0.90  # measured 94.3% (k=3, L2 on pixels, 4,000 references)
+    assert [(e["split"], e["num_samples"]) for e in evals] == [("val", 500), ("test", 1000)]
+    assert evals[1]["top1"] >= 0.90  # measured 94.3% on 1,000 val digits (k=3, L2 on pixels, 4,000 references)
     assert "top-1 9" in out
     rows = (run / "metrics.csv").read_text().splitlines()
     assert len(rows) == 2 and rows[1].startswith("supervised,1,")
     code, out, _ = cli("eval", str(run / "checkpoints" / "best.pt"), "--data", "mnist5k")
-    assert code == 0 and f"{100 * evals[0]['top1']:.2f}%" in out
+    assert code == 0 and "[test]" in out and f"{100 * evals[1]['top1']:.2f}%" in out
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def lenet_checkpoint(tmp_path_factory):
 def test_knn_on_a_checkpoints_features(cli, lenet_checkpoint, tmp_path):
     code, out, err = cli("models", "knn-eval", str(lenet_checkpoint), "--k", "5")
     assert code == 0, err
-    assert "84-d features of 4000 references" in out
+    assert "84-d features of 3500 references" in out
     top1 = float(out.split("top-1 ")[1].split("%")[0])
     assert top1 > 70.0  # chance is 10%; one short epoch of LeNet already separates the digits
     # The same, as a run: the k-NN takes the checkpoint's input spec and embeds through its backbone.

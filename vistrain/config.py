@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vistrain.errors import ConfigError, suggest
 
@@ -36,14 +36,27 @@ class DataConfig(_Section):
     name: str = "mnist5k"
     root: str = "~/.cache/vistrain/data"
     download: bool = False
-    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of the labelled pool used to choose best.pt")
+    test_fraction: float = Field(
+        0.2, ge=0.0, lt=1.0,
+        description="share of the labelled pool held out as a test split, never trained on or used to choose "
+                    "best.pt (datasets with their own test split keep theirs); 0 for none")
     split_seed: int = 0
     labels_per_class: int | None = Field(None, ge=1)
     batch_size: int = Field(128, ge=1)
     eval_batch_size: int = Field(512, ge=1)
     num_workers: int | Literal["auto"] = "auto"
+    device_augment: bool | Literal["auto"] = Field(
+        "auto", description="augment in-memory batches with tensor ops on the training device (auto: when every op has one)")
     shapes_size: int = Field(32, ge=8, description="image size of the synthetic shapes dataset")
     shapes_count: int = Field(2000, ge=10, description="labelled images of the shapes dataset")
+
+    @model_validator(mode="after")
+    def _splits_leave_training_data(self) -> DataConfig:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError(f"val_fraction ({self.val_fraction:g}) + test_fraction ({self.test_fraction:g}) "
+                             "must be below 1 so that images are left to train on")
+        return self
 
 
 class AugmentConfig(_Section):

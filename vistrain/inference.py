@@ -38,7 +38,9 @@ def saved_data_config(ckpt: dict):
     """The DataConfig a checkpoint was trained with (same split seed and fraction), unknown keys dropped."""
     from vistrain.config import DataConfig
 
-    saved = (ckpt.get("config") or {}).get("data", {})
+    saved = dict((ckpt.get("config") or {}).get("data", {}))
+    # Checkpoints from before data.test_fraction trained on every non-val image: no test split to carve.
+    saved.setdefault("test_fraction", 0.0)
     return DataConfig.model_validate({k: v for k, v in saved.items() if k in DataConfig.model_fields})
 
 
@@ -70,14 +72,18 @@ def evaluate_checkpoint(checkpoint, data_spec: str, *, split: str = "auto", batc
     data_cfg = data_cfg.model_copy(update={"name": data_spec, "download": download})
     source = load_source(data_spec, data_cfg)
     mapping = class_mapping(source.classes, ckpt["classes"])
+    prepared = prepare_data(source, data_cfg) if split in ("auto", "val", "test") else None
     if split == "auto":
-        split = "val" if data_spec == trained_on else ("test" if source.test is not None else "all")
+        if data_spec == trained_on:  # the held-out test split when the run had one
+            split = "test" if prepared.test is not None else "val"
+        else:
+            split = "test" if source.test is not None else "all"
     if split == "val":
-        images = prepare_data(source, data_cfg).val
+        images = prepared.val
     elif split == "test":
-        if source.test is None:
+        if prepared.test is None:
             raise DataError(f"dataset {data_spec!r} has no test split", hint="use --split val or --split all")
-        images = source.test
+        images = prepared.test
     elif split == "all":
         images = source.train
     else:

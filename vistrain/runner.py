@@ -70,6 +70,29 @@ def validate_names(cfg: Config) -> None:
     build_augmentation(cfg.augment)
 
 
+def evaluate_test_split(ctx) -> dict[str, Any]:
+    """Evaluate the run's ``best.pt`` (else ``last.pt``) once on the held-out test split.
+
+    The test split never reaches training or the choice of ``best.pt``; this is its only use.
+    Emits an ``EvalEnd`` with ``split="test"`` and returns ``test_*`` metrics (empty without a checkpoint).
+    """
+    from vistrain.data.pipeline import ImageTransform, build_loader
+    from vistrain.engine.loop import evaluate
+    from vistrain.inference import load_model
+
+    ckpts = [ctx.checkpoint_dir / name for name in ("best.pt", "last.pt")]
+    path = next((p for p in ckpts if p.exists()), None)
+    if path is None:
+        return {}
+    model, ckpt, input_spec = load_model(path, ctx.device)
+    loader = build_loader(ctx.data.test, ImageTransform(input_spec), ctx.config.data.eval_batch_size, shuffle=False,
+                          num_workers=0)
+    result = evaluate(model, loader, device=ctx.device, amp_dtype=ctx.amp_dtype, epoch=int(ckpt.get("epoch", 0)),
+                      stage="test", split="test", emit=ctx.emit)
+    return {"test_top1": result["top1"], "test_top5": result["top5"], "test_loss": result["loss"],
+            "test_samples": result["num_samples"], "test_checkpoint": path.name}
+
+
 def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, resume: dict | None = None,
             run_dir: Path | None = None) -> RunResult:
     """Run the configured strategy end to end and return its metrics.
@@ -133,6 +156,8 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
             stopped = False
         except StopRequested:
             metrics, stopped = {}, True
+        if not stopped and data.test is not None:
+            metrics.update(evaluate_test_split(ctx))
         emit(RunFinished(run_name=run_name, duration_s=time.perf_counter() - t0,
                          metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
                          stopped_early=stopped))

@@ -73,6 +73,12 @@ class Pipeline:
         """The pipeline as a compact spec string."""
         return ",".join(s.spec() for s in self.steps)
 
+    def on_tensors(self):
+        """The same pipeline as batch tensor ops (``fn(batch, generator)``), or None if an op has none."""
+        from vistrain.augment.tensor_ops import tensor_pipeline
+
+        return tensor_pipeline(self)
+
     def __repr__(self) -> str:
         return f"Pipeline({self.spec()!r})"
 

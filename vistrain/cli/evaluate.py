@@ -10,8 +10,8 @@ import typer
 def eval_command(
     checkpoint: Path = typer.Argument(..., help="A vistrain checkpoint, e.g. runs/NAME/checkpoints/best.pt."),
     data: str = typer.Option(..., "--data", "-d", help="Dataset spec, e.g. mnist5k or imagefolder:DIR."),
-    split: str = typer.Option("auto", "--split", help="auto, val, test or all (auto: val for the training "
-                              "dataset, else test when it has one, else all)."),
+    split: str = typer.Option("auto", "--split", help="auto, val, test or all (auto: the training dataset's "
+                              "held-out test split, or val when the run had none; another dataset's test split, else all)."),
     batch_size: int = typer.Option(512, "--batch-size", "-b"),
     device: str = typer.Option("auto", "--device"),
     download: bool = typer.Option(False, "--download", help="Allow downloading the dataset."),

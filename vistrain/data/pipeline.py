@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from vistrain.data.source import ImageSet
+from vistrain.errors import ConfigError
 
 # Beyond this many bytes of float32 pixels the in-memory fast path is not used.
 FAST_PATH_MAX_BYTES = 2 * 1024**3
@@ -119,6 +120,11 @@ class TransformDataset(torch.utils.data.Dataset):
         return self.transform(self.images.image(index), rng), self.targets[index]
 
 
+def batch_count(n: int, batch_size: int, drop_last: bool) -> int:
+    """Batches in an epoch of *n* items."""
+    return n // batch_size if drop_last else (n + batch_size - 1) // batch_size
+
+
 class TensorBatchLoader:
     """Fast path for in-memory data without per-image randomness: batches are tensor slices."""
 
@@ -203,8 +209,7 @@ class AugmentedArrayLoader:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        n = len(self.images)
-        return n // self.batch_size if self.drop_last else (n + self.batch_size - 1) // self.batch_size
+        return batch_count(len(self.images), self.batch_size, self.drop_last)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.images)
@@ -236,6 +241,32 @@ def materialise(images: ImageSet, transform: ImageTransform) -> tuple[torch.Tens
     return x, target_tensor(images)
 
 
+def _device_augment_loader(images: ImageSet, transform: ImageTransform, batch_size: int, shuffle: bool, seed: int,
+                           drop_last: bool, device, *, required: bool, nbytes: int):
+    """A :class:`DeviceAugmentLoader` when the images are in memory and every op has a tensor form.
+
+    With *required* (``data.device_augment=true``) anything else is a configuration error.
+    """
+    from vistrain.data.device_loader import DeviceAugmentLoader
+
+    on_tensors = getattr(transform.augment, "on_tensors", None)
+    batch_augment = on_tensors() if on_tensors is not None else None
+    arr = images.as_array()
+    why = ("the augmentation has ops without a tensor form" if batch_augment is None else
+           "the dataset is not held in memory" if arr is None else
+           "the dataset is too large to hold on the device" if nbytes > FAST_PATH_MAX_BYTES else None)
+    if why is not None:
+        if required:
+            raise ConfigError(f"data.device_augment=true but {why} ({transform.augment!r})",
+                              hint="use data.device_augment=auto to fall back to per-image augmentation")
+        return None
+    spec = transform.spec
+    if arr.shape[1:] != (spec.size, spec.size, spec.channels):
+        arr = np.stack([adapt_image(img, spec.channels, spec.size) for img in arr]) if len(arr) else arr
+    return DeviceAugmentLoader(arr, target_tensor(images), batch_augment, mean=spec.mean, std=spec.std, batch_size=batch_size,
+                               shuffle=shuffle, seed=seed, drop_last=drop_last, device=device)
+
+
 def build_loader(
     images: ImageSet,
     transform: ImageTransform,
@@ -246,15 +277,25 @@ def build_loader(
     num_workers: int | str = "auto",
     drop_last: bool = False,
     pin_memory: bool = False,
+    device=None,
+    device_augment: bool | str = "auto",
 ):
-    """Pick the fast in-memory path when nothing is random per image, the in-process augmenting
-    path for in-memory data without workers, else a DataLoader (workers augment, seeded per image)."""
+    """Pick the fast in-memory path when nothing is random per image; for in-memory data whose
+    augmentation has a tensor form, batches augmented on *device* (``device_augment``: True, or
+    "auto" with ``num_workers="auto"``); else the in-process augmenting path without workers, or
+    a DataLoader (workers augment, seeded per image)."""
     augmenting = transform.augment is not None
     spec = transform.spec
     nbytes = len(images) * spec.channels * spec.size * spec.size * 4
     if not augmenting and images.as_array() is not None and nbytes <= FAST_PATH_MAX_BYTES:
         x, y = materialise(images, transform)
         return TensorBatchLoader(x, y, batch_size, shuffle, seed=seed, drop_last=drop_last)
+    # auto: only when the worker count is left to vistrain too; an explicit count asks for per-image ops
+    if augmenting and (device_augment is True or (device_augment == "auto" and num_workers == "auto")):
+        loader = _device_augment_loader(images, transform, batch_size, shuffle, seed, drop_last, device,
+                                        required=device_augment is True, nbytes=nbytes // 4)
+        if loader is not None:
+            return loader
     workers = auto_num_workers(augmenting) if num_workers == "auto" else int(num_workers)
     if augmenting and workers == 0 and images.as_array() is not None:
         return AugmentedArrayLoader(images, transform, batch_size, shuffle, seed=seed, drop_last=drop_last)

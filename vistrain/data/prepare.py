@@ -49,7 +49,10 @@ def load_source(spec: str, cfg) -> DataSource:
 
 
 def prepare_data(source: DataSource, cfg) -> PreparedData:
-    """Split *source* into train/val (stratified, seeded) and optionally labelled/unlabelled."""
+    """Split *source* into train/val/test (stratified, seeded) and optionally labelled/unlabelled.
+
+    The test split is the dataset's own when it has one, else ``test_fraction`` of the labelled pool.
+    """
     labels = source.train.labels
     if np.any(labels == UNLABELED):
         raise DataError(f"dataset {source.name!r} has unlabelled items in its training set")
@@ -57,6 +60,15 @@ def prepare_data(source: DataSource, cfg) -> PreparedData:
     if len(present) < 2:
         raise DataError(f"dataset {source.name!r} has only {len(present)} class(es); a classifier needs at least 2")
     train_idx, val_idx = stratified_split(labels, cfg.val_fraction, cfg.split_seed)
+    test = source.test
+    test_fraction = getattr(cfg, "test_fraction", 0.0)
+    if test is None and test_fraction > 0:
+        # Carved out of what val left, as a share of the whole pool, so the val split is the same
+        # with or without a test split; train.seed never moves it.
+        keep, test_pos = stratified_split(labels[train_idx], test_fraction / (1.0 - cfg.val_fraction),
+                                          cfg.split_seed + 1)
+        test = source.train.subset(train_idx[test_pos])
+        train_idx = train_idx[keep]
     train = source.train.subset(train_idx)
     val = source.train.subset(val_idx)
     unlabeled = source.unlabeled
@@ -65,5 +77,5 @@ def prepare_data(source: DataSource, cfg) -> PreparedData:
         pool = train.subset(unl_idx)
         train = train.subset(lab_idx)
         unlabeled = pool if unlabeled is None else ConcatImageSet(pool, unlabeled)
-    return PreparedData(source, train, val, unlabeled, source.test)
+    return PreparedData(source, train, val, unlabeled, test)
 

@@ -97,6 +97,8 @@ class ConsoleReporter:
             self._stop_progress()
             best = event.metrics.get("best_val_top1")
             best_text = f", best val top-1 {_pct(best)}" if isinstance(best, float) and best >= 0 else ""
+            test = event.metrics.get("test_top1")
+            best_text += f", test top-1 {_pct(test)}" if isinstance(test, float) else ""
             word = "stopped" if event.stopped_early else "finished"
             self._line(f"run {event.run_name} {word} in {event.duration_s:.1f}s{best_text}")
         elif isinstance(event, RunFailed):
@@ -116,6 +118,10 @@ class ConsoleReporter:
 
     def _on_eval(self, e: EvalEnd) -> None:
         self._stop_progress()
+        if e.split == "test":
+            self._line(f"test split ({e.num_samples} held-out images, checkpoint of epoch {e.epoch}): "
+                       f"loss {e.loss:.4f} top-1 {_pct(e.top1)} top-5 {_pct(e.top5)}")
+            return
         ep = self._pending_epoch
         if ep is not None and ep.epoch == e.epoch:
             train = f"train loss {ep.train_loss:.4f} acc {_pct(ep.train_top1)} | "

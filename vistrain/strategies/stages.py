@@ -264,7 +264,8 @@ def stage_loaders(ctx: RunContext, stage: Stage):
 
     def loader(images: ImageSet, size: int, seed_offset: int = 0):
         return build_loader(images, train_tf, size, shuffle=True, seed=cfg.train.seed + seed_offset,
-                            num_workers=cfg.data.num_workers, pin_memory=pin)
+                            num_workers=cfg.data.num_workers, pin_memory=pin, device=ctx.device,
+                            device_augment=cfg.data.device_augment)
 
     if stage.mix_set is not None and stage.mix_ratio > 0:
         own = max(1, round(batch_size / (1.0 + stage.mix_ratio)))

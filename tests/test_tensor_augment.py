@@ -1,0 +1,115 @@
+"""Batch tensor augmentation matches the per-image OpenCV ops, and its loader is seeded and resumable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vistrain.augment.pipeline import build_pipeline
+from vistrain.augment.tensor_ops import TENSOR_OPS
+
+# one spec per op with a tensor form; m-forms exercise the fixed-magnitude random sign
+SPECS = ["affine-deg10-shift2-scale0.1-shear5", "affine-m12", "rotate-deg20", "rotate-m9", "shear-x", "shear-y-m20",
+         "translate-x", "translate-y-m9", "flip-h", "flip-v", "crop-pad4", "crop-m6", "cutout-frac0.3",
+         "brightness", "brightness-add-m9", "contrast-factor0.8", "color", "solarize-threshold100", "posterize-bits3",
+         "identity", "affine,flip-h,contrast-p0.5"]
+
+
+def _images(channels: int, n: int = 1, size: int = 20) -> np.ndarray:
+    rng = np.random.default_rng(channels)
+    base = (rng.random((n, size, size, channels)) * 255).astype(np.uint8)
+    base[:, 5:12, 6:14] = 255  # a bright block so geometry and contrast matter
+    return base
+
+
+def test_every_tensor_op_is_covered_by_a_spec():
+    names = {type(build_pipeline(s).steps[0].op) for s in SPECS}
+    assert set(TENSOR_OPS) <= names
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_tensor_op_equals_opencv_op_given_the_same_random_stream(spec, channels):
+    pipeline = build_pipeline(spec)
+    batch_fn = pipeline.on_tensors()
+    assert batch_fn is not None
+    img = _images(channels)[0]
+    for seed in range(6):
+        want = pipeline(img.copy(), np.random.default_rng(seed)).astype(np.float32)
+        x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
+        got = batch_fn(x, np.random.default_rng(seed))[0].permute(1, 2, 0).numpy()
+        diff = np.abs(got - want.reshape(got.shape))
+        # OpenCV interpolates on a 1/32-pixel fixed-point grid and rounds once; off by one level at most pixels
+        assert diff.max() <= 2 and diff.mean() < 0.15, (spec, seed, diff.max(), diff.mean())
+
+
+def test_each_image_of_a_batch_gets_its_own_parameters():
+    imgs = np.repeat(_images(1), 16, axis=0)
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float()
+    out = build_pipeline("affine").on_tensors()(x, np.random.default_rng(0))
+    assert len({o.numpy().tobytes() for o in out}) == 16
+
+
+def test_ops_without_a_tensor_form_stay_per_image():
+    assert build_pipeline("affine,equalize").on_tensors() is None
+    assert build_pipeline("rand-n2-m9").on_tensors() is None
+
+
+def _loader(prefetch: bool, seed: int = 3):
+    from vistrain.data.device_loader import DeviceAugmentLoader
+
+    imgs = _images(1, n=300, size=16)
+    return DeviceAugmentLoader(imgs, np.arange(300) % 10, build_pipeline("affine,flip-h,crop-pad2").on_tensors(),
+                               mean=(0.5,), std=(0.25,), batch_size=64, shuffle=True, seed=seed, prefetch=prefetch)
+
+
+def test_device_loader_is_seeded_per_epoch_and_prefetch_changes_nothing():
+    a, b, c = _loader(True), _loader(False), _loader(True, seed=4)
+    for epoch in (1, 2):
+        for loader in (a, b, c):
+            loader.set_epoch(epoch)
+        batches = list(zip(a, b, c))
+        assert len(batches) == 5 and batches[-1][0][0].shape == (300 - 4 * 64, 1, 16, 16)
+        for (xa, ya), (xb, yb), (xc, _) in batches:
+            assert torch.equal(xa, xb) and torch.equal(ya, yb) and not torch.equal(xa, xc)
+    a.set_epoch(1)
+    assert not torch.equal(next(iter(a))[0], batches[0][0][0])  # epoch 2 differs from epoch 1's replay
+
+
+def test_device_loader_resumes_mid_epoch_from_its_state_dict():
+    a = _loader(True)
+    a.set_epoch(7)
+    it = iter(a)
+    next(it), next(it)
+    state = a.state_dict()
+    rest = [x for x, _ in it]
+    b = _loader(True)
+    b.load_state_dict(state)
+    b.set_epoch(7)
+    again = [x for x, _ in b]
+    assert state["batch_index"] == 2 and len(again) == len(rest) == 3
+    assert all(torch.equal(u, v) for u, v in zip(rest, again))
+
+
+def test_build_loader_picks_the_device_loader_and_required_mode_explains_refusals():
+    from vistrain.data.device_loader import DeviceAugmentLoader
+    from vistrain.data.pipeline import AugmentedArrayLoader, ImageTransform, InputSpec, build_loader
+    from vistrain.data.source import ArrayImageSet
+    from vistrain.errors import ConfigError
+
+    images = ArrayImageSet(_images(1, n=40, size=16), np.arange(40) % 4)
+    spec = InputSpec(1, 16, (0.5,), (0.25,))
+    tf = ImageTransform(spec, build_pipeline("affine"))
+    assert isinstance(build_loader(images, tf, 8, shuffle=True), DeviceAugmentLoader)
+    assert isinstance(build_loader(images, tf, 8, shuffle=True, device_augment=False), AugmentedArrayLoader)
+    # an explicit worker count asks for per-image ops; device_augment=true overrides it
+    assert isinstance(build_loader(images, tf, 8, shuffle=True, num_workers=0), AugmentedArrayLoader)
+    assert isinstance(build_loader(images, tf, 8, shuffle=True, num_workers=0, device_augment=True), DeviceAugmentLoader)
+    per_image = ImageTransform(spec, build_pipeline("equalize"))
+    assert isinstance(build_loader(images, per_image, 8, shuffle=True), AugmentedArrayLoader)
+    with pytest.raises(ConfigError, match="tensor form"):
+        build_loader(images, per_image, 8, shuffle=True, device_augment=True)
+    # the device loader normalises as the per-image path does
+    x, _ = next(iter(build_loader(images, ImageTransform(spec, build_pipeline("identity")), 40, shuffle=False)))
+    assert torch.allclose(x, tf.normalise_batch(images.as_array()), atol=1e-5)
