@@ -44,6 +44,7 @@ class RunStarted(Event):
     num_train: int = 0
     num_val: int = 0
     config: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)  # versions, platform, device name
 
 
 @dataclass

@@ -54,6 +54,23 @@ def make_run_dir(cfg: Config) -> Path:
     return path
 
 
+def environment_info(device) -> dict[str, Any]:
+    """Versions and hardware a run used, recorded in RunStarted so reports can show them later."""
+    import platform
+
+    import torch
+
+    from vistrain import __version__
+
+    info: dict[str, Any] = {"vistrain": __version__, "python": platform.python_version(), "torch": torch.__version__,
+                            "platform": platform.platform(), "cpu_count": os.cpu_count() or 0,
+                            "torch_threads": torch.get_num_threads(), "device": str(device),
+                            "host": platform.node(), "pid": os.getpid()}
+    if device.type == "cuda":
+        info.update(device_name=torch.cuda.get_device_name(device), cuda=torch.version.cuda or "")
+    return info
+
+
 def validate_names(cfg: Config) -> None:
     """Fail fast, before any data is loaded, on unknown model, dataset, strategy, optimizer, scheduler or ops."""
     from vistrain.augment import build_augmentation
@@ -144,7 +161,8 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
     try:
         emit(RunStarted(run_name=run_name, run_dir=str(run_dir), strategy=cfg.strategy.name, model=cfg.model.name,
                         dataset=cfg.data.name, device=str(device), num_classes=len(data.classes),
-                        num_train=len(data.train), num_val=len(data.val), config=cfg.model_dump(mode="json")))
+                        num_train=len(data.train), num_val=len(data.val), config=cfg.model_dump(mode="json"),
+                        environment=environment_info(device)))
         if source.skipped:
             shown = ", ".join(os.path.basename(p) for p in source.skipped[:5])
             more = f" and {len(source.skipped) - 5} more" if len(source.skipped) > 5 else ""

@@ -1,8 +1,9 @@
-"""``vistrain viz weights``: draw a checkpoint's first-layer weights as a PNG grid."""
+"""``vistrain viz weights`` and ``vistrain viz cam``: first-layer weights and Grad-CAM heat maps as PNG grids."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -32,3 +33,68 @@ def viz_weights(
     if not ok:
         raise OutputError(f"cannot write {out}", hint="choose a writable path ending in .png")
     typer.echo(f"wrote {out} ({image.shape[1]}x{image.shape[0]}, first layer of {ckpt['model']['name']})")
+
+
+@app.command("cam")
+def viz_cam(
+    checkpoint: Path = typer.Argument(..., help="A vistrain checkpoint (built-in CNN or timm model)."),
+    images: list[Path] = typer.Argument(..., help="Image files."),
+    out: Path = typer.Option(Path("gradcam"), "--out", "-o", help="Folder for the grid and one overlay per image."),
+    layer: Optional[str] = typer.Option(None, "--layer", help="Layer to explain (default: the last Conv2d); "
+                                        "names as in 'vistrain models info'."),
+    class_: Optional[str] = typer.Option(None, "--class", help="Class name (or index) to explain; default: the "
+                                         "predicted class of each image."),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Grad-CAM heat maps over each image for its predicted (or the --class) class, as a grid PNG."""
+    import cv2
+    import numpy as np
+    import torch
+
+    from vistrain.data.imagefolder import read_image
+    from vistrain.data.pipeline import ImageTransform
+    from vistrain.engine.device import select_device
+    from vistrain.errors import DataError, UnknownNameError, suggest
+    from vistrain.gradcam import grad_cam, overlay
+    from vistrain.inference import load_model
+    from vistrain.report.figures import image_grid_figure
+    from vistrain.report.html import write_bytes
+
+    dev = select_device(device)
+    model, ckpt, spec = load_model(checkpoint, dev)
+    classes = list(ckpt["classes"])
+    target = None
+    if class_ is not None:
+        if class_ in classes:
+            target = classes.index(class_)
+        elif class_.isdigit() and int(class_) < len(classes):
+            target = int(class_)
+        else:
+            raise UnknownNameError(f"the checkpoint has no class {class_!r}." + suggest(class_, classes),
+                                   hint=f"classes: {', '.join(classes[:10])}{'...' if len(classes) > 10 else ''}")
+    transform = ImageTransform(spec)
+    loaded, failed = [], []
+    for path in images:
+        img = read_image(path)
+        if img is None:
+            failed.append(str(path))
+        else:
+            loaded.append((path, transform.to_uint8(img)))
+    if failed:
+        raise DataError(f"could not read {len(failed)} image(s): {', '.join(failed[:5])}",
+                        hint="check the files are valid images")
+    x = torch.stack([transform.normalise(img) for _, img in loaded]).to(dev)
+    result = grad_cam(model, x, layer, target)
+    tiles, captions = [], []
+    for i, (path, img) in enumerate(loaded):
+        cls = result.classes[i]
+        pred = int(np.argmax(result.probs[i]))
+        over = overlay(img, result.heatmaps[i])
+        write_bytes(out / f"{i + 1:02d}-{path.stem}-cam.png", cv2.imencode(".png", cv2.cvtColor(over, cv2.COLOR_RGB2BGR))[1].tobytes())
+        tiles += [img, over]
+        captions += [f"{path.parent.name[-8:]}/{path.name[:12]}\npred {classes[pred]} {100 * result.probs[i, pred]:.0f}%",
+                     f"Grad-CAM: {classes[cls]}\n({100 * result.probs[i, cls]:.0f}%)"]
+    grid = write_bytes(out / "gradcam.png", image_grid_figure(tiles, captions, f"Grad-CAM at layer {result.layer}",
+                                                               cols=min(8, 2 * len(loaded))))
+    typer.echo(f"wrote {grid} and {len(loaded)} overlay(s) in {out} (layer {result.layer}, "
+               f"{'class ' + classes[target] if target is not None else 'predicted classes'})")

@@ -1,0 +1,232 @@
+"""``vistrain report`` and ``vistrain compare`` on a finished run, a killed run, a multi-stage run and a search."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from vistrain import events as ev
+from vistrain import plugins
+from vistrain.reporters.jsonl import JsonlWriter
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--headless", "--data", "digits", "--set", "data.batch_size=128", "--set", "output.system_interval_s=0.5"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A finished 2-epoch run and a run killed with SIGKILL after its first checkpoint (made once)."""
+    from vistrain.cli import main
+
+    out = tmp_path_factory.mktemp("runs")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), VISTRAIN_PLUGINS="none")
+    killed = subprocess.Popen([sys.executable, "-c", "from vistrain.cli import run; run()", "run", *FAST, "--epochs",
+                               "30", "--out", str(out), "--name", "killed"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    events = out / "killed" / "events.jsonl"
+
+    def kill_after_first_checkpoint():
+        deadline = time.time() + 180
+        while time.time() < deadline and killed.poll() is None:
+            if events.exists() and "checkpoint_saved" in events.read_text():
+                break
+            time.sleep(0.1)
+        killed.send_signal(signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_after_first_checkpoint)
+    killer.start()
+    try:
+        plugins.reset()
+        assert main(["run", *FAST, "--epochs", "2", "--out", str(out), "--name", "done"]) == 0
+    finally:
+        killer.join()
+        killed.wait()
+    assert "checkpoint_saved" in events.read_text() and "run_finished" not in events.read_text()
+    return out
+
+
+def pngs(html: str) -> list[np.ndarray]:
+    """Every embedded PNG, decoded (the test fails on one that does not decode)."""
+    found = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    images = [cv2.imdecode(np.frombuffer(base64.b64decode(b), np.uint8), cv2.IMREAD_COLOR) for b in found]
+    assert all(img is not None and img.shape[0] > 50 and img.shape[1] > 50 for img in images)
+    assert len(images) == html.count("<img ")
+    return images
+
+
+def section_ids(html: str) -> set[str]:
+    return set(re.findall(r'<section id="([^"]+)"', html))
+
+
+def test_report_on_a_finished_run(cli, runs, tmp_path):
+    code, out, err = cli("report", runs / "done", "--out", tmp_path / "r.html", "--png", tmp_path / "png")
+    assert code == 0, err
+    html = (tmp_path / "r.html").read_text()
+    ids = section_ids(html)
+    assert {"summary", "curves", "val", "confusion", "per-class", "mistakes", "config", "environment"} <= ids
+    assert not {"pseudo-labels", "augment-search"} & ids and not any(i.startswith("stage-") for i in ids)
+    assert len(pngs(html)) == 4
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["confusion.png", "curves.png", "mistakes.png",
+                                                                     "per-class.png"]
+    assert "finished normally" in html and "best.pt on the val split of digits" in html
+    assert "torch" in html and "http" not in html.replace("http-equiv", "")  # self-contained: no links out
+    # the val top-1 the report computes from best.pt is the one the run logged for its best epoch
+    logged = max(json.loads(line)["top1"] for line in (runs / "done" / "events.jsonl").read_text().splitlines()
+                 if '"eval_end"' in line)
+    assert f"top-1 {100 * logged:.2f}%" in html
+
+
+def test_png_alone_and_default_out(cli, runs, tmp_path):
+    code, out, err = cli("report", runs / "done", "--png", tmp_path / "p", "--mistakes", "0")
+    assert code == 0, err
+    assert not (runs / "done" / "report.html").exists() and "mistakes.png" not in out
+
+
+def test_report_on_a_killed_run(cli, runs, tmp_path):
+    code, out, err = cli("report", runs / "killed", "--out", tmp_path / "k.html")
+    assert code == 0, err
+    html = (tmp_path / "k.html").read_text()
+    assert {"summary", "curves", "val", "confusion", "config", "environment"} <= section_ids(html)
+    assert "killed or crashed" in html
+    pngs(html)
+
+
+def test_report_errors_are_one_line(cli, tmp_path):
+    code, out, err = cli("report", tmp_path / "nope")
+    assert code == 2 and "not found" in err and len(err.strip().splitlines()) == 1
+    code, out, err = cli("report", tmp_path)
+    assert code == 2 and "no events.jsonl" in err
+
+
+def _write_events(path: Path, events: list[ev.Event]) -> None:
+    writer = JsonlWriter(path)
+    for e in events:
+        writer.on_event(e)
+    writer.close()
+
+
+def _stage_events(stage: str, index: int, epochs: int, acc0: float, ckpt_dir: Path, best: bool) -> list[ev.Event]:
+    out: list[ev.Event] = [ev.StageStarted(stage=stage, index=index, total=3, description=f"noisy-student {index}/3: {stage}",
+                                           epochs=epochs, steps_per_epoch=4, model="lenet5", num_params=61706)]
+    for e in range(1, epochs + 1):
+        out += [ev.BatchEnd(stage=stage, epoch=e, step=4, steps_per_epoch=4, global_step=4 * e, loss=1.0 / e, lr=0.01,
+                            samples_per_s=900.0, data_wait_s=0.01, step_time_s=0.5, epochs=epochs),
+                ev.EpochEnd(stage=stage, epoch=e, epochs=epochs, train_loss=1.0 / e, train_top1=acc0 + 0.02 * e,
+                            lr=0.01, duration_s=0.5, samples=512),
+                ev.EvalEnd(stage=stage, epoch=e, split="val", loss=0.8 / e, top1=acc0 + 0.03 * e, top5=0.99,
+                           num_samples=360)]
+        out.append(ev.CheckpointSaved(path=str(ckpt_dir / f"{stage}-last.pt"), epoch=e, global_step=4 * e))
+        if best:
+            out.append(ev.CheckpointSaved(path=str(ckpt_dir / f"{stage}-best.pt"), epoch=e, global_step=4 * e,
+                                          is_best=True, metric=acc0 + 0.03 * e, reason="best"))
+    return out
+
+
+def _round(r: int, flip: float | None) -> ev.PseudoLabelStats:
+    return ev.PseudoLabelStats(round=r, counts_before=[40 + 3 * i for i in range(10)], counts_after=[60] * 10,
+                               confidence_hist=[0] * 10 + [3, 5, 8, 12, 20, 30, 45, 60, 90, 150], threshold=0.7,
+                               acceptance_rate=0.8, mean_confidence=0.9, flip_rate=flip, accuracy=0.95,
+                               class_names=[str(i) for i in range(10)])
+
+
+def test_report_on_a_multi_stage_run(cli, runs, tmp_path):
+    """A noisy-student-shaped run folder: teacher and two students, two pseudo-label rounds, stage checkpoints."""
+    run = tmp_path / "ns"
+    ckpts = run / "checkpoints"
+    ckpts.mkdir(parents=True)
+    for name in ("teacher-best.pt", "student1-best.pt"):  # real checkpoints of the digits model
+        shutil.copy(runs / "done" / "checkpoints" / "best.pt", ckpts / name)
+    config = yaml.safe_load((runs / "done" / "config.yaml").read_text())
+    config["strategy"] = {"name": "noisy-student", "params": {"rounds": 2}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    events: list[ev.Event] = [ev.RunStarted(run_name="ns", run_dir=str(run), strategy="noisy-student", model="lenet5",
+                                            dataset="digits", device="cpu", num_classes=10, num_train=1000,
+                                            num_val=360, config=config)]
+    events += _stage_events("teacher", 1, 2, 0.80, ckpts, best=True)
+    events.append(_round(1, None))
+    events += _stage_events("student1", 2, 3, 0.84, ckpts, best=True)
+    events.append(_round(2, 0.04))
+    events += _stage_events("student2", 3, 1, 0.86, ckpts, best=False)  # no best checkpoint written yet
+    events.append(ev.RunFinished(run_name="ns", duration_s=12.5, metrics={"val_top1": 0.89}))
+    _write_events(run / "events.jsonl", events)
+
+    code, out, err = cli("report", run)
+    assert code == 0, err
+    html = (run / "report.html").read_text()
+    ids = section_ids(html)
+    assert {"summary", "curves", "val", "stage-teacher", "stage-student1", "stage-student2", "pseudo-labels",
+            "round-1", "round-2", "teacher-confusion", "student1-per-class", "config", "environment"} <= ids
+    # the run's result is the last stage that wrote a best checkpoint
+    assert "student1-best.pt on the val split of digits" in html
+    assert html.count("noisy-student 2/3: student1") == 1
+    assert "4.00% of labels changed since the previous round" in html
+    images = pngs(html)
+    assert len(images) >= 3 + 3 + 2 + 2 + 1  # val (3), stage curves (3), stage confusion/per-class (2x2), rounds
+    assert "12.5 s" in html
+
+
+def test_report_on_an_augmentation_search(cli, tmp_path):
+    from vistrain.augment.search import write_policy
+
+    out = tmp_path / "search"
+    records = [{"trial": t, "policy": {"op": "rand", "n": n, "m": m}, "label": f"rand-n{n}-m{m}", "score": s}
+               for t, n, m, s in ((1, 2, 9, 0.91), (2, 1, 4, 0.93), (3, 3, 20, 0.88))]
+    out.mkdir()
+    (out / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (out / "search.yaml").write_text(yaml.safe_dump({"data": "digits", "model": "lenet5", "epochs": 1}))
+    write_policy(out / "policy.yaml", records[1]["policy"], [], score=0.93, trial=2, data="digits", model="lenet5")
+    _write_events(out / "events.jsonl", [ev.AugmentTrial(trial=r["trial"], trials=3, policy=r["policy"], score=r["score"])
+                                         for r in records])
+    code, stdout, err = cli("report", out, "--out", tmp_path / "s.html")
+    assert code == 0, err
+    html = (tmp_path / "s.html").read_text()
+    assert {"augment-search", "winning-policy", "config", "environment"} <= section_ids(html)
+    assert html.index("rand-n1-m4") < html.index("rand-n2-m9") < html.index("rand-n3-m20")  # ranked best first
+    assert len(pngs(html)) == 2  # leaderboard and the policy preview
+
+
+def test_compare_prints_the_table_and_writes_the_overlay(cli, runs, tmp_path):
+    code, out, err = cli("compare", runs / "done", runs / "killed", "--out", tmp_path / "cmp.png")
+    assert code == 0, err
+    lines = out.splitlines()
+    header = lines[0]
+    assert header.split()[:2] == ["run", "status"] and "samples/s" in header and "best val top-1" in header
+    done = next(line for line in lines if line.startswith("done"))
+    killed = next(line for line in lines if line.startswith("killed"))
+    assert " finished " in done and " killed " in killed
+    assert re.search(r"train\.epochs\s+2\s+30", out)  # the config key that differs, with both values
+    assert "output.name" not in out
+    img = cv2.imread(str(tmp_path / "cmp.png"))
+    assert img is not None and img.shape[1] > 500
+    code, out, err = cli("compare", runs / "done", runs / "killed", "--out", tmp_path / "cmp.html")
+    assert code == 0 and {"table", "config-diff", "curves"} <= section_ids((tmp_path / "cmp.html").read_text())
+
+
+def test_compare_needs_two_runs(cli, runs, tmp_path):
+    code, out, err = cli("compare", runs / "done")
+    assert code == 2 and "at least two" in err
+    code, out, err = cli("compare", runs / "done", runs / "killed", "--out", tmp_path / "x.jpg")
+    assert code == 2 and ".png or .html" in err
+
+
+def test_commands_do_not_import_torch_or_matplotlib_for_help():
+    code = ("import sys; from vistrain.cli import main; main(['--help']); main(['report', '--help']);"
+            "main(['export', '--help']); main(['viz', 'cam', '--help']);"
+            "print('HEAVY', [m for m in ('torch', 'matplotlib') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert "HEAVY []" in out.stdout, out.stderr

@@ -1,0 +1,75 @@
+"""A checkpoint's predictions on the val split it was selected on: confusion, per-class accuracy, mistakes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class SplitPredictions:
+    """Softmax outputs and true labels (in the checkpoint's class order) for one split."""
+
+    checkpoint: Path
+    dataset: str
+    classes: list[str]
+    probs: np.ndarray  # (N, C)
+    labels: np.ndarray  # (N,)
+    images: object  # the ImageSet, for drawing the images themselves
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """Arg-max class per image."""
+        return self.probs.argmax(axis=1)
+
+    @property
+    def top1(self) -> float:
+        """Share of images predicted right."""
+        return float((self.predicted == self.labels).mean()) if len(self.labels) else 0.0
+
+    def confusion(self) -> np.ndarray:
+        """Counts, rows = true class, columns = predicted class."""
+        n = len(self.classes)
+        cm = np.zeros((n, n), dtype=np.int64)
+        np.add.at(cm, (self.labels, self.predicted), 1)
+        return cm
+
+    def per_class(self) -> tuple[np.ndarray, np.ndarray]:
+        """(top-1 per class, images per class); a class without images has accuracy 0."""
+        cm = self.confusion()
+        counts = cm.sum(axis=1)
+        return np.divide(np.diag(cm), counts, out=np.zeros(len(counts)), where=counts > 0), counts
+
+    def confident_mistakes(self, k: int) -> list[int]:
+        """Indices of up to *k* wrong predictions, most confident first."""
+        wrong = np.flatnonzero(self.predicted != self.labels)
+        conf = self.probs[wrong, self.predicted[wrong]]
+        return [int(i) for i in wrong[np.argsort(-conf, kind="stable")][:k]]
+
+
+def val_predictions(checkpoint: str | Path, *, batch_size: int = 512, device: str = "cpu") -> SplitPredictions:
+    """Predict the val split the checkpoint was trained with (same dataset, split seed and fraction)."""
+    import torch
+
+    from vistrain.data.pipeline import ImageTransform, build_loader
+    from vistrain.data.prepare import load_source, prepare_data
+    from vistrain.engine.device import select_device
+    from vistrain.engine.loop import predict_logits
+    from vistrain.errors import DataError
+    from vistrain.inference import class_mapping, load_model, saved_data_config
+
+    dev = select_device(device)
+    model, ckpt, input_spec = load_model(checkpoint, dev)
+    data_cfg = saved_data_config(ckpt)
+    if not ((ckpt.get("config") or {}).get("data") or {}).get("name"):
+        raise DataError(f"checkpoint {str(checkpoint)!r} does not record its dataset")
+    source = load_source(data_cfg.name, data_cfg)
+    val = prepare_data(source, data_cfg).val
+    mapping = class_mapping(source.classes, ckpt["classes"])
+    loader = build_loader(val, ImageTransform(input_spec), batch_size, shuffle=False, num_workers=0)
+    logits, targets = predict_logits(model, loader, device=dev)
+    probs = torch.softmax(logits, dim=1).numpy()
+    return SplitPredictions(Path(checkpoint), data_cfg.name, list(ckpt["classes"]), probs,
+                            mapping[targets].numpy(), val)

@@ -1,0 +1,234 @@
+"""Read a run folder (finished, failed, killed or still going) into one plain summary.
+
+Only the files a run writes are used: ``events.jsonl`` (a torn last line from a killed run is
+skipped), ``config.yaml`` and ``checkpoints/``. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vistrain.errors import DataError
+from vistrain.events import (
+    AugmentTrial, BatchEnd, CheckpointSaved, EpochEnd, EvalEnd, Event, PseudoLabelStats, RunFailed, RunFinished,
+    RunStarted, StageStarted, from_dict,
+)
+
+LIVE_WINDOW_S = 120.0  # an unfinished run whose events file changed this recently counts as still going
+
+
+@dataclass
+class StageData:
+    """One stage's curves and checkpoints, in the order the run emitted them."""
+
+    name: str
+    started: StageStarted | None = None
+    epochs: list[EpochEnd] = field(default_factory=list)
+    evals: list[EvalEnd] = field(default_factory=list)  # val evaluations after epochs (epoch > 0)
+    steps: list[BatchEnd] = field(default_factory=list)
+    checkpoints: list[CheckpointSaved] = field(default_factory=list)
+    rounds: list[PseudoLabelStats] = field(default_factory=list)  # rounds emitted while this stage was current
+
+    @property
+    def best_eval(self) -> EvalEnd | None:
+        """The val evaluation with the highest top-1 (earliest on ties)."""
+        return max(self.evals, key=lambda e: (e.top1, -e.epoch), default=None)
+
+    @property
+    def best_checkpoint(self) -> str | None:
+        """File name of the newest best checkpoint this stage wrote."""
+        best = [c for c in self.checkpoints if c.is_best]
+        return Path(best[-1].path).name if best else None
+
+    def samples_per_s(self) -> float | None:
+        """Training throughput over finished epochs."""
+        seconds = sum(e.duration_s for e in self.epochs)
+        return sum(e.samples for e in self.epochs) / seconds if seconds > 0 else None
+
+
+@dataclass
+class RunData:
+    """Everything a report or a comparison needs from one run folder."""
+
+    path: Path
+    config: dict[str, Any]
+    config_text: str
+    started: RunStarted | None = None
+    finished: RunFinished | None = None
+    failed: RunFailed | None = None
+    stages: list[StageData] = field(default_factory=list)
+    rounds: list[PseudoLabelStats] = field(default_factory=list)
+    trials: list[AugmentTrial] = field(default_factory=list)
+    first_time: float | None = None
+    last_time: float | None = None
+    events_mtime: float | None = None
+    skipped_lines: int = 0
+
+    @property
+    def name(self) -> str:
+        """The run's name (its folder name)."""
+        return self.started.run_name if self.started else self.path.name
+
+    @property
+    def status(self) -> str:
+        """finished, stopped, failed, running, or killed (no final event and its process is gone)."""
+        if self.finished is not None:
+            return "stopped" if self.finished.stopped_early else "finished"
+        if self.failed is not None:
+            return "failed"
+        alive = self._process_alive()
+        if alive is None:  # another machine, or an older run without a pid: judge by the last write
+            alive = self.events_mtime is not None and time.time() - self.events_mtime < LIVE_WINDOW_S
+        return "running" if alive else "killed"
+
+    def _process_alive(self) -> bool | None:
+        """Whether the process that wrote the run still runs; None when that cannot be told from here."""
+        import platform
+
+        import psutil
+
+        env = self.started.environment if self.started else {}
+        if not env.get("pid") or env.get("host") != platform.node():
+            return None
+        try:
+            proc = psutil.Process(int(env["pid"]))
+            # a recycled pid belongs to a process started after the run began
+            return proc.create_time() <= self.started.time + 1.0 and proc.status() != psutil.STATUS_ZOMBIE
+        except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+            return False
+
+    @property
+    def wall_s(self) -> float | None:
+        """The run's duration: the recorded one when finished, else first to last event."""
+        if self.finished is not None:
+            return self.finished.duration_s
+        if self.first_time is not None and self.last_time is not None:
+            return self.last_time - self.first_time
+        return None
+
+    def samples_per_s(self) -> float | None:
+        """Training throughput over all finished epochs of all stages."""
+        seconds = sum(e.duration_s for s in self.stages for e in s.epochs)
+        samples = sum(e.samples for s in self.stages for e in s.epochs)
+        return samples / seconds if seconds > 0 else None
+
+    def final_eval(self) -> EvalEnd | None:
+        """The last val evaluation of the run (the last stage's latest epoch)."""
+        evals = [e for s in self.stages for e in s.evals]
+        return evals[-1] if evals else None
+
+    def best_eval(self) -> EvalEnd | None:
+        """The best val evaluation over all stages."""
+        evals = [e for s in self.stages for e in s.evals]
+        return max(evals, key=lambda e: e.top1, default=None)
+
+    def checkpoint_path(self, name: str) -> Path:
+        """A checkpoint file of this run by file name."""
+        return self.path / "checkpoints" / name
+
+    def final_checkpoint(self) -> Path | None:
+        """The checkpoint that stands for the run's result: the last stage's best, else best.pt, else last.pt."""
+        for stage in reversed(self.stages):
+            name = stage.best_checkpoint
+            if name and self.checkpoint_path(name).exists():
+                return self.checkpoint_path(name)
+        for name in ("best.pt", "last.pt"):
+            if self.checkpoint_path(name).exists():
+                return self.checkpoint_path(name)
+        return None
+
+    @property
+    def multi_stage(self) -> bool:
+        """True when the run trained more than one stage."""
+        return len(self.stages) > 1 or any(s.started and s.started.total > 1 for s in self.stages)
+
+
+def read_events(path: Path) -> tuple[list[Event], int]:
+    """Events of an ``events.jsonl``; lines that do not parse (a torn last line) are counted and skipped."""
+    events, skipped = [], 0
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                events.append(from_dict(json.loads(line)))
+            except (json.JSONDecodeError, TypeError, ValueError):
+                skipped += 1
+    return events, skipped
+
+
+def _read_config(run_dir: Path, started: RunStarted | None) -> tuple[dict[str, Any], str]:
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            data = None
+        if isinstance(data, dict):
+            return data, text
+    if started is not None and started.config:
+        return dict(started.config), yaml.safe_dump(started.config, sort_keys=False)
+    return {}, ""
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read a run folder; a folder without ``events.jsonl`` is a DataError naming what is expected."""
+    run_dir = Path(run_dir).expanduser()
+    if not run_dir.is_dir():
+        raise DataError(f"run folder {str(run_dir)!r} not found", hint="pass a folder under runs/, e.g. runs/NAME")
+    events_path = run_dir / "events.jsonl"
+    if not events_path.exists():
+        raise DataError(f"{str(run_dir)!r} has no events.jsonl, so it is not a vistrain run folder",
+                        hint="pass the folder vistrain run wrote, e.g. runs/NAME")
+    events, skipped = read_events(events_path)
+    run = RunData(path=run_dir, config={}, config_text="", skipped_lines=skipped,
+                  events_mtime=events_path.stat().st_mtime)
+    by_name: dict[str, StageData] = {}
+    current: StageData | None = None
+
+    def stage(name: str) -> StageData:
+        if name not in by_name:
+            by_name[name] = StageData(name)
+            run.stages.append(by_name[name])
+        return by_name[name]
+
+    for ev in events:
+        if ev.time:
+            run.first_time = ev.time if run.first_time is None else min(run.first_time, ev.time)
+            run.last_time = ev.time if run.last_time is None else max(run.last_time, ev.time)
+        if isinstance(ev, RunStarted):
+            run.started = ev
+        elif isinstance(ev, RunFinished):
+            run.finished = ev
+        elif isinstance(ev, RunFailed):
+            run.failed = ev
+        elif isinstance(ev, StageStarted):
+            current = stage(ev.stage)
+            current.started = current.started or ev
+        elif isinstance(ev, EpochEnd):
+            current = stage(ev.stage)
+            current.epochs.append(ev)
+        elif isinstance(ev, EvalEnd) and ev.split == "val" and ev.epoch > 0:
+            stage(ev.stage).evals.append(ev)
+        elif isinstance(ev, BatchEnd):
+            current = stage(ev.stage)
+            current.steps.append(ev)
+        elif isinstance(ev, CheckpointSaved):
+            if current is not None:
+                current.checkpoints.append(ev)
+        elif isinstance(ev, PseudoLabelStats):
+            run.rounds.append(ev)
+            if current is not None:
+                current.rounds.append(ev)
+        elif isinstance(ev, AugmentTrial):
+            run.trials.append(ev)
+    run.config, run.config_text = _read_config(run_dir, run.started)
+    return run
