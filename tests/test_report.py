@@ -86,7 +86,7 @@ def test_report_on_a_finished_run(cli, runs, tmp_path):
     assert "torch" in html and "http" not in html.replace("http-equiv", "")  # self-contained: no links out
     # the val top-1 the report computes from best.pt is the one the run logged for its best epoch
     logged = max(json.loads(line)["top1"] for line in (runs / "done" / "events.jsonl").read_text().splitlines()
-                 if '"eval_end"' in line)
+                 if '"eval_end"' in line and '"split": "val"' in line)
     assert f"top-1 {100 * logged:.2f}%" in html
 
 
@@ -180,7 +180,7 @@ def test_report_on_a_multi_stage_run(cli, runs, tmp_path):
 
 
 def test_report_on_an_augmentation_search(cli, tmp_path):
-    from vistrain.augment.search import write_policy
+    from vistrain.policy_search import write_policy
 
     out = tmp_path / "search"
     records = [{"trial": t, "policy": {"op": "rand", "n": n, "m": m}, "label": f"rand-n{n}-m{m}", "score": s}

@@ -51,8 +51,9 @@ def _summary(doc: Document, run: RunData) -> None:
     rows += [["stages", ", ".join(s.name for s in run.stages) or "none yet"],
              ["epochs finished", sum(len(s.epochs) for s in run.stages)],
              ["final val top-1", _pct(final.top1) if final else "n/a"],
-             ["best val top-1", f"{_pct(best.top1)} ({best.stage}, epoch {best.epoch})" if best else "n/a"],
-             ["wall time", _secs(run.wall_s)],
+             ["best val top-1", f"{_pct(best.top1)} ({best.stage}, epoch {best.epoch})" if best else "n/a"]]
+    rows += [["held-out test top-1", f"{_pct(t.top1)} on {t.num_samples} images ({t.stage})"] for t in run.tests]
+    rows += [["wall time", _secs(run.wall_s)],
              ["training samples/s", f"{run.samples_per_s():.0f}" if run.samples_per_s() else "n/a"]]
     sec.table(["", ""], rows)
     sec.text(f"The run {_status_line(run)}.", note=run.status != "finished")
@@ -142,7 +143,7 @@ def _pseudo_labels(doc: Document, run: RunData) -> None:
 
 
 def _search_records(run: RunData) -> list[dict]:
-    from vistrain.augment.search import leaderboard, read_trials
+    from vistrain.policy_search import leaderboard, read_trials
 
     records = read_trials(run.path / "trials.jsonl")
     if records:

@@ -11,7 +11,7 @@ from vistrain.report.rundata import RunData, load_run
 
 IGNORED_KEYS = ("output.name", "output.dir")  # differ between any two runs and say nothing about them
 HEADER = ["run", "status", "strategy", "model", "epochs", "final val top-1", "best val top-1", "final val loss",
-          "wall", "samples/s"]
+          "test top-1", "wall", "samples/s"]
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -53,7 +53,7 @@ def run_row(run: RunData) -> list[str]:
     model = run.started.model if run.started else (run.config.get("model") or {}).get("name", "?")
     best_text = f"{_pct(best.top1)} (ep {best.epoch})" if best else "n/a"
     return [run.name, run.status, strategy, model, str(sum(len(s.epochs) for s in run.stages)), _pct(final.top1 if final else None),
-            best_text, f"{final.loss:.4f}" if final else "n/a",
+            best_text, f"{final.loss:.4f}" if final else "n/a", _pct(run.tests[-1].top1 if run.tests else None),
             f"{run.wall_s:.1f} s" if run.wall_s is not None else "n/a", f"{sps:.0f}" if sps else "n/a"]
 
 

@@ -63,6 +63,7 @@ class RunData:
     stages: list[StageData] = field(default_factory=list)
     rounds: list[PseudoLabelStats] = field(default_factory=list)
     trials: list[AugmentTrial] = field(default_factory=list)
+    tests: list[EvalEnd] = field(default_factory=list)  # evaluations on the held-out test split
     first_time: float | None = None
     last_time: float | None = None
     events_mtime: float | None = None
@@ -218,6 +219,8 @@ def load_run(run_dir: str | Path) -> RunData:
             current.epochs.append(ev)
         elif isinstance(ev, EvalEnd) and ev.split == "val" and ev.epoch > 0:
             stage(ev.stage).evals.append(ev)
+        elif isinstance(ev, EvalEnd) and ev.split == "test":
+            run.tests.append(ev)
         elif isinstance(ev, BatchEnd):
             current = stage(ev.stage)
             current.steps.append(ev)
