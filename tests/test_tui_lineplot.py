@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from vistrain.tui.widgets.lineplot import rasterise
 
@@ -24,3 +25,46 @@ def test_nan_points_are_skipped():
     bits, owner = rasterise([([0, 1, 2], [0, float("nan"), 1])], cols=6, rows=3, x_range=(0, 2), y_range=(0, 1))
     assert bits.any()
 
+
+
+def test_the_accuracy_axis_follows_the_later_epochs():
+    from vistrain.tui.widgets.lineplot import LinePlot
+
+    epochs = list(range(1, 21))
+    train = [18.0, 80.0, 92.0] + [95.0 + 0.2 * i for i in range(17)]
+    val = [60.0, 90.0, 96.0] + [97.0 + 0.1 * i for i in range(17)]
+    lo, hi = LinePlot(follow=True, floor=0.0, cap=100.0).y_range([(epochs, train), (epochs, val)])
+    assert 96.0 < lo < 97.5 and 98.6 < hi <= 100.0  # not 18..103: the last epochs fill the plot
+    lo, hi = LinePlot().y_range([(epochs, train)])  # the loss plot keeps the whole span
+    assert lo < 18.0 and hi > 98.0
+    lo, hi = LinePlot(follow=True, cap=100.0).y_range([([1, 2], [99.9, 100.0])])
+    assert hi == 100.0 and lo < 99.9
+
+
+@pytest.mark.asyncio
+async def test_curves_panel_draws_the_later_epochs_over_the_whole_height():
+    from textual.app import App
+
+    from vistrain.events import EpochEnd, EvalEnd
+    from vistrain.tui.widgets.curves import CurvesPanel
+
+    class Host(App):
+        def compose(self):
+            yield CurvesPanel(id="curves")
+
+    app = Host()
+    async with app.run_test(size=(100, 20)) as pilot:
+        panel = app.query_one(CurvesPanel)
+        for e in range(1, 21):
+            acc = 0.18 if e == 1 else 0.97 + 0.001 * e
+            panel.apply(EpochEnd(stage="s", epoch=e, epochs=20, train_loss=1 / e, train_top1=acc, lr=0.1,
+                                 duration_s=1.0, samples=100))
+            panel.apply(EvalEnd(stage="s", epoch=e, split="val", loss=1 / e, top1=acc, top5=1.0, num_samples=10))
+        panel.flush()
+        await pilot.pause()
+        plot = app.query_one("#acc-plot")
+        lo, hi = plot.y_range([(xs, ys) for _, xs, ys, _ in plot.series])
+        assert lo > 90.0 and hi <= 100.0
+        lines = plot.render().plain.splitlines()
+        top, bottom = float(lines[1].split()[0]), float(lines[-2].split()[0])  # the y labels as drawn
+        assert 90.0 < bottom < top <= 100.0  # the fitted floor, not the first epoch's 18 %

@@ -24,7 +24,8 @@ class CurvesPanel(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield LinePlot("loss", id="loss-plot")
-        yield LinePlot("accuracy %", id="acc-plot")
+        # the first epochs' low accuracy would squeeze the rest against the top: follow the later epochs
+        yield LinePlot("accuracy %", id="acc-plot", follow=True, floor=0.0, cap=100.0)
 
     def on_mount(self) -> None:
         self.flush()

@@ -8,6 +8,8 @@ import numpy as np
 from rich.text import Text
 from textual.widget import Widget
 
+from vistrain.report.axes import focus_range
+
 # bit of each dot in a braille cell, indexed [row % 4][column % 2]
 _DOT_BITS = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]], dtype=np.uint8)
 Y_LABEL_WIDTH = 8
@@ -52,10 +54,26 @@ class LinePlot(Widget):
 
     DEFAULT_CSS = "LinePlot { width: 1fr; height: 1fr; }"
 
-    def __init__(self, title: str = "", **kwargs) -> None:
+    def __init__(self, title: str = "", *, follow: bool = False, floor: float | None = None, cap: float | None = None,
+                 **kwargs) -> None:
+        """*follow*: fit the y axis to the later half of the x span (within *floor*..*cap*), so early
+        outliers such as the first epoch's accuracy don't flatten the part that matters."""
         super().__init__(**kwargs)
         self.title = title
+        self.follow, self.floor, self.cap = follow, floor, cap
         self.series: list[tuple[str, Sequence[float], Sequence[float], str]] = []
+
+    def y_range(self, drawn: Sequence[tuple[Sequence[float], Sequence[float]]]) -> tuple[float, float]:
+        """The y range to draw: the data's span plus 5 %, or the later points' span when following."""
+        if self.follow:
+            fitted = focus_range(drawn, floor=self.floor, cap=self.cap)
+            if fitted is not None:
+                return fitted
+        all_y = [v for _, ys in drawn for v in ys if np.isfinite(v)]
+        lo, hi = min(all_y), max(all_y)
+        pad = (hi - lo) * 0.05 or max(abs(hi) * 0.05, 1e-3)
+        # non-negative data (losses, accuracies) keeps a floor of 0 rather than a negative label
+        return (max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
 
     def set_series(self, series: list[tuple[str, Sequence[float], Sequence[float], str]]) -> None:
         """Replace the plotted series: (label, xs, ys, colour) each; redraws."""
@@ -77,10 +95,9 @@ class LinePlot(Widget):
             head.truncate(max(width, 1))
             return Text("\n").join([head, Text("waiting for data…", style="dim")])
         x_range = (min(all_x), max(all_x)) if max(all_x) > min(all_x) else (min(all_x) - 1, min(all_x) + 1)
-        lo, hi = min(all_y), max(all_y)
-        pad = (hi - lo) * 0.05 or max(abs(hi) * 0.05, 1e-3)
-        # non-negative data (losses, accuracies) keeps a floor of 0 rather than a negative label
-        y_range = (max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
+        y_range = self.y_range(drawn)
+        if self.follow:  # points below the fitted range are left out rather than piled on the bottom row
+            drawn = [(xs, [y if y >= y_range[0] else float("nan") for y in ys]) for xs, ys in drawn]
         bits, owner = rasterise(drawn, cols, rows, x_range, y_range)
         colors = [color for *_, color in self.series]
         lines = [head]
