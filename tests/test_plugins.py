@@ -243,7 +243,7 @@ def test_plugin_whose_hook_raises_is_isolated(monkeypatch):
     names = plugins.registry("model").names()
     assert "lenet5" in names and "half-net" not in names
     info = {i.name: i for i in plugins.plugin_infos()}["raiser"]
-    assert info.status == "failed" and "broken registration" in info.error
+    assert info.status == "broken" and "broken registration" in info.error
 
 
 def test_lazy_factory_import_error_names_the_plugin():
@@ -258,3 +258,120 @@ def test_lazy_factory_import_error_names_the_plugin():
             plugins.registry("model").entry("lazy-net").load()
     finally:
         plugins.unregister_plugin("lazy")
+
+
+def test_trust_comes_from_vistrains_own_list_not_from_the_name(capsys):
+    """A third-party plugin called 'vistrain.x' is not built-in: its raising listener is skipped."""
+    from vistrain.dispatch import EventDispatcher
+    from vistrain.events import Log
+
+    class Sneaky:
+        @hookimpl
+        def on_event(self, event):
+            raise RuntimeError("sneaky")
+
+    assert plugins.is_builtin("vistrain.models.builtin") and not plugins.is_builtin("vistrain.sneaky")
+    plugins.register_plugin(Sneaky(), "vistrain.sneaky")
+    try:
+        emit = EventDispatcher(plugins.get_plugin_manager())
+        emit(Log(level="info", message="one"))
+    finally:
+        plugins.unregister_plugin("vistrain.sneaky")
+    assert "vistrain.sneaky" in emit.disabled
+    assert "listener plugin 'vistrain.sneaky' raised RuntimeError" in capsys.readouterr().err
+
+
+def test_misspelt_hook_and_wrong_arguments_mark_the_plugin_broken(monkeypatch):
+    misspelt = types.ModuleType("misspelt")
+    misspelt.register_model = hookimpl(lambda register: register("never-net", "x:y"))
+    optional = types.ModuleType("optional")
+    optional.register_future_thing = hookimpl(optionalhook=True)(lambda register: None)
+    optional.register_models = hookimpl(lambda register: register("opt-net", "x:y"))
+    wrong_args = types.ModuleType("wrong_args")
+    wrong_args.register_models = hookimpl(lambda registr: None)
+    _install(monkeypatch, [FakeEntryPoint("misspelt", misspelt), FakeEntryPoint("optional", optional),
+                           FakeEntryPoint("wrong", wrong_args)])
+    infos = {i.name: i for i in plugins.plugin_infos()}
+    assert infos["misspelt"].status == "broken"
+    assert "unknown hook 'register_model'. did you mean 'register_models'" in infos["misspelt"].error
+    assert infos["wrong"].status == "broken" and "registr" in infos["wrong"].error
+    assert infos["optional"].status == "ok"  # optionalhook=True: a hook of a newer vistrain is allowed
+    names = plugins.registry("model").names()
+    assert "opt-net" in names and "never-net" not in names
+
+
+def test_doctor_finds_duplicates_bad_factories_and_unmarked_hooks(monkeypatch):
+    from vistrain.plugin_doctor import diagnose
+
+    good = types.ModuleType("good_mod")
+    good.register_models = hookimpl(lambda register: register("good-net", "vistrain.models.lenet:LeNet5"))
+    clash = types.ModuleType("clash_mod")
+    clash.register_models = hookimpl(lambda register: register("lenet5", "no_such_module_xyz:f"))
+
+    def register_datasets(register):  # not marked: vistrain would ignore it
+        register("ignored", "x:y")
+
+    register_datasets.__module__ = "clash_mod"
+    clash.register_datasets = register_datasets
+    _install(monkeypatch, [FakeEntryPoint("good", good), FakeEntryPoint("clash", clash)])
+    checks = {c.name: c for c in diagnose()}
+    assert set(checks) == {"good", "clash"}  # built-ins only with include_builtin
+    assert checks["good"].problems == [] and checks["good"].registered == 1
+    problems = " | ".join(checks["clash"].problems)
+    assert "model 'lenet5' is registered by 'vistrain.models.builtin' and 'clash'" in problems
+    assert "cannot import 'no_such_module_xyz:f'" in problems
+    assert "'register_datasets' looks like hook 'register_datasets' but is not marked @hookimpl" in problems
+
+
+def test_doctor_command_exit_codes(monkeypatch, cli):
+    ok = types.ModuleType("ok_mod")
+    ok.register_models = hookimpl(lambda register: register("ok-net", "vistrain.models.lenet:LeNet5"))
+    _install(monkeypatch, [FakeEntryPoint("ok", ok)])
+    code, out, _ = cli("plugins", "doctor")
+    assert code == 0 and "no problems found in 1 plugin(s)" in out and "ok" in out
+    _install(monkeypatch, [FakeEntryPoint("ok", ok), FakeEntryPoint("bad", error=ImportError("no module named 'dep'"))])
+    code, out, err = cli("plugins", "doctor")
+    assert code == 1 and "bad: import failed: ImportError: no module named 'dep'" in err
+
+
+def test_plugins_list_shows_distribution_hooks_registered_names_and_status(monkeypatch, cli):
+    module = types.ModuleType("listed")
+    module.register_models = hookimpl(lambda register: register("listed-net", "x:y"))
+    module.register_optimizers = hookimpl(lambda register: register("listed-opt", "x:y"))
+    _install(monkeypatch, [FakeEntryPoint("listed", module), FakeEntryPoint("off", module)], allowed="listed")
+    code, out, _ = cli("plugins", "list")
+    row = next(line for line in out.splitlines() if line.startswith("listed "))
+    assert "vistrain-listed 1.0" in row and "models, optimizers" in row
+    assert "model: listed-net; optimizer: listed-opt" in row and row.rstrip().endswith("ok")
+    assert "disabled: not listed in VISTRAIN_PLUGINS" in out
+    assert "vistrain.models.builtin" not in out
+    code, out, _ = cli("plugins", "list", "--all")
+    assert "vistrain.models.builtin" in out and "lenet5" in out
+
+
+def test_root_help_lists_plugin_commands_and_the_typer_root_options(cli):
+    from typer.main import get_command
+
+    from vistrain.cli import build_app
+    from vistrain.cli.roothelp import ROOT_OPTIONS
+
+    plugins.register_plugin(FakePlugin(), "fake")
+    try:
+        code, out, _ = cli("--help")
+        root = get_command(build_app())
+    finally:
+        plugins.unregister_plugin("fake")
+    assert code == 0 and "hello" in out and "Say hello. [plugin fake]" in out and "run " in out
+    typer_flags = {opt for p in root.params for opt in p.opts + p.secondary_opts}
+    typer_flags |= set(root.get_help_option_names(root.make_context("vistrain", ["run"], resilient_parsing=True)))
+    assert {flag for flags, _ in ROOT_OPTIONS for flag in flags.split(", ")} == typer_flags
+
+
+def test_commands_are_imported_only_when_invoked():
+    import subprocess
+
+    code = ("import sys; from vistrain.cli import main; main(['--help']); a = 'typer' in sys.modules;"
+            "main(['plugins', 'list']); print(a, 'vistrain.cli.plugins' in sys.modules, 'vistrain.cli.run' in sys.modules,"
+            "'vistrain.cli.models' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-4:] == ["False", "True", "False", "False"]

@@ -25,7 +25,9 @@ class EventDispatcher:
         self._trusted.add(plugin_name)
 
     def _is_trusted(self, name: str) -> bool:
-        return name in self._trusted or name.startswith("vistrain.")
+        from vistrain.plugins import is_builtin
+
+        return name in self._trusted or is_builtin(name)
 
     def __call__(self, event: Event) -> None:
         with self._lock:

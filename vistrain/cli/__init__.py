@@ -1,7 +1,8 @@
 """The ``vistrain`` command line. Commands come from plugins (built-ins included) via ``register_commands``.
 
 This package is the only code that imports Typer. Heavy modules (torch) are imported inside
-commands, so ``vistrain --help`` and the list commands start fast.
+commands, so ``vistrain --help`` and the list commands start fast; the root help is printed
+without Typer at all (``roothelp``) and commands are imported only when invoked (``lazy``).
 """
 
 from __future__ import annotations
@@ -10,29 +11,31 @@ import os
 import sys
 import traceback
 
-import click
-import typer
-
 from vistrain import __version__
-from vistrain.errors import PluginError, VistrainError
+from vistrain.errors import VistrainError
 
 DEBUG_ENV = "VISTRAIN_DEBUG"
 
 
 def _version_callback(value: bool) -> None:
+    import typer
+
     if value:
         typer.echo(f"vistrain {__version__}")
         raise typer.Exit()
 
 
 def build_app() -> typer.Typer:
-    """Assemble the Typer app from every plugin's registered commands."""
-    from vistrain.plugins import plugin_infos, registry
+    """Assemble the Typer app; its group (``LazyGroup``) lists every plugin's registered commands."""
+    import typer
+
+    from vistrain.cli.lazy import LazyGroup
+    from vistrain.cli.roothelp import DESCRIPTION
+    from vistrain.plugins import plugin_infos
 
     app = typer.Typer(
-        name="vistrain", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-        help="Train image classifiers from the terminal and see what the training is doing.",
-        context_settings={"help_option_names": ["-h", "--help"]},
+        name="vistrain", cls=LazyGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+        help=DESCRIPTION, context_settings={"help_option_names": ["-h", "--help"]},
     )
 
     @app.callback()
@@ -43,22 +46,8 @@ def build_app() -> typer.Typer:
     ) -> None:
         """vistrain: plugin-based image-classifier training."""
 
-    for entry in registry("command"):
-        try:
-            target = entry.load()
-        except PluginError as exc:
-            print(f"warning: {exc}", file=sys.stderr)
-            continue
-        help_text = entry.meta.get("help")
-        if isinstance(target, typer.Typer):
-            app.add_typer(target, name=entry.name, help=help_text)
-        elif callable(target):
-            app.command(name=entry.name, help=help_text)(target)
-        else:
-            print(f"warning: plugin {entry.plugin!r} registered command {entry.name!r} that is neither a "
-                  f"Typer app nor a function", file=sys.stderr)
     for info in plugin_infos():
-        if info.status == "failed":
+        if info.status == "broken":
             print(f"warning: plugin {info.name!r} failed to load: {info.error} "
                   f"(see 'vistrain plugins list')", file=sys.stderr)
     return app
@@ -88,6 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     if "--debug" in args:
         args.remove("--debug")
+    from vistrain.cli.roothelp import print_root_help, wants_root_help
+
+    if wants_root_help(args):  # no Typer import: the root help is the start-up figure users feel
+        try:
+            return print_root_help()
+        except Exception as exc:  # noqa: BLE001 - every error ends in one line
+            return _report(exc, debug)
+    import click
+    import typer
+
     try:
         app = build_app()
         command = typer.main.get_command(app)

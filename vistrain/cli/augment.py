@@ -16,7 +16,7 @@ def augment_list(pattern: Optional[str] = typer.Argument(None, help="Wildcard, e
     from rich.console import Console
     from rich.table import Table
 
-    from vistrain.plugins import registry
+    from vistrain.plugins import is_builtin, registry
 
     entries = registry("augmentation").match(pattern)
     if not entries:
@@ -26,7 +26,7 @@ def augment_list(pattern: Optional[str] = typer.Argument(None, help="Wildcard, e
     for col in ("name", "source", "pool", "p", "params", "description"):
         table.add_column(col, style="bold" if col == "name" else None)
     for e in entries:
-        source = "builtin" if e.plugin.startswith("vistrain.") else f"plugin:{e.plugin}"
+        source = "builtin" if is_builtin(e.plugin) else f"plugin:{e.plugin}"
         table.add_row(e.name, source, "yes" if e.meta.get("randaugment") else "", f"{e.meta.get('p', 1.0):g}",
                       str(e.meta.get("params", "")), e.description)
     Console(width=200).print(table)

@@ -15,7 +15,7 @@ def register_commands(register):
     register("eval", "vistrain.cli.evaluate:eval_command", help="Evaluate a checkpoint on a dataset.")
     register("predict", "vistrain.cli.evaluate:predict_command", help="Print the top-k classes for image files.")
     register("config", "vistrain.cli.config_cmd:app", help="Show the default configuration.")
-    register("plugins", "vistrain.cli.lists:plugins_app", help="List plugins and their status.")
+    register("plugins", "vistrain.cli.plugins:app", help="List, check, install, uninstall and create plugins.")
     register("models", "vistrain.cli.models:app", help="List and inspect models.")
     register("viz", "vistrain.cli.viz:app", help="Draw what a model learned (first-layer weights, Grad-CAM).")
     register("report", "vistrain.cli.report:report_command", help="Write a run's HTML report (curves, confusion, mistakes...).")

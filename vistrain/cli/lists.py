@@ -1,4 +1,4 @@
-"""``vistrain plugins|datasets|strategies list``: fast, no torch import for built-ins."""
+"""``vistrain datasets|strategies list``: fast, no torch import for built-ins."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-plugins_app = typer.Typer(no_args_is_help=True)
 datasets_app = typer.Typer(no_args_is_help=True)
 strategies_app = typer.Typer(no_args_is_help=True)
 
 
 def _source(plugin: str) -> str:
-    return "builtin" if plugin.startswith("vistrain.") else f"plugin:{plugin}"
+    from vistrain.plugins import is_builtin
+
+    return "builtin" if is_builtin(plugin) else f"plugin:{plugin}"
 
 
 def print_registry(kind: str, pattern: str | None, extra_rows: list[tuple[str, str, str]] | None = None) -> None:
@@ -34,21 +35,6 @@ def print_registry(kind: str, pattern: str | None, extra_rows: list[tuple[str, s
         typer.echo(f"no {kind}s match {pattern!r}")
         return
     Console(width=200).print(table)
-
-
-@plugins_app.command("list")
-def plugins_list() -> None:
-    """List built-in and installed plugins, where they come from, their hooks and status."""
-    from vistrain.plugins import ENV_VAR, plugin_infos
-
-    table = Table(box=None, pad_edge=False)
-    for col in ("name", "source", "status", "hooks"):
-        table.add_column(col)
-    for info in plugin_infos():
-        status = info.status if info.status == "ok" else f"{info.status}: {info.error}"
-        table.add_row(info.name, info.source, status, ", ".join(info.hooks))
-    Console(width=200).print(table)
-    typer.echo(f"(set {ENV_VAR}=name1,name2 or {ENV_VAR}=none to restrict third-party plugins)")
 
 
 @datasets_app.command("list")

@@ -29,7 +29,7 @@ class PreparedData:
 
 def load_source(spec: str, cfg) -> DataSource:
     """Look *spec* up in the dataset registry and load it."""
-    from vistrain.plugins import registry
+    from vistrain.plugins import is_builtin, registry
 
     entry, arg = registry("dataset").get(spec)
     factory = entry.load()
@@ -38,7 +38,7 @@ def load_source(spec: str, cfg) -> DataSource:
     except (DataError, PluginError):
         raise
     except Exception as exc:
-        if entry.plugin.startswith("vistrain."):
+        if is_builtin(entry.plugin):
             raise
         raise PluginError(f"dataset {spec!r} from plugin {entry.plugin!r} failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(source, DataSource):

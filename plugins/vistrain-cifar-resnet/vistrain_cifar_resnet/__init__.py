@@ -1,0 +1,1 @@
+"""CIFAR ResNets, Lion and the ResNet step schedule for vistrain."""

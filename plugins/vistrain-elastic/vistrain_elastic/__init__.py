@@ -1,0 +1,1 @@
+"""Elastic distortion for vistrain."""

@@ -1,0 +1,1 @@
+"""TensorBoard output for vistrain runs."""
