@@ -124,7 +124,7 @@ def _register(pm: pluggy.PluginManager, obj: Any, info: PluginInfo) -> None:
         pm.unregister(obj)
         known = [n for n in vars(hookspecs) if hasattr(getattr(hookspecs, n), f"{hookspecs.PROJECT}_spec")]
         info.status = "broken"
-        info.error = "; ".join(f"implements unknown hook {u!r}.{suggest(u, known)}" for u in unknown)
+        info.error = "; ".join(f"implements unknown hook {u!r}.{suggest(u, known, n=1)}" for u in unknown)
         return
     info.hooks = _hooks_of(pm, obj)
 
