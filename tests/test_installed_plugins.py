@@ -14,6 +14,7 @@ EXAMPLE_PLUGINS = {  # entry-point name: package folder
     "cifar-resnet": "vistrain-cifar-resnet",
     "elastic": "vistrain-elastic",
     "tensorboard": "vistrain-tensorboard",
+    "mean-teacher": "vistrain-mean-teacher",
 }
 
 
@@ -82,6 +83,18 @@ def test_one_run_uses_the_model_augmentation_optimizer_scheduler_and_listeners(s
     export = vistrain(site, "tensorboard-export", run, "--out", tmp_path / "tb")
     assert export.returncode == 0 and "wrote scalars of" in export.stdout
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_strategy_run_with_the_example_model_and_dataset(site, tmp_path):
+    out = vistrain(site, "run", "--headless", "--strategy", "mean-teacher", "--model", "example-cnn",
+                   "--data", "stripes:12", "--labels-per-class", "10", "--epochs", "2", "--out", tmp_path,
+                   "--name", "mt", "--set", "data.batch_size=32", "--set", "optim.lr=0.01")
+    assert out.returncode == 0, out.stderr
+    assert "stage 1/1: mean teacher: example-cnn student" in out.stdout and "EMA teacher (final)" in out.stdout
+    events = [json.loads(line) for line in (tmp_path / "mt" / "events.jsonl").read_text().splitlines()]
+    finished = next(e for e in events if e["kind"] == "run_finished")
+    assert finished["metrics"]["best_val_top1"] > 0.5 and "teacher_val_top1" in finished["metrics"]
+    assert (tmp_path / "mt" / "tensorboard").is_dir() and (tmp_path / "mt" / "example-best.txt").exists()
 
 
 @pytest.mark.parametrize("allowed, loaded", [("none", set()), ("elastic", {"elastic"}),

@@ -1,0 +1,1 @@
+"""Mean Teacher for vistrain."""
