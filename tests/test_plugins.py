@@ -375,3 +375,43 @@ def test_commands_are_imported_only_when_invoked():
             "'vistrain.cli.models' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split()[-4:] == ["False", "True", "False", "False"]
+
+
+def test_a_raising_third_party_op_leaves_randaugments_pool_not_the_run(capsys):
+    import numpy as np
+
+    from vistrain.augment.randaugment import RandAugment
+    from vistrain.errors import ConfigError
+
+    def unbuildable(m=None):
+        raise ValueError("needs a GPU")
+
+    def raising(m=None):
+        def op(img, rng):
+            raise RuntimeError("bad pixels")
+        return op
+
+    class Ops:
+        @hookimpl
+        def register_augmentations(self, register):
+            register("unbuildable", unbuildable, randaugment=True)
+            register("raising", raising, randaugment=True)
+
+    plugins.register_plugin(Ops(), "flaky-ops")
+    try:
+        rand = RandAugment(n=3, m=9)
+        rng = np.random.default_rng(0)
+        img = np.full((12, 12, 1), 100, np.uint8)
+        picked = set()
+        for _ in range(40):
+            out, names = rand.traced(img, rng)
+            assert out.shape == img.shape
+            picked.update(names)
+        with pytest.raises(ConfigError, match="'unbuildable' cannot join"):
+            RandAugment(ops=["unbuildable", "rotate"])  # named by the user: fails loudly
+    finally:
+        plugins.unregister_plugin("flaky-ops")
+    err = capsys.readouterr().err
+    assert "plugin 'flaky-ops'" in err and "needs a GPU" in err and "raised RuntimeError: bad pixels" in err
+    assert err.count("raised RuntimeError") == 1  # reported once, then skipped
+    assert "raising" not in picked and "unbuildable" not in picked and {"rotate", "identity"} & picked

@@ -72,7 +72,7 @@ def test_plugin_op_works_in_a_pipeline_and_joins_the_pool():
     assert "invert-test" not in default_pool()
 
 
-def test_pool_op_that_cannot_take_m_is_reported():
+def test_pool_op_that_cannot_take_m_is_reported(capsys):
     class NoM:
         @hookimpl
         def register_augmentations(self, register):
@@ -80,7 +80,9 @@ def test_pool_op_that_cannot_take_m_is_reported():
 
     plugins.register_plugin(NoM(), "no-m")
     try:
+        RandAugment()  # a third-party op in the default pool is left out, with a warning naming its plugin
+        assert "'no-m-test' cannot join RandAugment's pool" in capsys.readouterr().err
         with pytest.raises(ConfigError, match="no-m-test.*RandAugment"):
-            RandAugment()
+            RandAugment(ops=["no-m-test"])  # named by the user: an error
     finally:
         plugins.unregister_plugin("no-m")

@@ -4,9 +4,15 @@ The default pool is every registered op with ``randaugment=True`` meta: the pape
 built-ins plus any plugin op that opts in. Pool ops are built as ``factory(m=M)``; with
 magnitude noise (``mstd``) M is redrawn per op and rounded to one of the 31 integer bins, so
 each op is built at most 31 times and cached.
+
+Trust: a third-party op of the default pool that cannot be built, or raises on an image, is left
+out of the pool for the rest of the run with a warning naming its plugin; an op the user named
+in ``ops`` and a built-in op still fail loudly.
 """
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -36,15 +42,25 @@ class RandAugment:
         self.n, self.m, self.mstd = int(n), float(m), float(mstd)
         if isinstance(ops, str):
             ops = [o for o in ops.replace("+", ",").split(",") if o]
+        chosen = bool(ops)
         self.ops = list(ops) if ops else default_pool()
-        if not self.ops:
-            raise ConfigError("augmentation 'rand': the op pool is empty", hint="register ops with randaugment=True or pass ops")
         from vistrain.augment.pipeline import _lookup
+        from vistrain.plugins import is_builtin
 
-        self._factories = [_lookup(name).load() for name in self.ops]
+        entries = [_lookup(name) for name in self.ops]
+        self._plugins = [e.plugin for e in entries]
+        self._factories = [e.load() for e in entries]
         self._cache: dict[tuple[int, float], AugmentFn] = {}
+        self._disabled: set[int] = set()
         for i in range(len(self.ops)):  # build now so a bad pool op fails at config time, not mid-epoch
-            self._op(i, self.m if not self.mstd else float(round(self.m)))
+            try:
+                self._op(i, self.m if not self.mstd else float(round(self.m)))
+            except ConfigError as exc:
+                if chosen or is_builtin(self._plugins[i]):
+                    raise
+                self._disable(i, str(exc))  # a third-party op the user did not pick must not stop the run
+        if len(self._disabled) == len(self.ops):
+            raise ConfigError("augmentation 'rand': the op pool is empty", hint="register ops with randaugment=True or pass ops")
 
     def _op(self, i: int, magnitude: float) -> AugmentFn:
         key = (i, magnitude)
@@ -64,15 +80,32 @@ class RandAugment:
         """Augment and also return the names of the ops applied (the preview's captions)."""
         names = []
         for i in rng.integers(0, len(self.ops), self.n):
+            i = int(i)
             mag = self.m
             if self.mstd:
                 mag = float(min(MAX_MAGNITUDE, max(0.0, round(self.m + rng.normal(0.0, self.mstd)))))
-            img = self._op(int(i), mag)(img, rng)
+            if i in self._disabled:
+                continue  # a draw of a disabled op leaves the image as it is, keeping the other draws as they were
+            try:
+                img = self._op(i, mag)(img, rng)
+            except Exception as exc:
+                from vistrain.plugins import is_builtin
+
+                if is_builtin(self._plugins[i]):
+                    raise
+                self._disable(i, f"augmentation {self.ops[i]!r} raised {type(exc).__name__}: {exc}")
+                continue
             names.append(self.ops[i])
         return img, names
+
+    def _disable(self, i: int, reason: str) -> None:
+        """Leave a third-party op out of the pool for the rest of the run, saying which plugin it came from."""
+        self._disabled.add(i)
+        print(f"warning: {reason}; plugin {self._plugins[i]!r}'s op is left out of RandAugment's pool for this run",
+              file=sys.stderr)
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return self.traced(img, rng)[0]
 
     def __repr__(self) -> str:
-        return f"RandAugment(n={self.n}, m={self.m:g}, mstd={self.mstd:g}, ops={len(self.ops)})"
+        return f"RandAugment(n={self.n}, m={self.m:g}, mstd={self.mstd:g}, ops={len(self.ops) - len(self._disabled)})"
