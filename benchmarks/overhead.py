@@ -64,11 +64,9 @@ def main() -> None:
                                                                          len(loader_v))
     out = Path(tempfile.mkdtemp())
     pm = plugins.get_plugin_manager()
-    emit = EventDispatcher(pm)
     listeners = [("bench.jsonl", JsonlWriter(out / "events.jsonl")), ("bench.csv", MetricsCsvWriter(out / "metrics.csv")),
                  ("bench.console", ConsoleReporter(stream=io.StringIO(), plain=True))]
-    for name, obj in listeners:
-        pm.register(obj, name=name)
+    emit = EventDispatcher(pm, listeners=listeners)
     sampler = SystemSampler(emit, cfg.output.system_interval_s)
     sampler.start()
     state, control = TrainState(), TrainControl()
@@ -122,8 +120,8 @@ def main() -> None:
                 ours.append(b)
     finally:
         sampler.stop()
+        emit.close()
         for name, obj in listeners:
-            pm.unregister(name=name)
             close = getattr(obj, "close", None)
             if close:
                 close()

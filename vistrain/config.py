@@ -106,6 +106,14 @@ class TrainConfig(_Section):
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's")
 
 
+class CheckpointConfig(_Section):
+    """Checkpoints between epochs, for preemptible jobs; ``last.pt`` and ``best.pt`` are written every epoch."""
+
+    every_steps: int | None = Field(None, ge=1, description="write step-N.pt every N optimizer steps")
+    every_minutes: float | None = Field(30.0, gt=0.0, description="write step-N.pt at least this often")
+    keep: int = Field(3, ge=1, description="step checkpoints kept (the newest)")
+
+
 class StrategyConfig(_Section):
     """The training strategy (from the strategy registry) and its own parameters."""
 
@@ -131,6 +139,7 @@ class Config(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     sched: SchedConfig = Field(default_factory=SchedConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
@@ -235,12 +244,14 @@ def resolve_config(
     config_file: str | Path | None = None,
     flags: dict[str, Any] | None = None,
     overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
 ) -> Config:
-    """Build the config: defaults, then the YAML file, then CLI flags (dotted keys), then --set."""
-    data: dict[str, Any] = {}
+    """Build the config: defaults (or *base*, a resumed run's saved config), then the YAML file,
+    then the CLI flags the user typed (dotted keys; None means not typed), then --set."""
+    data: dict[str, Any] = dict(base or {})
     source = "config"
     if config_file is not None:
-        data = load_yaml(config_file)
+        data = deep_merge(data, load_yaml(config_file))
         source = str(config_file)
     for key, value in (flags or {}).items():
         if value is not None:

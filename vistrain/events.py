@@ -150,14 +150,18 @@ class CheckpointSaved(Event):
 
 @dataclass
 class SystemSample(Event):
-    """CPU/RAM usage, and per-GPU stats through NVML when available."""
+    """CPU/RAM usage, and per-GPU stats through NVML when available.
+
+    Under DDP, rank 0 emits one sample that merges the latest sample of every rank.
+    """
 
     kind: ClassVar[str] = "system_sample"
     cpu_percent: float
     ram_used_gb: float
     ram_total_gb: float
     process_rss_gb: float
-    gpus: list[dict[str, Any]] = field(default_factory=list)
+    gpus: list[dict[str, Any]] = field(default_factory=list)  # under DDP: every rank's GPU, tagged with its rank
+    ranks: list[dict[str, Any]] = field(default_factory=list)  # under DDP: one CPU/RSS summary per rank
 
 
 @dataclass

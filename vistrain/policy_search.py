@@ -124,17 +124,9 @@ def run_search(cfg, *, trials: int, epochs: int, out_dir: str | Path, subset: bo
     def emit_trial(record: dict[str, Any]) -> None:
         board = leaderboard(records)
         own = [("vistrain.search.jsonl", writer)] + [(f"vistrain.search.listener{i}", obj) for i, obj in enumerate(listeners or [])]
-        emit = EventDispatcher(pm)
-        # Registered only around the emit: execute() registers the same listeners for each trial.
-        for name, obj in own:
-            pm.register(obj, name=name)
-            emit.trust(name)
-        try:
-            emit(AugmentTrial(trial=record["trial"], trials=trials, policy=record["policy"], score=record["score"],
-                              leaderboard=[{k: r[k] for k in ("trial", "label", "score")} for r in board]))
-        finally:
-            for name, _ in own:
-                pm.unregister(name=name)
+        emit = EventDispatcher(pm, listeners=own)
+        emit(AugmentTrial(trial=record["trial"], trials=trials, policy=record["policy"], score=record["score"],
+                          leaderboard=[{k: r[k] for k in ("trial", "label", "score")} for r in board]))
 
     try:
         for trial in range(1, trials + 1):

@@ -97,6 +97,8 @@ def evaluate_test_split(ctx) -> dict[str, Any]:
     from vistrain.engine.loop import evaluate
     from vistrain.inference import load_model
 
+    if not ctx.dist.is_main:  # under DDP rank 0 alone evaluates the test split, without collectives
+        return {}
     ckpts = [ctx.checkpoint_dir / name for name in ("best.pt", "last.pt")]
     path = next((p for p in ckpts if p.exists()), None)
     if path is None:
@@ -105,7 +107,7 @@ def evaluate_test_split(ctx) -> dict[str, Any]:
     loader = build_loader(ctx.data.test, ImageTransform(input_spec), ctx.config.data.eval_batch_size, shuffle=False,
                           num_workers=0)
     result = evaluate(model, loader, device=ctx.device, amp_dtype=ctx.amp_dtype, epoch=int(ckpt.get("epoch", 0)),
-                      stage="test", split="test", emit=ctx.emit)
+                      stage="test", split="test", emit=ctx.emit, reduce=False)
     return {"test_top1": result["top1"], "test_top5": result["top5"], "test_loss": result["loss"],
             "test_samples": result["num_samples"], "test_checkpoint": path.name}
 
@@ -121,6 +123,8 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
 
     from vistrain.data.prepare import load_source, prepare_data
     from vistrain.dispatch import EventDispatcher
+    from vistrain.engine import distributed as dist
+    from vistrain.engine.checkpoint import clean_stale_temps
     from vistrain.engine.control import StopRequested, TrainControl
     from vistrain.engine.device import amp_dtype, seed_everything, select_device
     from vistrain.engine.system import SystemSampler
@@ -130,32 +134,40 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
     from vistrain.strategies.base import RunContext
 
     validate_names(cfg)
+    dinfo = dist.setup(cfg.train.device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    seed_everything(cfg.train.seed, cfg.train.deterministic)
-    device = select_device(cfg.train.device)
+    # rank 0 seeds as a single process would (DDP broadcasts its initial weights); other ranks differ
+    seed_everything(cfg.train.seed + dinfo.rank, cfg.train.deterministic)
+    device = dist.device_for(dinfo, select_device(cfg.train.device))
     source = load_source(cfg.data.name, cfg.data)
     data = prepare_data(source, cfg.data)
 
-    run_dir = run_dir or make_run_dir(cfg)
-    try:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"cannot write {run_dir / 'config.yaml'}: {exc.strerror or exc}",
-                          hint="choose a writable folder with --out DIR") from None
+    if dinfo.is_main:
+        run_dir = run_dir or make_run_dir(cfg)
+        try:
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            clean_stale_temps(run_dir / "checkpoints")
+            (run_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"cannot write {run_dir / 'config.yaml'}: {exc.strerror or exc}",
+                              hint="choose a writable folder with --out DIR") from None
+    run_dir = Path(dist.broadcast_object(str(run_dir) if run_dir is not None else None))
 
-    pm = get_plugin_manager()
-    emit = EventDispatcher(pm)
-    own = [("vistrain.run.jsonl", JsonlWriter(run_dir / "events.jsonl")),
-           ("vistrain.run.csv", MetricsCsvWriter(run_dir / "metrics.csv"))]
-    own += [(f"vistrain.run.listener{i}", obj) for i, obj in enumerate(listeners or [])]
-    for name, obj in own:
-        pm.register(obj, name=name)
-        emit.trust(name)
-    sampler = SystemSampler(emit, cfg.output.system_interval_s)
+    if dinfo.is_main:
+        own = [("vistrain.run.jsonl", JsonlWriter(run_dir / "events.jsonl")),
+               ("vistrain.run.csv", MetricsCsvWriter(run_dir / "metrics.csv"))]
+        own += [(f"vistrain.run.listener{i}", obj) for i, obj in enumerate(listeners or [])]
+        emit = EventDispatcher(get_plugin_manager(), listeners=own)
+    else:  # only rank 0 reports: the other ranks' events would repeat its own
+        own = [(f"vistrain.run.listener{i}", obj) for i, obj in enumerate(listeners or [])]
+        emit = EventDispatcher(None, listeners=own)
+    relay = dist.SampleRelay(dinfo) if dinfo.world_size > 1 else None
+    sampler = SystemSampler(emit, cfg.output.system_interval_s, relay=relay, rank=dinfo.rank,
+                            gpu_index=device.index if device.type == "cuda" else None)
     ctx = RunContext(config=cfg, device=device, data=data, run_dir=run_dir, emit=emit,
-                     control=control or TrainControl(), amp_dtype=amp_dtype(device, cfg.train.amp), resume=resume)
+                     control=control or TrainControl(), amp_dtype=amp_dtype(device, cfg.train.amp), resume=resume,
+                     dist=dinfo)
     run_name = run_dir.name
     t0 = time.perf_counter()
     try:
@@ -163,6 +175,9 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
                         dataset=cfg.data.name, device=str(device), num_classes=len(data.classes),
                         num_train=len(data.train), num_val=len(data.val), config=cfg.model_dump(mode="json"),
                         environment=environment_info(device)))
+        if dinfo.world_size > 1:
+            emit(Log(level="info", message=f"DDP: {dinfo.world_size} processes ({dinfo.backend}); "
+                                           f"rank 0 writes the run folder"))
         if source.skipped:
             shown = ", ".join(os.path.basename(p) for p in source.skipped[:5])
             more = f" and {len(source.skipped) - 5} more" if len(source.skipped) > 5 else ""
@@ -191,9 +206,8 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
         raise
     finally:
         sampler.stop()
-        for name, obj in own:
-            if pm.get_plugin(name) is not None:
-                pm.unregister(name=name)
+        emit.close()
+        for _name, obj in own:
             close = getattr(obj, "close", None)
             if close is not None:
                 close()

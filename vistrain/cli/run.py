@@ -1,15 +1,24 @@
-"""``vistrain run``: train with the dashboard in a terminal, or headless with plain lines."""
+"""``vistrain run``: train with the dashboard in a terminal, or headless with plain lines.
+
+Exit codes: 0 done (or stopped by the user with a checkpoint), 2 a user error, and
+:data:`PREEMPTED_EXIT_CODE` (75) when SIGUSR1 or SIGTERM (a scheduler's preemption or time limit)
+stopped the run after writing a checkpoint, so a requeue script can tell preemption from failure.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped by a signal with a checkpoint; resume with --resume auto
+
 
 def run(
+    ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file (then flags, then --set)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name, e.g. lenet5, vgg11, timm:resnet18."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset, e.g. mnist5k, digits, shapes, imagefolder:DIR."),
@@ -28,13 +37,19 @@ def run(
     name: Optional[str] = typer.Option(None, "--name", "-n", help="Run folder name (default <model>-<data>-<time>)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Parent folder of run folders (default runs)."),
     deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic algorithms (slower)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint (runs/NAME/checkpoints/last.pt)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue from a checkpoint file, a run folder's newest "
+                                         "loadable checkpoint, or 'auto' (the --name run if it exists, else start it)."),
+    nproc: Optional[int] = typer.Option(None, "--nproc", min=1, help="Train with DDP on N local processes "
+                                        "(starts torch.distributed.run; one per GPU on CUDA)."),
     set_: list[str] = typer.Option([], "--set", help="Override any config key: --set train.label_smoothing=0.1"),
     headless: bool = typer.Option(False, "--headless", help="No dashboard: plain progress lines."),
     log_every: int = typer.Option(50, "--log-every", help="Headless: print a line every N steps."),
-) -> None:
-    """Train a model. Defaults: LeNet-5 on the embedded MNIST-5k digits, supervised."""
-    from vistrain.config import Config, deep_merge, resolve_config
+) -> int:
+    """Train a model. Defaults: LeNet-5 on the embedded MNIST-5k digits, supervised.
+
+    Exits with 75 after SIGUSR1/SIGTERM stopped it with a checkpoint (see README, "Cluster").
+    """
+    from vistrain.config import Config, resolve_config
 
     flags = {
         "model.name": model, "data.name": data, "strategy.name": strategy, "augment.spec": augment,
@@ -44,37 +59,143 @@ def run(
         "data.download": True if download else None, "output.name": name, "output.dir": out,
         "train.deterministic": True if deterministic else None,
     }
+    from vistrain.engine import distributed as dist
+
+    if nproc and nproc > 1 and not dist.launched_by_torchrun():
+        resolve_config(config, flags, set_)  # a config error stops here, not in N processes
+        return dist.launch(nproc, _typed_arguments(ctx, exclude={"nproc"}), PREEMPTED_EXIT_CODE)
+    main_rank = int(os.environ.get("RANK", "0") or 0) == 0
     resume_ckpt, run_dir = None, None
     if resume is not None:
-        from vistrain.engine.checkpoint import load_checkpoint
-
-        resume_ckpt = load_checkpoint(resume)
+        resume_ckpt, run_dir = _find_resume(resume, config, flags, set_, quiet=not main_rank)
+    if resume_ckpt is not None:
+        # saved config, then --config, then the flags the user typed, then --set
         saved = Config.model_validate(resume_ckpt.get("config") or {}).model_dump(mode="json")
-        cfg = resolve_config(config, flags, set_)
-        explicit = resolve_config(None, flags, set_).model_dump(mode="json", exclude_defaults=True)
-        cfg = Config.model_validate(deep_merge(saved, explicit))
-        run_dir = resume.resolve().parent.parent
+        cfg = resolve_config(config, flags, set_, base=saved)
     else:
         cfg = resolve_config(config, flags, set_)
-    use_dashboard = not headless and sys.stdout.isatty()
-    if use_dashboard:
-        from vistrain.tui import run_with_dashboard
+    use_dashboard = not headless and sys.stdout.isatty() and main_rank
+    stop_signal: list[str] = []
+    ok = False
+    try:
+        if use_dashboard:
+            from vistrain.tui import run_with_dashboard
 
-        result = run_with_dashboard(cfg, resume=resume_ckpt, run_dir=run_dir)
-    else:
+            result = run_with_dashboard(cfg, resume=resume_ckpt, run_dir=run_dir)
+        else:
+            from vistrain.engine.control import TrainControl
+            from vistrain.reporters.console import ConsoleReporter
+            from vistrain.runner import execute
+
+            listeners = [ConsoleReporter(every=log_every)] if main_rank else []
+            control = TrainControl()
+            if main_rank and os.environ.get("SLURM_JOB_ID"):
+                typer.echo(f"SLURM job {os.environ['SLURM_JOB_ID']}: SIGUSR1 or SIGTERM saves a checkpoint and "
+                           f"exits with code {PREEMPTED_EXIT_CODE}")
+            with _stop_on_signals(control, stop_signal):
+                result = execute(cfg, listeners=listeners, control=control, resume=resume_ckpt, run_dir=run_dir)
+        ok = True
+    finally:
+        dist.teardown(barrier=ok)
+    if result is None:
+        return 0
+    if main_rank:
+        typer.echo(f"run folder: {result.run_dir}")
+    if stop_signal and result.stopped_early:
+        if main_rank:
+            typer.echo(f"stopped by {stop_signal[0]}: checkpoint saved; resume with: "
+                       f"vistrain run --headless --resume {result.run_dir}"
+                       f"{' (or requeue the job with --resume auto)' if os.environ.get('SLURM_JOB_ID') else ''}")
+        return PREEMPTED_EXIT_CODE
+    return 0
+
+
+class _stop_on_signals:
+    """SIGUSR1 (SLURM's warning signal) and SIGTERM (preemption, time limit): finish the step, save, stop."""
+
+    def __init__(self, control, received: list[str]):
+        self.control, self.received = control, received
+        self.previous: dict = {}
+
+    def __enter__(self):
         import signal
 
-        from vistrain.engine.control import TrainControl
-        from vistrain.reporters.console import ConsoleReporter
-        from vistrain.runner import execute
+        def handler(signum, frame):
+            if not self.received:
+                self.received.append(signal.Signals(signum).name)
+            self.control.request_stop()
 
-        reporter = ConsoleReporter(every=log_every)
-        control = TrainControl()
-        # SLURM and other schedulers send SIGTERM before killing a job: save a checkpoint and stop.
-        previous = signal.signal(signal.SIGTERM, lambda signum, frame: control.request_stop())
-        try:
-            result = execute(cfg, listeners=[reporter], control=control, resume=resume_ckpt, run_dir=run_dir)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-    if result is not None:
-        typer.echo(f"run folder: {result.run_dir}")
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            self.previous[sig] = signal.signal(sig, handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def _find_resume(resume: str, config, flags: dict, set_: list[str], quiet: bool):
+    """(checkpoint or None, run folder) for ``--resume auto``, a run folder, or a checkpoint file."""
+    from vistrain.config import resolve_config
+    from vistrain.engine.checkpoint import find_resume_checkpoint, load_checkpoint
+    from vistrain.errors import CheckpointError, ConfigError
+
+    def warn(skipped):
+        if not quiet:
+            for path, why in skipped:
+                print(f"warning: skipped {path}: {why}", file=sys.stderr)
+
+    if resume == "auto":
+        cfg = resolve_config(config, flags, set_)
+        if not cfg.output.name:
+            raise ConfigError("--resume auto needs the run's name to find it",
+                              hint="pass --name NAME (the same on every requeue), e.g. --name $SLURM_JOB_NAME")
+        run_dir = Path(cfg.output.dir).expanduser() / cfg.output.name
+        if not (run_dir / "checkpoints").is_dir():
+            return None, run_dir
+        ckpt, path, skipped = find_resume_checkpoint(run_dir)
+        warn(skipped)
+        if ckpt is None:
+            if not quiet:
+                print(f"warning: no loadable checkpoint in {run_dir}; starting the run from the beginning",
+                      file=sys.stderr)
+            return None, run_dir
+    elif Path(resume).is_dir():
+        run_dir = Path(resume)
+        ckpt, path, skipped = find_resume_checkpoint(run_dir)
+        warn(skipped)
+        if ckpt is None:
+            raise CheckpointError(f"no loadable checkpoint in {str(run_dir)!r}",
+                                  hint="pass a run folder (runs/NAME) that has checkpoints, or a .pt file")
+    else:
+        path = Path(resume)
+        ckpt = load_checkpoint(path)
+        run_dir = path.resolve().parent.parent
+    if not quiet:
+        print(f"resuming from {path} (epoch {ckpt['epoch']}, step {ckpt['global_step']})", file=sys.stderr)
+    return ckpt, run_dir.resolve()
+
+
+def _typed_arguments(ctx: typer.Context, exclude: set[str]) -> list[str]:
+    """The ``run`` arguments the user typed, as a command line (to hand to the DDP workers)."""
+    argv = ["run"]
+    for param in ctx.command.params:
+        if param.name in exclude or param.param_type_name != "option":
+            continue
+        source = ctx.get_parameter_source(param.name)
+        if source is None or source.name == "DEFAULT":
+            continue
+        value = ctx.params[param.name]
+        flag = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+        if param.is_flag:
+            if value:
+                argv.append(flag)
+        elif param.multiple:
+            for item in value:
+                argv += [flag, str(item)]
+        elif value is not None:
+            argv += [flag, str(value)]
+    return argv

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from vistrain.data.pipeline import batch_count
+from vistrain.data.pipeline import batch_count, shard, shard_size
 
 BatchAugment = Callable[[torch.Tensor, np.random.Generator], torch.Tensor]
 
@@ -36,7 +36,8 @@ class DeviceAugmentLoader:
 
     def __init__(self, images: np.ndarray, labels, augment: BatchAugment, *, mean, std,
                  batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
-                 device: torch.device | str | None = None, prefetch: bool = True):
+                 device: torch.device | str | None = None, prefetch: bool = True, rank: int = 0,
+                 world_size: int = 1, pad: bool = True):
         self.device = torch.device(device or "cpu")
         self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().to(self.device)
         # int64 labels, or float32 probability rows (soft targets) as ``target_tensor`` gives them
@@ -48,8 +49,11 @@ class DeviceAugmentLoader:
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.prefetch = prefetch
         self.seed, self.epoch = seed, 0
+        self.rank, self.world_size, self.pad = rank, world_size, pad  # DDP: this rank's share of each epoch
+        # every rank draws the same order; each augments its share with its own stream
+        self._augment_stream = _AUGMENT_STREAM + (1000 * rank if world_size > 1 else 0)
         self.order_generator = torch.Generator()
-        self.augment_rng = np.random.default_rng(epoch_seed(seed, 0, _AUGMENT_STREAM))
+        self.augment_rng = np.random.default_rng(epoch_seed(seed, 0, self._augment_stream))
         self.batch_index = 0  # batches yielded so far in the current epoch
         self._rng_before: dict[int, dict] = {}  # augment_rng state before batch i was made
         self._resume: dict | None = None
@@ -60,7 +64,8 @@ class DeviceAugmentLoader:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return batch_count(len(self.images), self.batch_size, self.drop_last)
+        return batch_count(shard_size(len(self.images), self.rank, self.world_size, self.pad), self.batch_size,
+                           self.drop_last)
 
     def state_dict(self) -> dict:
         """Where the stream stands: seed, epoch, batches yielded this epoch, and the augmentation
@@ -75,19 +80,19 @@ class DeviceAugmentLoader:
         self.batch_index = int(state.get("batch_index", 0))
         self._resume = dict(state) if self.batch_index > 0 else None
 
-    def _batch(self, order: torch.Tensor | None, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        n = len(self.images)
+    def _batch(self, order: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(order)
         self._rng_before = {i: self.augment_rng.bit_generator.state, **{k: v for k, v in self._rng_before.items() if k >= i - 1}}
-        sl = slice(i * self.batch_size, min(n, (i + 1) * self.batch_size))
-        idx = order[sl] if order is not None else torch.arange(sl.start, sl.stop, device=self.device)
+        idx = order[i * self.batch_size:min(n, (i + 1) * self.batch_size)]
         x = self.augment(self.images.index_select(0, idx).float(), self.augment_rng)
         return (x - self._mean) * self._inv_std, self.labels.index_select(0, idx)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.images)
         self.order_generator.manual_seed(epoch_seed(self.seed, self.epoch, _ORDER_STREAM))
-        self.augment_rng = np.random.default_rng(epoch_seed(self.seed, self.epoch, _AUGMENT_STREAM))
-        order = torch.randperm(n, generator=self.order_generator).to(self.device) if self.shuffle else None
+        self.augment_rng = np.random.default_rng(epoch_seed(self.seed, self.epoch, self._augment_stream))
+        order = torch.randperm(n, generator=self.order_generator) if self.shuffle else torch.arange(n)
+        order = shard(order, self.rank, self.world_size, self.pad).to(self.device)
         start, resume, self._resume = 0, self._resume, None
         if resume is not None and int(resume["epoch"]) == self.epoch:
             start = int(resume["batch_index"])

@@ -125,43 +125,152 @@ def batch_count(n: int, batch_size: int, drop_last: bool) -> int:
     return n // batch_size if drop_last else (n + batch_size - 1) // batch_size
 
 
-class TensorBatchLoader:
-    """Fast path for in-memory data without per-image randomness: batches are tensor slices."""
+def epoch_order(n: int, *, shuffle: bool, seed: int, epoch: int, rank: int = 0, world_size: int = 1,
+                pad: bool = True) -> torch.Tensor:
+    """The dataset indices one rank visits in one epoch, with ``DistributedSampler`` semantics.
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False):
-        self.x, self.y = x, y
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.generator = torch.Generator().manual_seed(seed)
-        self.dataset = x  # len(loader.dataset) works as with a DataLoader
+    The order is a pure function of (seed, epoch), so a resumed run replays it exactly without any
+    saved generator state. Every rank draws the same permutation, pads it by wrapping around until
+    it divides by the world size, and takes every ``world_size``-th index from its rank. Without
+    *pad* (evaluation, where a duplicate would count twice) the last shards are one shorter.
+    """
+    if shuffle:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch)))
+    else:
+        order = torch.arange(n)
+    return shard(order, rank, world_size, pad)
+
+
+def shard(order: torch.Tensor, rank: int, world_size: int, pad: bool = True) -> torch.Tensor:
+    """*rank*'s share of an epoch's *order*, as :func:`epoch_order` takes it (the order itself when alone)."""
+    n = len(order)
+    if world_size <= 1 or not n:
+        return order
+    total = -(-n // world_size) * world_size if pad else n
+    if total > n:
+        order = torch.cat([order, order.repeat(-(-(total - n) // n))[: total - n]])
+    return order[rank:total:world_size]
+
+
+def shard_size(n: int, rank: int, world_size: int, pad: bool = True) -> int:
+    """How many indices :func:`epoch_order` gives *rank*."""
+    if world_size <= 1:
+        return n
+    return -(-n // world_size) if pad else len(range(rank, n, world_size))
+
+
+class ResumableLoader:
+    """What the in-memory loaders share: epoch-seeded order, rank sharding and a resumable position.
+
+    ``state_dict()`` is the epoch and the number of batches already handed out in it;
+    ``load_state_dict()`` makes the next iteration start after those batches without producing them.
+    """
+
+    def _init_position(self, n: int, batch_size: int, shuffle: bool, seed: int, drop_last: bool,
+                       rank: int, world_size: int, pad: bool) -> None:
+        self.n, self.batch_size, self.shuffle, self.drop_last = n, batch_size, shuffle, drop_last
+        self.seed, self.rank, self.world_size, self.pad = seed, rank, world_size, pad
+        self.epoch = 0
+        self.position = 0  # batches handed out in the current epoch
+        self._skip = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Compatibility with DataLoader-based loaders; shuffling already varies per epoch."""
+        """Choose the epoch whose order (and augmentation) the next iteration uses."""
+        self.epoch = epoch
+
+    def state_dict(self) -> dict:
+        """Where the loader is: epoch and batches already handed out."""
+        return {"epoch": int(self.epoch), "position": int(self.position)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from *state*: the next iteration skips the batches already handed out."""
+        self.epoch = int(state["epoch"])
+        self._skip = int(state.get("position", 0))
 
     def __len__(self) -> int:
-        n = len(self.x)
-        return n // self.batch_size if self.drop_last else (n + self.batch_size - 1) // self.batch_size
+        return batch_count(shard_size(self.n, self.rank, self.world_size, self.pad), self.batch_size, self.drop_last)
+
+    def _order(self) -> torch.Tensor:
+        return epoch_order(self.n, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch, rank=self.rank,
+                           world_size=self.world_size, pad=self.pad)
+
+    def _batches(self) -> Iterator[tuple[int, torch.Tensor]]:
+        """(batch number, indices) from the resume point on; counts what was handed out."""
+        order = self._order()
+        start, self._skip = self._skip, 0
+        self.position = start
+        for i in range(start, len(self)):
+            self.position = i + 1  # counted when handed out, as the loop's step count is
+            yield i, order[i * self.batch_size:(i + 1) * self.batch_size]
+
+
+class TensorBatchLoader(ResumableLoader):
+    """Fast path for in-memory data without per-image randomness: batches are tensor slices."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0,
+                 drop_last: bool = False, rank: int = 0, world_size: int = 1, pad: bool = True):
+        self.x, self.y = x, y
+        self._init_position(len(x), batch_size, shuffle, seed, drop_last, rank, world_size, pad)
+        self.dataset = x  # len(loader.dataset) works as with a DataLoader
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.x)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else None
-        for i in range(len(self)):
-            sl = slice(i * self.batch_size, min(n, (i + 1) * self.batch_size))
-            if order is None:
+        plain = not self.shuffle and self.world_size == 1
+        for i, idx in self._batches():
+            if plain:  # slices are views: no copy for the unshuffled single-process case
+                sl = slice(i * self.batch_size, min(self.n, (i + 1) * self.batch_size))
                 yield self.x[sl], self.y[sl]
             else:
-                idx = order[sl]
                 yield self.x[idx], self.y[idx]
 
 
+class ShardSampler(torch.utils.data.Sampler):
+    """:func:`epoch_order` as a sampler for the DataLoader path, able to start after *skip* samples."""
+
+    def __init__(self, n: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, pad: bool = True):
+        self.n, self.shuffle, self.seed, self.rank, self.world_size, self.pad = n, shuffle, seed, rank, world_size, pad
+        self.epoch = 0
+        self.skip = 0
+
+    def __len__(self) -> int:
+        return shard_size(self.n, self.rank, self.world_size, self.pad)
+
+    def __iter__(self):
+        order = epoch_order(self.n, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch, rank=self.rank,
+                            world_size=self.world_size, pad=self.pad)
+        start, self.skip = self.skip, 0
+        return iter(order[start:].tolist())
+
+
 class EpochDataLoader(torch.utils.data.DataLoader):
-    """A DataLoader whose augmentation RNG changes with :meth:`set_epoch`."""
+    """A DataLoader over a :class:`ShardSampler` whose order and augmentation follow :meth:`set_epoch`."""
+
+    position = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Vary per-image augmentation across epochs, deterministically."""
+        """Vary order and per-image augmentation across epochs, deterministically."""
         if isinstance(self.dataset, TransformDataset):
             self.dataset.epoch = epoch
+        if isinstance(self.sampler, ShardSampler):
+            self.sampler.epoch = epoch
+            if self.generator is not None:  # worker seeds, too, depend on the epoch alone
+                self.generator.manual_seed(self.sampler.seed * 100_003 + epoch)
+
+    def state_dict(self) -> dict:
+        """Epoch and batches already handed out in it."""
+        return {"epoch": int(self.sampler.epoch), "position": int(self.position)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Start the next iteration after the batches already handed out."""
+        self.set_epoch(int(state["epoch"]))
+        self.position = int(state.get("position", 0))
+        self.sampler.skip = self.position * self.batch_size
+
+    def __iter__(self):
+        start = self.sampler.skip // self.batch_size
+        self.position = start
+        for batch in super().__iter__():
+            self.position += 1
+            yield batch
 
 
 def auto_num_workers(augmenting: bool) -> int:
@@ -181,15 +290,16 @@ def _init_worker(worker_id: int) -> None:
     cv2.setNumThreads(1)
 
 
-class AugmentedArrayLoader:
+class AugmentedArrayLoader(ResumableLoader):
     """In-memory images augmented in the main process, a batch at a time, without worker processes.
 
-    One ``np.random.Generator`` per (seed, epoch, batch) drives the batch's images, so a run is
-    reproducible; the time spent here shows up as data wait in the batch events.
+    One ``np.random.Generator`` per (seed, epoch, batch[, rank]) drives the batch's images, so a run is
+    reproducible and a resumed epoch skips batches without drawing them; the time spent here shows up
+    as data wait in the batch events.
     """
 
     def __init__(self, images: ImageSet, transform: ImageTransform, batch_size: int, shuffle: bool,
-                 seed: int = 0, drop_last: bool = False):
+                 seed: int = 0, drop_last: bool = False, rank: int = 0, world_size: int = 1, pad: bool = True):
         spec = transform.spec
         arr = images.as_array()
         if arr is None:
@@ -199,26 +309,17 @@ class AugmentedArrayLoader:
         self.images = np.ascontiguousarray(arr)
         self.labels = target_tensor(images)
         self.transform = transform
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.seed, self.epoch = seed, 0
-        self.generator = torch.Generator().manual_seed(seed)
+        self._init_position(len(self.images), batch_size, shuffle, seed, drop_last, rank, world_size, pad)
         self.dataset = self.images  # len(loader.dataset) works as with a DataLoader
 
-    def set_epoch(self, epoch: int) -> None:
-        """Vary the augmentation across epochs, deterministically."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return batch_count(len(self.images), self.batch_size, self.drop_last)
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.images)
-        order = torch.randperm(n, generator=self.generator).numpy() if self.shuffle else np.arange(n)
         augment = self.transform.augment
-        for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+        # each rank augments other images: give each its own stream (one process keeps the old seeding)
+        key = [self.seed, self.epoch] if self.world_size == 1 else [self.seed, self.epoch, 1_000_003 + self.rank]
+        for i, order in self._batches():
+            idx = order.numpy()
             batch = self.images[idx]  # fancy indexing copies, so the ops never touch the dataset
-            rng = np.random.default_rng([self.seed, self.epoch, i])
+            rng = np.random.default_rng(key + [i])
             for j in range(len(batch)):
                 out = augment(batch[j], rng)
                 if out.shape != batch[j].shape:
@@ -242,7 +343,7 @@ def materialise(images: ImageSet, transform: ImageTransform) -> tuple[torch.Tens
 
 
 def _device_augment_loader(images: ImageSet, transform: ImageTransform, batch_size: int, shuffle: bool, seed: int,
-                           drop_last: bool, device, *, required: bool, nbytes: int):
+                           drop_last: bool, device, *, required: bool, nbytes: int, shard: dict | None = None):
     """A :class:`DeviceAugmentLoader` when the images are in memory and every op has a tensor form.
 
     With *required* (``data.device_augment=true``) anything else is a configuration error.
@@ -264,7 +365,7 @@ def _device_augment_loader(images: ImageSet, transform: ImageTransform, batch_si
     if arr.shape[1:] != (spec.size, spec.size, spec.channels):
         arr = np.stack([adapt_image(img, spec.channels, spec.size) for img in arr]) if len(arr) else arr
     return DeviceAugmentLoader(arr, target_tensor(images), batch_augment, mean=spec.mean, std=spec.std, batch_size=batch_size,
-                               shuffle=shuffle, seed=seed, drop_last=drop_last, device=device)
+                               shuffle=shuffle, seed=seed, drop_last=drop_last, device=device, **(shard or {}))
 
 
 def build_loader(
@@ -279,29 +380,41 @@ def build_loader(
     pin_memory: bool = False,
     device=None,
     device_augment: bool | str = "auto",
+    rank: int = 0,
+    world_size: int = 1,
+    pad: bool = True,
 ):
     """Pick the fast in-memory path when nothing is random per image; for in-memory data whose
     augmentation has a tensor form, batches augmented on *device* (``device_augment``: True, or
     "auto" with ``num_workers="auto"``); else the in-process augmenting path without workers, or
-    a DataLoader (workers augment, seeded per image)."""
+    a DataLoader (workers augment, seeded per image).
+
+    *rank* and *world_size* shard the data as ``DistributedSampler`` does (for DDP training); an
+    evaluation loader passes ``pad=False`` so no image is counted twice.
+    """
     augmenting = transform.augment is not None
     spec = transform.spec
     nbytes = len(images) * spec.channels * spec.size * spec.size * 4
     if not augmenting and images.as_array() is not None and nbytes <= FAST_PATH_MAX_BYTES:
         x, y = materialise(images, transform)
-        return TensorBatchLoader(x, y, batch_size, shuffle, seed=seed, drop_last=drop_last)
+        return TensorBatchLoader(x, y, batch_size, shuffle, seed=seed, drop_last=drop_last, rank=rank,
+                                 world_size=world_size, pad=pad)
     # auto: only when the worker count is left to vistrain too; an explicit count asks for per-image ops
     if augmenting and (device_augment is True or (device_augment == "auto" and num_workers == "auto")):
         loader = _device_augment_loader(images, transform, batch_size, shuffle, seed, drop_last, device,
-                                        required=device_augment is True, nbytes=nbytes // 4)
+                                        required=device_augment is True, nbytes=nbytes // 4,
+                                        shard={"rank": rank, "world_size": world_size, "pad": pad})
         if loader is not None:
             return loader
     workers = auto_num_workers(augmenting) if num_workers == "auto" else int(num_workers)
     if augmenting and workers == 0 and images.as_array() is not None:
-        return AugmentedArrayLoader(images, transform, batch_size, shuffle, seed=seed, drop_last=drop_last)
+        return AugmentedArrayLoader(images, transform, batch_size, shuffle, seed=seed, drop_last=drop_last, rank=rank,
+                                    world_size=world_size, pad=pad)
+    # the generator only seeds worker processes: the order comes from the sampler, a function of the epoch
     generator = torch.Generator().manual_seed(seed)
     return EpochDataLoader(
-        TransformDataset(images, transform, seed=seed), batch_size=batch_size, shuffle=shuffle,
+        TransformDataset(images, transform, seed=seed), batch_size=batch_size,
+        sampler=ShardSampler(len(images), shuffle, seed=seed, rank=rank, world_size=world_size, pad=pad),
         num_workers=workers, drop_last=drop_last, generator=generator, pin_memory=pin_memory,
         persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
         worker_init_fn=_init_worker if workers > 0 else None,

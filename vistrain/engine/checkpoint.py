@@ -17,25 +17,60 @@ FORMAT = "vistrain-checkpoint"
 FORMAT_VERSION = 1
 
 
+TEMP_MARK = ".tmp-"
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def _write_unnamed(obj: Any, path: Path, tmp: Path) -> bool:
+    """Write into an unnamed file (Linux ``O_TMPFILE``) and give it the temporary name only once
+    it is complete and synced, so a kill during the write leaves nothing behind. False if unsupported."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None:
+        return False
+    try:
+        fd = os.open(path.parent, flag | os.O_WRONLY, 0o644)
+    except OSError:
+        return False
+    with os.fdopen(fd, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+        try:
+            os.link(f"/proc/self/fd/{fh.fileno()}", tmp, follow_symlinks=True)
+        except OSError:
+            return False
+    return True
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """Save to a temporary file, fsync, then rename over *path*; the old file survives failures."""
+    """Write *path* atomically: a temporary file in the same folder, fsync, rename, fsync of the folder.
+
+    The old file survives any failure. On Linux the data goes into an unnamed file first, so a
+    SIGKILL mid-write leaves no temporary file; elsewhere :func:`clean_stale_temps` removes it later.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        tmp.unlink(missing_ok=True)
+        if not _write_unnamed(obj, path, tmp):
+            tmp.unlink(missing_ok=True)
+            with open(tmp, "wb") as fh:
+                torch.save(obj, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
-        try:
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError:
-            pass
+        _fsync_dir(path.parent)
     except (OSError, RuntimeError) as exc:
         tmp.unlink(missing_ok=True)
         err = getattr(exc, "errno", None)
@@ -43,6 +78,71 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
             raise OutputError(f"disk full while writing checkpoint {path}; the previous checkpoint is intact",
                               hint="free some space or choose another --out folder") from None
         raise OutputError(f"cannot write checkpoint {path}: {exc}", hint="check the folder is writable") from None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def clean_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove temporary checkpoint files whose writer process is gone; returns what was removed."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{TEMP_MARK}*"):
+        pid_text = tmp.name.rsplit(TEMP_MARK, 1)[-1]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and _pid_alive(int(pid_text)):
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
+def step_checkpoint_name(prefix: str, global_step: int) -> str:
+    """``{prefix}step-00001234.pt``: sorts by step."""
+    return f"{prefix}step-{global_step:08d}.pt"
+
+
+def prune_step_checkpoints(folder: str | os.PathLike, prefix: str, keep: int) -> list[Path]:
+    """Delete all but the newest *keep* step checkpoints of *prefix*; returns the deleted paths."""
+    files = sorted(Path(folder).glob(f"{prefix}step-*.pt"))
+    files = [f for f in files if f.name[len(prefix) + 5:-3].isdigit()]
+    doomed = files[:-keep] if keep > 0 else files
+    for f in doomed:
+        f.unlink(missing_ok=True)
+    return doomed
+
+
+def resume_candidates(folder: str | os.PathLike) -> list[Path]:
+    """Checkpoints a run could continue from, newest first: ``*last.pt`` and ``*step-N.pt`` (not best)."""
+    folder = Path(folder)
+    files = [p for p in folder.glob("*.pt") if not p.name.startswith(".") and not p.name.endswith("best.pt")]
+
+    def key(p: Path):
+        try:
+            return (p.stat().st_mtime_ns, p.name)
+        except OSError:
+            return (0, p.name)
+
+    return sorted(files, key=key, reverse=True)
+
+
+def find_resume_checkpoint(run_dir: str | os.PathLike) -> tuple[dict | None, Path | None, list[tuple[Path, str]]]:
+    """The newest checkpoint of *run_dir* that loads: (checkpoint, path, [(skipped path, why)])."""
+    skipped: list[tuple[Path, str]] = []
+    for path in resume_candidates(Path(run_dir) / "checkpoints"):
+        try:
+            return load_checkpoint(path), path, skipped
+        except CheckpointError as exc:
+            skipped.append((path, exc.message))
+    return None, None, skipped
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

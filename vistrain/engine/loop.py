@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from vistrain.data.pipeline import TimedIterator
+from vistrain.engine import distributed as dist
 from vistrain.engine.control import StopRequested, TrainControl
 from vistrain.engine.device import autocast
 from vistrain.errors import NonFiniteLossError
@@ -33,6 +34,29 @@ class TrainState:
     best_metric: float = -math.inf
     best_epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    epoch_step: int = 0  # steps done in epoch ``epoch + 1``; a resume continues after them
+    epoch_accum: dict[str, float] = field(default_factory=dict)  # that epoch's running sums, for exact metrics
+    loader_state: dict[str, Any] = field(default_factory=dict)  # the training loader's ``state_dict()`` then
+
+
+class StepCheckpoints:
+    """When to write a checkpoint between epochs: every N optimizer steps and/or every M minutes."""
+
+    def __init__(self, every_steps: int | None = None, every_minutes: float | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.every_steps = every_steps
+        self.every_s = every_minutes * 60.0 if every_minutes else None
+        self._clock = clock
+        self._last = clock()
+
+    def due(self, global_step: int) -> bool:
+        """Whether a checkpoint is due after *global_step*; restarts the timer when it is."""
+        hit = bool(self.every_steps) and global_step % self.every_steps == 0
+        if not hit and self.every_s is not None and self._clock() - self._last >= self.every_s:
+            hit = True
+        if hit:
+            self._last = self._clock()
+        return hit
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -70,31 +94,61 @@ def train_one_epoch(
     emit: Emit = _no_emit,
     control: TrainControl | None = None,
     on_save_request: Callable[[], None] | None = None,
+    save_step: Callable[[str], None] | None = None,
+    step_checkpoints: StepCheckpoints | None = None,
 ) -> dict[str, float]:
-    """Train for one epoch; returns mean loss, top-1 accuracy, samples and duration.
+    """Train for one epoch, from ``state.epoch_step`` on; returns mean loss, top-1, samples and duration.
 
     Emits a ``BatchEnd`` every *log_interval* steps and checks the loss for NaN/inf there
-    (one device sync per interval, not per step).
+    (one device sync per interval, not per step). After each step it serves stop and save
+    requests and *step_checkpoints* through ``save_step(reason)``; under DDP the ranks agree
+    on them first, so all stop at the same step.
     """
     model.train()
     sees_images = bool(getattr(loss_fn, "sees_images", False))
+    start = state.epoch_step
     if hasattr(loader, "set_epoch"):
         loader.set_epoch(epoch)
+    resumable = hasattr(loader, "state_dict") and hasattr(loader, "load_state_dict")
+    if start and resumable and state.loader_state:
+        loader.load_state_dict(state.loader_state)  # continues after the batches already done
     steps = len(loader)
     non_blocking = device.type == "cuda"
     t_epoch = time.perf_counter()
     t_interval = t_epoch
-    data_iter = TimedIterator(loader)
+    batches = iter(loader)
+    if start and not (resumable and state.loader_state):  # no saved position: replay the batches done
+        for _ in range(start):
+            next(batches)
+    data_iter = TimedIterator(batches)
     wait_mark = 0.0
-    correct_sum = torch.zeros((), device=device, dtype=torch.long)
-    interval_loss = torch.zeros((), device=device)
-    interval_steps = interval_samples = seen = 0
-    epoch_loss_total = 0.0
-    for step, (images, targets) in enumerate(data_iter, start=1):
-        if control is not None:
+    acc = state.epoch_accum if start else {}
+    correct_sum = torch.tensor(int(acc.get("correct", 0)), device=device, dtype=torch.long)
+    interval_loss = torch.tensor(float(acc.get("interval_loss", 0.0)), device=device)
+    interval_steps, interval_samples = int(acc.get("interval_steps", 0)), int(acc.get("interval_samples", 0))
+    seen = int(acc.get("seen", 0))
+    epoch_loss_total = float(acc.get("loss_total", 0.0))
+    distributed = dist.is_distributed()
+
+    def snapshot(step: int) -> None:
+        state.epoch_step = step
+        state.epoch_accum = {"correct": int(correct_sum.item()), "interval_loss": float(interval_loss.item()),
+                             "interval_steps": interval_steps, "interval_samples": interval_samples,
+                             "seen": seen, "loss_total": epoch_loss_total}
+        state.loader_state = loader.state_dict() if resumable else {}
+
+    step = start
+    while True:
+        if control is not None:  # before the next batch is drawn, so the loader's position is the step's
             control.wait_if_paused()
-            if control.stop_requested:
+            if control.stop_requested and not distributed:
+                snapshot(step)
                 raise StopRequested()
+        try:
+            images, targets = next(data_iter)
+        except StopIteration:
+            break
+        step += 1
         images = images.to(device, non_blocking=non_blocking)
         targets = targets.to(device, non_blocking=non_blocking)
         if batch_transform is not None:
@@ -128,7 +182,8 @@ def train_one_epoch(
         interval_samples += batch
         seen += batch
         if step % log_interval == 0 or step == steps:
-            interval_total = interval_loss.item()
+            # one all-reduce per interval: every rank sees the mean loss, so a NaN anywhere stops all
+            interval_total = dist.all_reduce_mean(interval_loss).item()
             epoch_loss_total += interval_total
             mean_loss = interval_total / interval_steps
             if not math.isfinite(mean_loss):
@@ -148,19 +203,33 @@ def train_one_epoch(
             t_interval = now
             interval_loss.zero_()
             interval_steps = interval_samples = 0
-        if on_save_request is not None and control is not None and control.take_save_request():
-            on_save_request()
+        if step < steps:  # the epoch's end is fit's checkpoint
+            stop = control is not None and control.stop_requested
+            user_save = control is not None and control.take_save_request()
+            timed = step_checkpoints is not None and step_checkpoints.due(state.global_step)
+            if distributed:  # rank 0's clock and keys decide for everyone
+                stop, user_save, timed = dist.agree(stop, user_save, timed)
+            if stop or user_save or timed:
+                snapshot(step)
+                if stop:
+                    raise StopRequested()
+                if user_save and on_save_request is not None:
+                    on_save_request()
+                elif save_step is not None:
+                    save_step("user" if user_save else "step")
+    state.epoch_step, state.epoch_accum, state.loader_state = 0, {}, {}
     duration = time.perf_counter() - t_epoch
+    seen_all, correct_all = dist.all_reduce_sum_ints(seen, correct_sum)
     result = {
         "loss": epoch_loss_total / max(1, steps),  # mean of per-step losses
-        "top1": correct_sum.item() / max(1, seen),
-        "samples": seen,
+        "top1": correct_all / max(1, seen_all),
+        "samples": seen_all,
         "duration_s": duration,
         "data_wait_s": data_iter.wait_s,
         "lr": optimizer.param_groups[0]["lr"],
     }
     emit(EpochEnd(stage=stage, epoch=epoch, epochs=epochs, train_loss=result["loss"], train_top1=result["top1"],
-                  lr=result["lr"], duration_s=duration, samples=seen))
+                  lr=result["lr"], duration_s=duration, samples=seen_all))
     return result
 
 
@@ -191,8 +260,14 @@ def evaluate(
     split: str = "val",
     emit: Emit = _no_emit,
     class_map: torch.Tensor | None = None,
+    reduce: bool = True,
 ) -> dict[str, float]:
-    """Loss, top-1 and top-5 over a loader. *class_map* maps dataset labels to model outputs."""
+    """Loss, top-1 and top-5 over a loader. *class_map* maps dataset labels to model outputs.
+
+    Under DDP each rank evaluates its shard of the loader and the sums are all-reduced
+    (``reduce=False``: this process's loader alone, no collective).
+    """
+    model = dist.unwrap(model)
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct1 = torch.zeros((), device=device, dtype=torch.long)
@@ -211,10 +286,13 @@ def evaluate(
         correct1 += c1
         correct5 += c5
         n += images.shape[0]
+    sums = (loss_sum, correct1, correct5, n)
+    loss_total, c1_total, c5_total, n = dist.all_reduce_sum_floats(*sums) if reduce else (float(v) for v in sums)
+    n = int(n)
     result = {
-        "loss": loss_sum.item() / max(1, n),
-        "top1": correct1.item() / max(1, n),
-        "top5": correct5.item() / max(1, n),
+        "loss": loss_total / max(1, n),
+        "top1": c1_total / max(1, n),
+        "top5": c5_total / max(1, n),
         "num_samples": n,
     }
     emit(EvalEnd(stage=stage, epoch=epoch, split=split, loss=result["loss"], top1=result["top1"],
@@ -253,6 +331,7 @@ def fit(
             save(state, last_metrics, False, reason)
 
     train_kwargs.setdefault("on_save_request", lambda: save_now("user"))
+    train_kwargs.setdefault("save_step", save_now)
     for epoch in range(state.epoch + 1, epochs + 1):
         try:
             train_metrics = train_one_epoch(model, train_loader, optimizer, device=device, epoch=epoch, epochs=epochs,
@@ -260,7 +339,7 @@ def fit(
         except StopRequested:
             save_now("stop")
             raise
-        state.epoch = epoch
+        state.epoch, state.epoch_step, state.epoch_accum, state.loader_state = epoch, 0, {}, {}
         metrics = {f"train_{k}": v for k, v in train_metrics.items() if k in ("loss", "top1")}
         is_best = False
         if val_loader is not None and (epoch % eval_every == 0 or epoch == epochs):
@@ -275,6 +354,9 @@ def fit(
         last_metrics = metrics
         if save is not None:
             save(state, metrics, is_best, "epoch")
-        if control is not None and control.stop_requested:
+        stop = control is not None and control.stop_requested
+        if dist.is_distributed():
+            (stop,) = dist.agree(stop)
+        if stop:
             raise StopRequested()
     return state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Callable
 
@@ -71,12 +72,23 @@ def sample_system(process: psutil.Process | None = None, nvml: NvmlReader | None
 
 
 class SystemSampler:
-    """Thread emitting a :class:`SystemSample` every *interval* seconds."""
+    """Thread emitting a :class:`SystemSample` every *interval* seconds.
 
-    def __init__(self, emit: Callable[[Event], None], interval: float = 2.0, nvml: NvmlReader | None = None):
+    Under DDP (*relay* given) ranks other than 0 post their samples to the job's store instead of
+    emitting, and rank 0 emits one sample merging the latest of every rank: its ``gpus`` list holds
+    every rank's GPU (tagged with ``rank`` and ``host``) and ``ranks`` one CPU/RSS row per rank.
+    """
+
+    def __init__(self, emit: Callable[[Event], None], interval: float = 2.0, nvml: NvmlReader | None = None,
+                 relay=None, rank: int = 0, gpu_index: int | None = None):
         self.emit = emit
         self.interval = interval
         self.nvml = nvml if nvml is not None else NvmlReader()
+        self.relay = relay if relay is not None and getattr(relay, "available", False) else None
+        self.rank = rank
+        self.gpu_index = gpu_index  # under DDP each rank reports only its own GPU
+        self.host = socket.gethostname()
+        self._latest: dict[int, dict] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vistrain-system", daemon=True)
         self.error: BaseException | None = None
@@ -86,11 +98,39 @@ class SystemSampler:
         psutil.cpu_percent(interval=None)  # prime the CPU counter
         self._thread.start()
 
+    def _own(self, process: psutil.Process) -> SystemSample:
+        sample = sample_system(process, self.nvml)
+        if self.relay is not None:
+            gpus = [g for g in sample.gpus if self.gpu_index is None or g.get("index") == self.gpu_index]
+            sample.gpus = [{**g, "rank": self.rank, "host": self.host} for g in gpus]
+        return sample
+
+    def merge(self, own: SystemSample, others: list[dict]) -> SystemSample:
+        """Rank 0's sample with the latest of every other rank folded in."""
+        for data in others:
+            self._latest[int(data.get("rank", -1))] = data
+        rows = [{"rank": self.rank, "host": self.host, "cpu_percent": own.cpu_percent,
+                 "ram_used_gb": own.ram_used_gb, "process_rss_gb": own.process_rss_gb}]
+        gpus = list(own.gpus)
+        for rank in sorted(self._latest):
+            data = self._latest[rank]
+            rows.append({k: data.get(k) for k in ("rank", "host", "cpu_percent", "ram_used_gb", "process_rss_gb")})
+            gpus += data.get("gpus") or []
+        own.gpus, own.ranks = gpus, rows
+        return own
+
     def _run(self) -> None:
         process = psutil.Process(os.getpid())
         while not self._stop.wait(self.interval):
             try:
-                self.emit(sample_system(process, self.nvml))
+                sample = self._own(process)
+                if self.relay is None:
+                    self.emit(sample)
+                elif self.rank != 0:
+                    data = {k: v for k, v in sample.to_dict().items() if k not in ("schema", "kind")}
+                    self.relay.post({**data, "rank": self.rank, "host": self.host})
+                else:
+                    self.emit(self.merge(sample, self.relay.collect()))
             except BaseException as exc:  # noqa: BLE001 - surfaced by the runner, never kills training
                 self.error = exc
                 return

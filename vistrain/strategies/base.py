@@ -11,10 +11,12 @@ import torch
 
 from vistrain.config import Config
 from vistrain.data.prepare import PreparedData
-from vistrain.engine.checkpoint import atomic_torch_save, make_checkpoint
+from vistrain.engine import distributed as dist
+from vistrain.engine.checkpoint import atomic_torch_save, make_checkpoint, prune_step_checkpoints, step_checkpoint_name
 from vistrain.engine.control import TrainControl
-from vistrain.engine.device import rng_state
+from vistrain.engine.distributed import DistInfo
 from vistrain.engine.loop import TrainState
+from vistrain.engine.resume import per_rank_states, training_position
 from vistrain.events import CheckpointSaved, Event, Log
 
 
@@ -32,6 +34,7 @@ class RunContext:
     resume: dict[str, Any] | None = None  # a loaded checkpoint to continue from
     info: dict[str, Any] = field(default_factory=dict)  # what RunStarted reports (model, params...)
     completed: set[str] = field(default_factory=set)  # stages a resumed run finished before (see stages.plan_resume)
+    dist: DistInfo = field(default_factory=DistInfo)  # this process's rank under DDP
     _params: Any = None
 
     @property
@@ -54,11 +57,14 @@ class RunContext:
 
 
 class CheckpointWriter:
-    """Writes ``<prefix>last.pt`` (and ``<prefix>best.pt`` when the metric improves) for one stage's model.
+    """Writes ``<prefix>last.pt`` (and ``<prefix>best.pt`` when the metric improves) for one stage's model,
+    and the rolling ``<prefix>step-N.pt`` checkpoints between epochs.
 
     The checkpoint records the stage's name and *stage_state* (e.g. the Noisy Student round and the
-    pseudo-label set's hash) so a resumed run can tell where it was. A prefixed stage also writes the
-    run's plain ``last.pt`` (always the latest point to resume from) and, when *final*, ``best.pt``.
+    pseudo-label set's hash) so a resumed run can tell where it was, and the position inside the
+    epoch for an exact resume. A prefixed stage also writes the run's plain ``last.pt`` (always the
+    latest point to resume from) and, when *final*, ``best.pt``. Under DDP every rank calls it (their
+    RNG and loader states are gathered) and rank 0 alone writes.
     """
 
     def __init__(self, ctx: RunContext, *, model, model_spec: dict, input_spec: dict, optimizer=None,
@@ -81,27 +87,36 @@ class CheckpointWriter:
         return self.ctx.checkpoint_dir / f"{self.prefix}{which}.pt"
 
     def __call__(self, state: TrainState, metrics: dict[str, float], is_best: bool, reason: str) -> None:
+        ranks = per_rank_states(state)  # a collective under DDP: before rank 0 goes its own way
+        if not self.ctx.dist.is_main:
+            return
+        epochs = int(self.stage_state.get("epochs") or self.ctx.config.train.epochs)
         ckpt = make_checkpoint(
-            model=self.model, model_spec=self.model_spec, input_spec=self.input_spec,
+            model=dist.unwrap(self.model), model_spec=self.model_spec, input_spec=self.input_spec,
             classes=self.ctx.data.classes, epoch=state.epoch, global_step=state.global_step,
             optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
             metrics={k: float(v) for k, v in metrics.items()},
-            config=self.ctx.config.model_dump(mode="json"), rng=rng_state(),
-            extra={"best_metric": float(state.best_metric), "best_epoch": int(state.best_epoch),
-                   "strategy": self.ctx.config.strategy.name, "stage": self.stage,
-                   "stage_state": self.stage_state},
+            config=self.ctx.config.model_dump(mode="json"),
+            extra={"strategy": self.ctx.config.strategy.name, "stage": self.stage, "stage_state": self.stage_state,
+                   **training_position(state, epochs), **ranks},
         )
-        last = self.path("last")
-        atomic_torch_save(ckpt, last)
-        if self.prefix:
-            atomic_torch_save(ckpt, self.ctx.checkpoint_dir / "last.pt")
         metric = metrics.get("val_top1")
-        self.ctx.emit(CheckpointSaved(path=str(last), epoch=state.epoch, global_step=state.global_step,
+        folder = self.ctx.checkpoint_dir
+        if reason == "step":
+            path = folder / step_checkpoint_name(self.prefix, state.global_step)
+            atomic_torch_save(ckpt, path)
+            prune_step_checkpoints(folder, self.prefix, self.ctx.config.checkpoint.keep)
+        else:
+            path = self.path("last")
+            atomic_torch_save(ckpt, path)
+            if self.prefix:
+                atomic_torch_save(ckpt, folder / "last.pt")
+        self.ctx.emit(CheckpointSaved(path=str(path), epoch=state.epoch, global_step=state.global_step,
                                       is_best=False, metric=metric, reason=reason))
         if is_best:
             best = self.path("best")
             atomic_torch_save(ckpt, best)
             if self.prefix and self.final:
-                atomic_torch_save(ckpt, self.ctx.checkpoint_dir / "best.pt")
+                atomic_torch_save(ckpt, folder / "best.pt")
             self.ctx.emit(CheckpointSaved(path=str(best), epoch=state.epoch, global_step=state.global_step,
                                           is_best=True, metric=metric, reason="best"))

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +38,10 @@ from vistrain.augment import build_augmentation
 from vistrain.config import AugmentConfig, OptimConfig
 from vistrain.data.pipeline import ImageTransform, InputSpec, MixedBatchLoader, build_loader
 from vistrain.data.source import ConcatImageSet, ImageSet
+from vistrain.engine import distributed as dist
 from vistrain.engine.checkpoint import load_checkpoint
-from vistrain.engine.device import set_rng_state
-from vistrain.engine.loop import TrainState, fit, predict_logits, soft_cross_entropy
+from vistrain.engine.loop import StepCheckpoints, TrainState, fit, predict_logits, soft_cross_entropy
+from vistrain.engine.resume import restore_training
 from vistrain.errors import CheckpointError
 from vistrain.events import StageStarted
 from vistrain.models.factory import create_model
@@ -246,10 +246,12 @@ def build_scheduler(ctx: RunContext, optimizer, epochs: int, steps_per_epoch: in
     return factory(optimizer, ctx.config.sched, epochs * steps_per_epoch, steps_per_epoch)
 
 
-def eval_loader(ctx: RunContext, images: ImageSet, input_spec: InputSpec):
-    """An unaugmented, unshuffled loader over *images* for *input_spec*."""
+def eval_loader(ctx: RunContext, images: ImageSet, input_spec: InputSpec, sharded: bool = False):
+    """An unaugmented, unshuffled loader over *images* for *input_spec*; *sharded*: this DDP rank's share
+    (for :func:`~vistrain.engine.loop.evaluate`, which all-reduces), never padded."""
+    shard = {"rank": ctx.dist.rank, "world_size": ctx.dist.world_size, "pad": False} if sharded else {}
     return build_loader(images, ImageTransform(input_spec), ctx.config.data.eval_batch_size, shuffle=False,
-                        num_workers=ctx.config.data.num_workers, pin_memory=ctx.device.type == "cuda")
+                        num_workers=ctx.config.data.num_workers, pin_memory=ctx.device.type == "cuda", **shard)
 
 
 def stage_loaders(ctx: RunContext, stage: Stage):
@@ -265,7 +267,8 @@ def stage_loaders(ctx: RunContext, stage: Stage):
     def loader(images: ImageSet, size: int, seed_offset: int = 0):
         return build_loader(images, train_tf, size, shuffle=True, seed=cfg.train.seed + seed_offset,
                             num_workers=cfg.data.num_workers, pin_memory=pin, device=ctx.device,
-                            device_augment=cfg.data.device_augment)
+                            device_augment=cfg.data.device_augment, rank=ctx.dist.rank,
+                            world_size=ctx.dist.world_size)
 
     if stage.mix_set is not None and stage.mix_ratio > 0:
         own = max(1, round(batch_size / (1.0 + stage.mix_ratio)))
@@ -275,7 +278,7 @@ def stage_loaders(ctx: RunContext, stage: Stage):
         train_loader = loader(ConcatImageSet(train_set, stage.mix_set, num_classes=num_classes), batch_size)
     else:
         train_loader = loader(train_set, batch_size)
-    return train_loader, eval_loader(ctx, ctx.data.val, stage.input_spec), batch_aug
+    return train_loader, eval_loader(ctx, ctx.data.val, stage.input_spec, sharded=True), batch_aug
 
 
 # --- resume ----------------------------------------------------------------------------------
@@ -299,7 +302,8 @@ def plan_resume(ctx: RunContext, names: Sequence[str]) -> dict[str, Any]:
 
 
 def restore_stage_state(ctx: RunContext, stage: Stage, optimizer, scheduler, scaler=None) -> TrainState:
-    """Put the resume checkpoint back into *stage* (weights, optimizer, schedule, RNG, counters).
+    """Put the resume checkpoint back into *stage* (weights, optimizer, schedule, RNG, counters, and the
+    position inside the epoch: see :func:`vistrain.engine.resume.restore_training`).
 
     Returns a fresh :class:`TrainState` when the run is not resuming or the checkpoint belongs to
     another stage. The checkpoint is consumed: later stages start fresh.
@@ -312,28 +316,13 @@ def restore_stage_state(ctx: RunContext, stage: Stage, optimizer, scheduler, sca
     if saved_state.get("labels_hash") and stage.state.get("labels_hash") not in (None, saved_state["labels_hash"]):
         ctx.log(f"stage {stage.name}: the pseudo-labels differ from the interrupted run's; continuing with the new ones",
                 "warning")
-    (stage.save_model or stage.model).load_state_dict(ck["state_dict"])
-    if "optimizer" in ck:
-        optimizer.load_state_dict(ck["optimizer"])
-    saved_epochs = saved_state.get("epochs", (ck.get("config") or {}).get("train", {}).get("epochs"))
-    same_length = saved_epochs == stage.epochs
-    if "scheduler" in ck and same_length:
-        scheduler.load_state_dict(ck["scheduler"])
-    else:  # a different length (or no saved state): replay the new schedule up to the saved step
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for _ in range(int(ck["global_step"])):
-                scheduler.step()
-        if not same_length:
-            ctx.log(f"epochs changed from {saved_epochs} to {stage.epochs}: "
-                    "the LR schedule was stretched to the new length")
-    if scaler is not None and "scaler" in ck:
-        scaler.load_state_dict(ck["scaler"])
-    if "rng" in ck:
-        set_rng_state(ck["rng"])
-    state = TrainState(epoch=int(ck["epoch"]), global_step=int(ck["global_step"]),
-                       best_metric=float(ck.get("best_metric", -math.inf)), best_epoch=int(ck.get("best_epoch", 0)))
-    ctx.log(f"resumed from epoch {state.epoch} (step {state.global_step}) of stage {stage.name}")
+    if "stage_epochs" not in ck and saved_state.get("epochs"):
+        ck = {**ck, "stage_epochs": saved_state["epochs"]}
+    state = restore_training(ck, model=stage.save_model or stage.model, optimizer=optimizer, scheduler=scheduler,
+                             scaler=scaler, epochs=stage.epochs, log=ctx.log)
+    where = (f"inside epoch {state.epoch + 1} after its step {state.epoch_step}" if state.epoch_step
+             else f"from epoch {state.epoch}")
+    ctx.log(f"resumed {where} (step {state.global_step}) of stage {stage.name}")
     return state
 
 
@@ -389,10 +378,12 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
                           num_params=sum(p.numel() for p in save_model.parameters())))
     smoothing = cfg.train.label_smoothing if stage.label_smoothing is None else stage.label_smoothing
     loss = _with_smoothing(stage.loss or soft_cross_entropy, len(ctx.data.classes), smoothing)
-    state = fit(stage.model, train_loader, val_loader, optimizer, device=ctx.device, epochs=stage.epochs, state=state,
-                stage=stage.name, scheduler=scheduler, save=writer, eval_every=cfg.train.eval_every, emit=ctx.emit,
-                loss_fn=loss, amp_dtype=ctx.amp_dtype, scaler=scaler, grad_clip=cfg.train.grad_clip,
-                batch_transform=batch_aug, log_interval=cfg.train.log_interval, control=ctx.control)
+    every = cfg.checkpoint
+    state = fit(dist.wrap_model(stage.model, ctx.device), train_loader, val_loader, optimizer, device=ctx.device,
+                epochs=stage.epochs, state=state, stage=stage.name, scheduler=scheduler, save=writer,
+                eval_every=cfg.train.eval_every, emit=ctx.emit, loss_fn=loss, amp_dtype=ctx.amp_dtype, scaler=scaler,
+                grad_clip=cfg.train.grad_clip, batch_transform=batch_aug, log_interval=cfg.train.log_interval,
+                control=ctx.control, step_checkpoints=StepCheckpoints(every.every_steps, every.every_minutes))
     metrics = dict(state.history[-1]) if state.history else {}
     if best_path.exists():
         ck = load_checkpoint(best_path)

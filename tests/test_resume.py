@@ -1,0 +1,170 @@
+"""Exact resume: runs killed at random steps and resumed end with the uninterrupted run's weights, bit for bit."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from vistrain.engine.checkpoint import find_resume_checkpoint
+
+STEPS_PER_EPOCH = 23  # digits: 1438 training images in batches of 64
+EPOCHS = 2
+# deterministic CPU run; a step event and a step checkpoint every few steps
+ARGS = ["run", "--headless", "--data", "digits", "--epochs", str(EPOCHS), "--batch-size", "64", "--deterministic",
+        "--log-every", "1", "--set", "train.log_interval=1", "--set", "train.threads=1",
+        "--set", "checkpoint.every_steps=5", "--set", "checkpoint.keep=2"]
+STEP_LINE = re.compile(r"epoch (\d+)/\d+ step (\d+)/(\d+)")
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["state_dict"]
+
+
+def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], note: str = "") -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs {note}: max abs diff {(a[key] - b[key]).abs().max()}"
+
+
+def start(args: list[str], runner: list[str] | None = None) -> subprocess.Popen:
+    """A headless run in a subprocess, its output line by line."""
+    cmd = (runner or [sys.executable, "-m", "vistrain"]) + [str(a) for a in args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def run_until(proc: subprocess.Popen, global_step: int, steps_per_epoch: int = STEPS_PER_EPOCH,
+              timeout: float = 180) -> list[str]:
+    """Read the run's lines until it reports *global_step* (or ends); returns the lines read."""
+    lines, deadline = [], time.time() + timeout
+    for line in proc.stdout:
+        lines.append(line)
+        m = STEP_LINE.search(line)
+        if m and (int(m.group(1)) - 1) * steps_per_epoch + int(m.group(2)) >= global_step:
+            break
+        if time.time() > deadline:
+            break
+    return lines
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The reference: the same run without interruption (in-process, to spare a torch start-up)."""
+    from vistrain.cli import main
+
+    out = tmp_path_factory.mktemp("ref")
+    assert main(ARGS + ["--out", str(out), "--name", "ref"]) == 0
+    return _weights(out / "ref")
+
+
+def test_sigkill_at_random_steps_then_resume_auto_is_bitwise_exact(uninterrupted, tmp_path, cli):
+    rng = random.Random()
+    total = EPOCHS * STEPS_PER_EPOCH
+    kills = sorted(rng.sample(range(3, total - 2), 3))
+    args = ARGS + ["--out", tmp_path, "--name", "job", "--resume", "auto"]
+    for target in kills:  # the same command each time, as a requeued job would run it
+        proc = start(args)
+        run_until(proc, target)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        assert proc.returncode == -signal.SIGKILL
+    ckpts = tmp_path / "job" / "checkpoints"
+    # a torn write of the newest checkpoint: --resume auto skips it with a warning and takes the previous one
+    newest = max((p for p in ckpts.glob("*.pt") if p.name != "best.pt"), key=lambda p: p.stat().st_mtime_ns)
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    code, out, err = cli(*args)
+    assert code == 0, err
+    assert f"warning: skipped {newest}" in err and "corrupt" in err
+    assert_bitwise_equal(uninterrupted, _weights(tmp_path / "job"), f"after SIGKILL at global steps {kills}")
+    assert not [p.name for p in ckpts.iterdir() if ".tmp-" in p.name]  # no temporary file left behind
+    assert len(list(ckpts.glob("step-*.pt"))) <= 2  # checkpoint.keep
+
+
+def test_sigterm_prints_the_resume_line_exits_75_and_resumes_exactly(uninterrupted, tmp_path, cli):
+    target = random.Random().randrange(2, EPOCHS * STEPS_PER_EPOCH - 2)
+    proc = start(ARGS + ["--out", tmp_path, "--name", "job"])
+    lines = run_until(proc, target)
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    out = "".join(lines) + rest
+    assert proc.returncode == 75, out
+    run = tmp_path / "job"
+    assert f"stopped by SIGTERM: checkpoint saved; resume with: vistrain run --headless --resume {run}" in out
+    code, out, err = cli(*ARGS, "--resume", run)
+    assert code == 0, err
+    assert "resumed inside epoch" in out or "resumed from epoch" in out
+    assert_bitwise_equal(uninterrupted, _weights(run), f"after SIGTERM at global step {target}")
+
+
+def test_find_resume_checkpoint_skips_unloadable_files_newest_first(tmp_path):
+    from vistrain.engine.checkpoint import atomic_torch_save
+
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    for i, name in enumerate(["step-00000005.pt", "last.pt", "step-00000010.pt", "best.pt"]):
+        atomic_torch_save({"format": "vistrain-checkpoint", "format_version": 1, "name": name}, folder / name)
+        os.utime(folder / name, ns=(10**18 + i * 10**9,) * 2)
+    (folder / "step-00000010.pt").write_bytes(b"PK\x03\x04 torn")
+    (folder / ".last.pt.tmp-999999").write_bytes(b"stale")
+    ckpt, path, skipped = find_resume_checkpoint(tmp_path / "run")
+    assert path.name == "last.pt" and ckpt["name"] == "last.pt"  # best.pt is never a resume point
+    assert [(p.name, "corrupt" in why) for p, why in skipped] == [("step-00000010.pt", True)]
+
+
+def test_resume_config_precedence(tmp_path, cli):
+    """Saved config, then --config, then typed flags (even when equal to the default), then --set."""
+    import yaml
+
+    from vistrain.config import Config, resolve_config
+
+    saved = resolve_config(None, {"optim.name": "sgd", "train.epochs": 10, "optim.lr": 0.05}).model_dump(mode="json")
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(yaml.safe_dump({"train": {"epochs": 3}, "optim": {"lr": 0.01}}))
+    cfg = resolve_config(cfg_file, {"optim.name": "adamw"}, ["optim.lr=0.02"], base=saved)
+    assert isinstance(cfg, Config)
+    assert cfg.optim.name == "adamw"  # typed, though adamw is the default
+    assert cfg.train.epochs == 3  # from --config, not thrown away
+    assert cfg.optim.lr == 0.02  # --set wins
+    assert cfg.sched.name == saved["sched"]["name"]
+
+
+def test_resume_with_no_epochs_left_finishes_and_fewer_is_a_clear_error(tmp_path, cli):
+    from vistrain.engine.resume import restore_training
+    from vistrain.errors import ConfigError
+
+    code, _, err = cli(*ARGS, "--epochs", "1", "--set", "checkpoint.every_steps=100", "--out", tmp_path, "--name", "r")
+    assert code == 0, err
+    run = tmp_path / "r"
+    before = _weights(run)
+    code, out, err = cli("run", "--headless", "--resume", run, "--epochs", "1")
+    assert code == 0, err  # exactly as many epochs as trained: nothing left to do, no crash
+    assert_bitwise_equal(before, _weights(run))
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    ckpt["epoch"] = 3
+    with pytest.raises(ConfigError, match="already trained 3 epoch.*--epochs 2 is fewer"):
+        restore_training(ckpt, model=torch.nn.Linear(2, 2), epochs=2)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
+def test_scheduler_signals_request_a_stop_and_are_restored(sig):
+    from vistrain.cli.run import _stop_on_signals
+    from vistrain.engine.control import TrainControl
+
+    before = signal.getsignal(sig)
+    control, received = TrainControl(), []
+    with _stop_on_signals(control, received):
+        os.kill(os.getpid(), sig)
+        deadline = time.time() + 5
+        while not control.stop_requested and time.time() < deadline:
+            time.sleep(0.01)
+    assert control.stop_requested and received == [sig.name]
+    assert signal.getsignal(sig) == before

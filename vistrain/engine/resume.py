@@ -1,0 +1,91 @@
+"""Exact resume: put a model, its optimizer, scheduler, scaler and every RNG back where a checkpoint left them.
+
+A checkpoint written by the loop holds the position inside the epoch (``epoch_step``) and the
+epoch's running sums; the loaders' order is a function of (seed, epoch) and each batch's
+augmentation generator a function of its position, so restoring these and skipping the batches
+already done replays the interrupted run bit for bit (deterministic mode, CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+
+from vistrain.engine import distributed as dist
+from vistrain.engine.device import rng_state, set_rng_state
+from vistrain.engine.loop import TrainState
+from vistrain.errors import CheckpointError, ConfigError
+
+
+def training_position(state: TrainState, epochs: int) -> dict:
+    """The checkpoint fields that say where training stands (added to every checkpoint; under DDP
+    ``loader_state`` is rank 0's and ``rank_states`` holds every rank's)."""
+    return {"best_metric": float(state.best_metric), "best_epoch": int(state.best_epoch),
+            "epoch_step": int(state.epoch_step), "epoch_accum": dict(state.epoch_accum),
+            "loader_state": dict(state.loader_state), "stage_epochs": int(epochs)}
+
+
+def per_rank_states(state: TrainState) -> dict:
+    """RNG and loader fields for a checkpoint: this process's, and under DDP every rank's (a collective call)."""
+    own = {"rng": rng_state(), "loader_state": dict(state.loader_state)}
+    ranks = dist.gather_objects(own) if dist.is_distributed() else None
+    out = {"rng": own["rng"]}
+    if ranks is not None and len(ranks) > 1:
+        out["rank_states"] = ranks
+    return out
+
+
+def _rank_state(ckpt: dict) -> dict | None:
+    ranks = ckpt.get("rank_states")
+    d = dist.info()
+    return ranks[d.rank] if ranks and len(ranks) == d.world_size else None
+
+
+def restore_rng(ckpt: dict) -> None:
+    """Restore this rank's RNG states (rank 0's when the world size changed)."""
+    mine = _rank_state(ckpt)
+    if mine is not None:
+        set_rng_state(mine["rng"])
+    elif "rng" in ckpt:
+        set_rng_state(ckpt["rng"])
+
+
+def restore_training(ckpt: dict, *, model, optimizer=None, scheduler=None, scaler=None, epochs: int,
+                     log: Callable[[str], None] = lambda message: None) -> TrainState:
+    """Load *ckpt* into the training objects and return the :class:`TrainState` to continue from.
+
+    A changed number of *epochs* stretches the LR schedule: the new schedule is replayed up to the
+    saved step. Fewer epochs than already trained is an error; exactly as many finishes at once.
+    """
+    ep, part = int(ckpt["epoch"]), int(ckpt.get("epoch_step", 0))
+    if epochs < ep or (epochs == ep and part):
+        where = f"{ep} epoch(s) and {part} step(s)" if part else f"{ep} epoch(s)"
+        raise ConfigError(f"the checkpoint has already trained {where}; --epochs {epochs} is fewer",
+                          hint=f"pass --epochs {ep + 1} or more to continue")
+    try:
+        dist.unwrap(model).load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"the checkpoint's weights do not fit the model: {first[:160]}",
+                              hint="resume with the model the checkpoint was trained with") from None
+    if optimizer is not None and "optimizer" in ckpt:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    saved_epochs = ckpt.get("stage_epochs", (ckpt.get("config") or {}).get("train", {}).get("epochs"))
+    if scheduler is not None:
+        if "scheduler" in ckpt and saved_epochs == epochs:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        else:  # a different length (or no saved state): replay the new schedule up to the saved step
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for _ in range(int(ckpt["global_step"])):
+                    scheduler.step()
+            if saved_epochs != epochs:
+                log(f"epochs changed from {saved_epochs} to {epochs}: the LR schedule was stretched to the new length")
+    if scaler is not None and "scaler" in ckpt:
+        scaler.load_state_dict(ckpt["scaler"])
+    restore_rng(ckpt)
+    return TrainState(epoch=int(ckpt["epoch"]), global_step=int(ckpt["global_step"]),
+                      best_metric=float(ckpt.get("best_metric", -math.inf)), best_epoch=int(ckpt.get("best_epoch", 0)),
+                      epoch_step=int(ckpt.get("epoch_step", 0)), epoch_accum=dict(ckpt.get("epoch_accum") or {}),
+                      loader_state=dict((_rank_state(ckpt) or ckpt).get("loader_state") or {}))
