@@ -16,7 +16,7 @@ import torch
 
 from vistrain.engine.checkpoint import find_resume_checkpoint
 
-STEPS_PER_EPOCH = 23  # digits: 1438 training images in batches of 64
+STEPS_PER_EPOCH = 20  # digits: 1259 training images in batches of 64
 EPOCHS = 2
 # deterministic CPU run; a step event and a step checkpoint every few steps
 ARGS = ["run", "--headless", "--data", "digits", "--epochs", str(EPOCHS), "--batch-size", "64", "--deterministic",
@@ -42,14 +42,13 @@ def start(args: list[str], runner: list[str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
-def run_until(proc: subprocess.Popen, global_step: int, steps_per_epoch: int = STEPS_PER_EPOCH,
-              timeout: float = 180) -> list[str]:
+def run_until(proc: subprocess.Popen, global_step: int, timeout: float = 180) -> list[str]:
     """Read the run's lines until it reports *global_step* (or ends); returns the lines read."""
     lines, deadline = [], time.time() + timeout
     for line in proc.stdout:
         lines.append(line)
         m = STEP_LINE.search(line)
-        if m and (int(m.group(1)) - 1) * steps_per_epoch + int(m.group(2)) >= global_step:
+        if m and (int(m.group(1)) - 1) * int(m.group(3)) + int(m.group(2)) >= global_step:
             break
         if time.time() > deadline:
             break
