@@ -30,7 +30,7 @@ def finished_run(tmp_path_factory):
 @pytest.mark.asyncio
 async def test_attach_finished_run_shows_final_metrics(finished_run):
     final = [json.loads(line) for line in (finished_run / "events.jsonl").read_text().splitlines()]
-    last_eval = [e for e in final if e["kind"] == "eval_end"][-1]
+    last_eval = [e for e in final if e["kind"] == "eval_end" and e["split"] == "val"][-1]
     app = DashboardApp(events_path=events_file(finished_run))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: app.run_over, timeout=20)
