@@ -63,6 +63,8 @@ def _finish(ax_loss, ax_acc, acc_series, loss_title: str, acc_title: str) -> Non
     ylim = focus_range(acc_series, floor=0.0, cap=100.0)
     if ylim:
         ax_acc.set_ylim(*ylim)
+        if min((y for _, ys in acc_series for y in ys if math.isfinite(y)), default=ylim[0]) < ylim[0]:
+            acc_title += " (zoomed on the later epochs)"
     ax_loss.set(xlabel="epoch", ylabel="loss", title=loss_title)
     ax_acc.set(xlabel="epoch", ylabel="top-1 %", title=acc_title)
     for ax in (ax_loss, ax_acc):
@@ -77,23 +79,29 @@ def curves_figure(stages: Sequence[StageData], title: str = "") -> bytes:
     """Loss and accuracy against epochs; several stages follow each other, split by dashed lines."""
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
-    merged, starts = _merged(stages)
-    if len(stages) > 1:
-        for i, (stage, start) in enumerate(zip(stages, starts)):
+    _, starts = _merged(stages)
+    styles = {"step_loss": (ax_loss, "train (steps)", STEP, {"linewidth": 0.8}),
+              "train_loss": (ax_loss, "train", TRAIN, {"marker": "."}),
+              "val_loss": (ax_loss, "val", VAL, {"marker": "."}),
+              "train_acc": (ax_acc, "train", TRAIN, {"marker": "."}),
+              "val_acc": (ax_acc, "val", VAL, {"marker": "."})}
+    labelled: set[str] = set()
+    acc_series = []  # per stage, so the zoom keeps every stage's later epochs in view
+    for i, (stage, start) in enumerate(zip(stages, starts)):
+        series = _stage_series(stage, start)
+        acc_series += [series["train_acc"], series["val_acc"]]
+        for key, (xs, ys) in series.items():  # one line per stage: no jump joins two stages
+            ax, label, color, kw = styles[key]
+            if xs:
+                ax.plot(xs, ys, color=color, label=None if key in labelled else label, **kw)
+                labelled.add(key)
+        if len(stages) > 1:
             for ax in (ax_loss, ax_acc):
                 if i:
-                    ax.axvline(start, color="0.4", linestyle="--", linewidth=0.8)
-            ax_acc.annotate(stage.name, (start, 0), xycoords=("data", "axes fraction"), xytext=(3, 3),
-                            textcoords="offset points", fontsize=8, color="0.3")
-    for key, label, color, kw in (("step_loss", "train (steps)", STEP, {"linewidth": 0.8}),
-                                  ("train_loss", "train", TRAIN, {"marker": "."}),
-                                  ("val_loss", "val", VAL, {"marker": "."})):
-        if merged[key][0]:
-            ax_loss.plot(*merged[key], color=color, label=label, **kw)
-    for key, label, color in (("train_acc", "train", TRAIN), ("val_acc", "val", VAL)):
-        if merged[key][0]:
-            ax_acc.plot(*merged[key], color=color, label=label, marker=".")
-    _finish(ax_loss, ax_acc, [merged["train_acc"], merged["val_acc"]], "loss", "accuracy")
+                    ax.axvline(start + 0.5, color="0.4", linestyle="--", linewidth=0.8)
+                ax.annotate(stage.name, (start + 0.5 + _stage_length(stage) / 2, 1), xycoords=("data", "axes fraction"),
+                            xytext=(0, -3), textcoords="offset points", ha="center", va="top", fontsize=8, color="0.3")
+    _finish(ax_loss, ax_acc, acc_series, "loss", "accuracy")
     if title:
         fig.suptitle(title)
     return to_png(fig)
@@ -142,23 +150,42 @@ def per_class_figure(accuracy: Sequence[float], counts: Sequence[int], classes: 
     return to_png(fig)
 
 
+def _rgb(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img)
+    if img.ndim == 2:
+        img = img[..., None]
+    return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img[..., :3]
+
+
 def image_grid_figure(images: Sequence[np.ndarray], captions: Sequence[str], title: str = "", cols: int = 8) -> bytes:
-    """Images in a grid with a caption above each (grayscale shown in grey)."""
-    n = len(images)
+    """Images in a grid with a caption above each, drawn as one mosaic on one axes (fast for many tiles)."""
+    tiles = [_rgb(img) for img in images]
+    n = len(tiles)
     cols = max(1, min(cols, n))
     rows = max(1, math.ceil(n / cols))
-    fig = Figure(figsize=(1.45 * cols + 0.3, 1.6 * rows + 0.5), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    for ax in axes:
-        ax.axis("off")
-    for ax, img, caption in zip(axes, images, captions):
-        img = np.asarray(img)
-        if img.ndim == 3 and img.shape[2] == 1:
-            img = img[..., 0]
-        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
-        ax.set_title(caption, fontsize=8)
+    h = max((t.shape[0] for t in tiles), default=1)
+    w = max((t.shape[1] for t in tiles), default=1)
+    gap = max(2, w // 14)
+    px = 145 / (w + gap)  # figure pixels per image pixel: each column is 1.45 inches at 100 dpi
+    band = math.ceil(28 / px)  # room for two caption lines above each tile
+    cell_h, cell_w = band + h + gap, w + gap
+    mosaic = np.full((rows * cell_h + gap, cols * cell_w + gap, 3), 255, np.uint8)
+    spots = []
+    for k, tile in enumerate(tiles):
+        y0 = (k // cols) * cell_h + gap + band + (h - tile.shape[0]) // 2
+        x0 = (k % cols) * cell_w + gap + (w - tile.shape[1]) // 2
+        mosaic[y0:y0 + tile.shape[0], x0:x0 + tile.shape[1]] = tile
+        spots.append(((k % cols) * cell_w + gap + w / 2, (k // cols) * cell_h + gap + band - 3 / px))
+    head = 0.35 if title else 0.0
+    width = 1.45 * cols + 0.2
+    fig = Figure(figsize=(width, width * mosaic.shape[0] / mosaic.shape[1] + head))
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0 - head / fig.get_figheight()))
+    ax.imshow(mosaic, interpolation="nearest" if h < 100 else "antialiased")
+    ax.axis("off")
+    for (x, y), caption in zip(spots, captions):
+        ax.text(x, y, caption, ha="center", va="bottom", fontsize=7.5, linespacing=1.1)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1.0 - 0.05 / fig.get_figheight(), va="top")
     return to_png(fig)
 
 
