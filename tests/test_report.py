@@ -230,3 +230,30 @@ def test_commands_do_not_import_torch_or_matplotlib_for_help():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert "HEAVY []" in out.stdout, out.stderr
+
+
+def test_status_tells_a_live_run_from_a_killed_one(tmp_path):
+    """A run without a final event is 'running' while its process lives, 'killed' once it is gone."""
+    import platform
+
+    from vistrain.report.rundata import load_run
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for name, pid, host in (("live", os.getpid(), platform.node()), ("dead", dead.pid, platform.node())):
+        run = tmp_path / name
+        run.mkdir()
+        _write_events(run / "events.jsonl", [
+            ev.RunStarted(run_name=name, run_dir=str(run), strategy="supervised", model="lenet5", dataset="digits",
+                          device="cpu", environment={"pid": pid, "host": host}, time=time.time() - 5)])
+    assert load_run(tmp_path / "live").status == "running"
+    assert load_run(tmp_path / "dead").status == "killed"
+    # another machine's run: judged by how recently it wrote
+    other = tmp_path / "other"
+    other.mkdir()
+    _write_events(other / "events.jsonl", [ev.RunStarted(run_name="o", run_dir="x", strategy="s", model="m", dataset="d",
+                                                          device="cpu", environment={"pid": 1, "host": "elsewhere"})])
+    assert load_run(other).status == "running"
+    old = time.time() - 3600
+    os.utime(other / "events.jsonl", (old, old))
+    assert load_run(other).status == "killed"
