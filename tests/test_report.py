@@ -179,10 +179,10 @@ def test_report_on_a_multi_stage_run(cli, runs, tmp_path):
     assert "12.5 s" in html
 
 
-def test_report_on_an_augmentation_search(cli, tmp_path):
+def _search_folder(out: Path) -> Path:
+    """A finished 3-trial policy search folder (trials.jsonl, search.yaml, policy.yaml, events.jsonl)."""
     from vistrain.policy_search import write_policy
 
-    out = tmp_path / "search"
     records = [{"trial": t, "policy": {"op": "rand", "n": n, "m": m}, "label": f"rand-n{n}-m{m}", "score": s}
                for t, n, m, s in ((1, 2, 9, 0.91), (2, 1, 4, 0.93), (3, 3, 20, 0.88))]
     out.mkdir()
@@ -191,12 +191,32 @@ def test_report_on_an_augmentation_search(cli, tmp_path):
     write_policy(out / "policy.yaml", records[1]["policy"], [], score=0.93, trial=2, data="digits", model="lenet5")
     _write_events(out / "events.jsonl", [ev.AugmentTrial(trial=r["trial"], trials=3, policy=r["policy"], score=r["score"])
                                          for r in records])
+    return out
+
+
+def test_report_on_an_augmentation_search(cli, tmp_path):
+    out = _search_folder(tmp_path / "search")
     code, stdout, err = cli("report", out, "--out", tmp_path / "s.html")
     assert code == 0, err
     html = (tmp_path / "s.html").read_text()
     assert {"augment-search", "winning-policy", "config", "environment"} <= section_ids(html)
     assert html.index("rand-n1-m4") < html.index("rand-n2-m9") < html.index("rand-n3-m20")  # ranked best first
     assert len(pngs(html)) == 2  # leaderboard and the policy preview
+
+
+def test_report_on_a_run_trained_with_a_searched_policy(cli, runs, tmp_path):
+    search = _search_folder(tmp_path / "search")
+    run = tmp_path / "run"
+    shutil.copytree(runs / "done", run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["augment"]["spec"] = str(search / "policy.yaml")
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    code, out, err = cli("report", run, "--mistakes", "0")
+    assert code == 0, err
+    html = (run / "report.html").read_text()
+    assert {"augment-policy", "augment-search", "winning-policy"} <= section_ids(html)
+    assert f"This run trained with the policy in {search / 'policy.yaml'}" in html
+    pngs(html)
 
 
 def test_compare_prints_the_table_and_writes_the_overlay(cli, runs, tmp_path):

@@ -213,12 +213,14 @@ def _used_policy(doc: Document, run: RunData) -> None:
     path = Path(spec).expanduser()
     sec = doc.section("augment-policy", "Augmentation policy")
     sec.text(f"This run trained with the policy in {path}.")
-    sec.pre(path.read_text(encoding="utf-8"))
-    _policy_preview(sec, path, (run.config.get("data") or {}).get("name"), "policy-preview.png")
     search = RunData(path.parent, {}, "")
     board = _search_records(search)
-    if board:
+    if board and (path.parent / "policy.yaml") == path:  # the search's section shows the policy and its preview
+        sec.text("It is the winner of the augmentation search below.")
         _augment_search(doc, search, board)
+        return
+    sec.pre(path.read_text(encoding="utf-8"))
+    _policy_preview(sec, path, (run.config.get("data") or {}).get("name"), "policy-preview.png")
 
 
 def _environment(doc: Document, run: RunData) -> None:

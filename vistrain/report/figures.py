@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from vistrain.report.axes import focus_range
 from vistrain.report.rundata import RunData, StageData
@@ -68,6 +69,10 @@ def _finish(ax_loss, ax_acc, acc_series, loss_title: str, acc_title: str) -> Non
     ax_loss.set(xlabel="epoch", ylabel="loss", title=loss_title)
     ax_acc.set(xlabel="epoch", ylabel="top-1 %", title=acc_title)
     for ax in (ax_loss, ax_acc):
+        lo, hi = ax.get_xlim()
+        if hi - lo < 2:  # one or two epochs: widen so the ticks are whole epochs
+            ax.set_xlim((lo + hi) / 2 - 1, (lo + hi) / 2 + 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8 if len(ax.lines) < 6 else 7)
@@ -257,8 +262,8 @@ def overlay_figure(runs: Sequence[RunData]) -> bytes:
     for i, run in enumerate(runs):
         color = f"C{i % 10}"
         merged, _ = _merged(run.stages)
-        ax_loss.plot(*merged["val_loss"], color=color, label=f"{run.name} val")
-        ax_loss.plot(*merged["train_loss"], color=color, linestyle=":", label=f"{run.name} train")
+        ax_loss.plot(*merged["val_loss"], color=color, marker=".", label=f"{run.name} val")
+        ax_loss.plot(*merged["train_loss"], color=color, marker=".", linestyle=":", label=f"{run.name} train")
         ax_acc.plot(*merged["val_acc"], color=color, marker=".", label=f"{run.name} val")
         acc_series.append(merged["val_acc"])
     _finish(ax_loss, ax_acc, acc_series, "loss (solid: val, dotted: train)", "val accuracy")
