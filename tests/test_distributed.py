@@ -119,3 +119,68 @@ def test_two_nodes_simulated_on_localhost(tmp_path, single_process):
     launch(two_nodes, out)
     run = check_rank0_alone_wrote(out, 2)
     assert abs(val_top1(run) - single_process) <= 0.02
+
+
+def _rank_main(rank: int, world: int, store_path: str, out_dir: str) -> None:
+    """One gloo rank training a tiny model: rank 1's loss turns NaN at step 3; rank 0 asks to stop at step 2
+    of a second pass. Records where each rank stopped."""
+    import torch
+    import torch.distributed as tdist
+
+    from vistrain.data.pipeline import TensorBatchLoader
+    from vistrain.engine.control import StopRequested, TrainControl
+    from vistrain.engine.loop import TrainState, train_one_epoch
+    from vistrain.errors import NonFiniteLossError
+
+    torch.set_num_threads(1)
+    results: dict = {}
+    tdist.init_process_group("gloo", store=tdist.FileStore(store_path, world), rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 3))
+        x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+        loader = TensorBatchLoader(x, y, 8, True, rank=rank, world_size=world)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        calls = {"n": 0}
+
+        def loss_fn(logits, target):
+            calls["n"] += 1
+            loss = torch.nn.functional.cross_entropy(logits, target)
+            return loss * float("nan") if rank == 1 and calls["n"] == 3 else loss
+
+        state = TrainState()
+        try:
+            train_one_epoch(model, loader, opt, device=torch.device("cpu"), epoch=1, epochs=1, state=state,
+                            loss_fn=loss_fn, log_interval=1)
+            results[f"nan{rank}"] = "finished"
+        except NonFiniteLossError:
+            results[f"nan{rank}"] = state.global_step
+        control = TrainControl()
+        model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 3))  # the NaN spoilt the first
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+        state = TrainState(global_step=4)
+
+        def stop_on_rank0(logits, target):
+            if rank == 0 and state.global_step == 5:
+                control.request_stop()
+            return torch.nn.functional.cross_entropy(logits, target)
+
+        try:
+            train_one_epoch(model, loader, opt, device=torch.device("cpu"), epoch=2, epochs=2,
+                            state=state, loss_fn=stop_on_rank0, log_interval=100, control=control)
+            results[f"stop{rank}"] = "finished"
+        except StopRequested:
+            results[f"stop{rank}"] = state.global_step
+    finally:
+        tdist.destroy_process_group()
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results))
+
+
+def test_nan_on_one_rank_and_a_stop_on_rank_0_end_every_rank_at_the_same_step(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.start_processes(_rank_main, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, start_method="spawn")
+    got = {**json.loads((tmp_path / "rank0.json").read_text()), **json.loads((tmp_path / "rank1.json").read_text())}
+    assert got["nan0"] == got["nan1"] == 3  # the NaN of rank 1 reached rank 0 through the all-reduced loss
+    assert got["stop0"] == got["stop1"] == 6  # rank 0's stop request, agreed on after the step, stops rank 1 too

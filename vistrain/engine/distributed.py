@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -99,6 +100,8 @@ def wrap_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     if not any(p.requires_grad for p in model.parameters()):
         return model
     ids = [device.index] if device.type == "cuda" else None
+    # LeNet's 1-channel conv weights get gradients in another (equally valid) stride layout: harmless, noisy
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
