@@ -252,6 +252,36 @@ def test_commands_do_not_import_torch_or_matplotlib_for_help():
     assert "HEAVY []" in out.stdout, out.stderr
 
 
+def test_a_resumed_run_counts_each_epoch_once(tmp_path):
+    """Killed after epoch 2 with its checkpoint from epoch 1, resumed: epoch 2 is replayed and counted once."""
+    from vistrain.report.rundata import load_run
+
+    def session(t0: float, epochs: range, acc: float) -> list[ev.Event]:
+        out: list[ev.Event] = [ev.RunStarted(run_name="r", run_dir="r", strategy="supervised", model="lenet5",
+                                             dataset="digits", device="cpu", time=t0)]
+        for e in epochs:
+            out += [ev.BatchEnd(stage="supervised", epoch=e, step=4, steps_per_epoch=4, global_step=4 * e, loss=1 / e,
+                                lr=0.1, samples_per_s=1.0, data_wait_s=0.0, step_time_s=1.0, time=t0 + 10 * e - 5),
+                    ev.EpochEnd(stage="supervised", epoch=e, epochs=3, train_loss=1 / e, train_top1=acc, lr=0.1,
+                                duration_s=10.0, samples=100, time=t0 + 10 * e),
+                    ev.EvalEnd(stage="supervised", epoch=e, split="val", loss=1 / e, top1=acc, top5=1.0,
+                               num_samples=10, time=t0 + 10 * e)]
+        return out
+
+    run = tmp_path / "r"
+    run.mkdir()
+    events = session(1000.0, range(1, 3), 0.5) + session(5000.0, range(2, 4), 0.9)
+    events.append(ev.RunFinished(run_name="r", duration_s=31.0, time=5031.0))
+    _write_events(run / "events.jsonl", events)
+    data = load_run(run)
+    (stage,) = data.stages
+    assert [e.epoch for e in stage.epochs] == [1, 2, 3] and [e.epoch for e in stage.evals] == [1, 2, 3]
+    assert [e.top1 for e in stage.evals] == [0.5, 0.9, 0.9]  # epoch 2 as the resumed run trained it
+    assert [b.epoch for b in stage.steps] == [1, 2, 3]
+    assert data.status == "finished" and data.wall_s == 20.0 + 31.0  # the 4000 s pause is not run time
+    assert len(data.sessions) == 2
+
+
 def test_status_tells_a_live_run_from_a_killed_one(tmp_path):
     """A run without a final event is 'running' while its process lives, 'killed' once it is gone."""
     import platform

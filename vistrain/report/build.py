@@ -53,7 +53,8 @@ def _summary(doc: Document, run: RunData) -> None:
              ["final val top-1", _pct(final.top1) if final else "n/a"],
              ["best val top-1", f"{_pct(best.top1)} ({best.stage}, epoch {best.epoch})" if best else "n/a"]]
     rows += [["held-out test top-1", f"{_pct(t.top1)} on {t.num_samples} images ({t.stage})"] for t in run.tests]
-    rows += [["wall time", _secs(run.wall_s)],
+    resumed = f" over {len(run.sessions)} sessions (resumed)" if len(run.sessions) > 1 else ""
+    rows += [["wall time", _secs(run.wall_s) + resumed],
              ["training samples/s", f"{run.samples_per_s():.0f}" if run.samples_per_s() else "n/a"]]
     sec.table(["", ""], rows)
     sec.text(f"The run {_status_line(run)}.", note=run.status != "finished")
@@ -250,8 +251,13 @@ def build_report(run_dir: str | Path, *, device: str = "cpu", mistakes: int = 24
                    f"{run.path} · {'augmentation search' if is_search else run.status} · made "
                    f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
 
-    def predict(ckpt: Path):
-        return val_predictions(ckpt, device=device)
+    cache: dict[Path, object] = {}
+
+    def predict(ckpt: Path):  # the last stage's checkpoint is shown twice: predict it once
+        key = ckpt.resolve()
+        if key not in cache:
+            cache[key] = val_predictions(ckpt, device=device)
+        return cache[key]
 
     if is_search:
         _augment_search(doc, run, board)

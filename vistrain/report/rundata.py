@@ -66,6 +66,7 @@ class RunData:
     tests: list[EvalEnd] = field(default_factory=list)  # evaluations on the held-out test split
     first_time: float | None = None
     last_time: float | None = None
+    sessions: list[tuple[float, float]] = field(default_factory=list)  # (start, last event) per start or resume
     events_mtime: float | None = None
     skipped_lines: int = 0
 
@@ -104,12 +105,13 @@ class RunData:
 
     @property
     def wall_s(self) -> float | None:
-        """The run's duration: the recorded one when finished, else first to last event."""
-        if self.finished is not None:
-            return self.finished.duration_s
-        if self.first_time is not None and self.last_time is not None:
-            return self.last_time - self.first_time
-        return None
+        """Time spent running, summed over sessions (a resumed run's pause is not counted)."""
+        if not self.sessions:
+            return None if self.first_time is None else (self.last_time or self.first_time) - self.first_time
+        spans = [end - start for start, end in self.sessions]
+        if self.finished is not None:  # the last session's own measure
+            spans[-1] = self.finished.duration_s
+        return sum(spans)
 
     def samples_per_s(self) -> float | None:
         """Training throughput over all finished epochs of all stages."""
@@ -180,6 +182,15 @@ def _read_config(run_dir: Path, started: RunStarted | None) -> tuple[dict[str, A
     return {}, ""
 
 
+def _replace_from(items: list, item, key) -> None:
+    """Append *item*, first dropping items at or after its position: a resumed run replays what the
+    killed one had logged past its checkpoint, and the replay is what the checkpoints hold."""
+    k = key(item)
+    while items and key(items[-1]) >= k:
+        items.pop()
+    items.append(item)
+
+
 def load_run(run_dir: str | Path) -> RunData:
     """Read a run folder; a folder without ``events.jsonl`` is a DataError naming what is expected."""
     run_dir = Path(run_dir).expanduser()
@@ -205,8 +216,11 @@ def load_run(run_dir: str | Path) -> RunData:
         if ev.time:
             run.first_time = ev.time if run.first_time is None else min(run.first_time, ev.time)
             run.last_time = ev.time if run.last_time is None else max(run.last_time, ev.time)
-        if isinstance(ev, RunStarted):
-            run.started = ev
+            if run.sessions and not isinstance(ev, RunStarted):
+                run.sessions[-1] = (run.sessions[-1][0], max(run.sessions[-1][1], ev.time))
+        if isinstance(ev, RunStarted):  # the first start, or a resume appending to the same folder
+            run.started, run.finished, run.failed = ev, None, None
+            run.sessions.append((ev.time, ev.time))
         elif isinstance(ev, RunFinished):
             run.finished = ev
         elif isinstance(ev, RunFailed):
@@ -216,14 +230,14 @@ def load_run(run_dir: str | Path) -> RunData:
             current.started = current.started or ev
         elif isinstance(ev, EpochEnd):
             current = stage(ev.stage)
-            current.epochs.append(ev)
+            _replace_from(current.epochs, ev, lambda e: e.epoch)
         elif isinstance(ev, EvalEnd) and ev.split == "val" and ev.epoch > 0:
-            stage(ev.stage).evals.append(ev)
+            _replace_from(stage(ev.stage).evals, ev, lambda e: e.epoch)
         elif isinstance(ev, EvalEnd) and ev.split == "test":
             run.tests.append(ev)
         elif isinstance(ev, BatchEnd):
             current = stage(ev.stage)
-            current.steps.append(ev)
+            _replace_from(current.steps, ev, lambda b: (b.epoch, b.step))
         elif isinstance(ev, CheckpointSaved):
             if current is not None:
                 current.checkpoints.append(ev)
