@@ -61,7 +61,8 @@ def test_one_run_uses_the_model_augmentation_optimizer_scheduler_and_listeners(s
 
     out = vistrain(site, "run", "--headless", "--model", "resnet20", "--data", "stripes:8", "--epochs", "1",
                    "--augment", "rand-n2-m9", "--optimizer", "lion", "--lr", "2e-3", "--scheduler", "resnet-steps",
-                   "--out", tmp_path, "--name", "all", "--set", "data.batch_size=32",
+                   "--labels-per-class", "20",  # 60 training images: 4 steps of 16
+                   "--out", tmp_path, "--name", "all", "--set", "data.batch_size=16",
                    "--set", "output.system_interval_s=0.2")
     assert out.returncode == 0, out.stderr
     assert "listener plugin" not in out.stderr
