@@ -96,8 +96,10 @@ def register_commands(register: Register) -> None:
     """Register CLI commands.
 
     ``factory`` is a ``typer.Typer`` (a command group) or a plain function (a single command,
-    its signature parsed by Typer). Meta keys: ``help``. Keep module imports light: this hook
-    runs for ``vistrain --help``. Fired once at CLI start-up; every implementation is called.
+    its signature parsed by Typer). Meta keys: ``help`` (with it, ``vistrain --help`` lists the
+    command without importing a lazy ``"module:attr"`` factory; it is imported when invoked).
+    Keep module imports light: this hook runs for ``vistrain --help``. Fired once at CLI
+    start-up; every implementation is called.
     """
 
 
