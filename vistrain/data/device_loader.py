@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from vistrain.data.pipeline import batch_count, shard, shard_size
+from vistrain.data.sampling import batch_count, shard, shard_size
 
 BatchAugment = Callable[[torch.Tensor, np.random.Generator], torch.Tensor]
 
