@@ -4,7 +4,9 @@ The example plugins are pip-installed (``--no-deps --target``) into a temporary 
 is then put on ``PYTHONPATH`` for the "with" runs only, so Python's entry-point machinery finds
 them exactly as after ``pip install``. The two variants alternate run by run (paired), so noise
 from a busy machine hits both alike; the script prints each variant's median and minimum and the
-median of the per-pair ratios. ``--typer`` adds a third variant: the help as the Typer app
+median of the per-pair ratios. ``python -c pass`` is timed alongside as the floor: what starting
+the interpreter (with the environment's ``.pth`` files) costs before vistrain does anything.
+``--typer`` adds a third variant: the help as the Typer app
 renders it (what ``vistrain --help`` cost before the root help stopped importing Typer).
 
     python benchmarks/startup.py [--runs 20] [--typer]
@@ -57,7 +59,8 @@ def main() -> None:
         names = [line.split()[0] for line in out.stdout.splitlines()[1:] if line.rstrip().endswith(" ok")]
         print(f"{len(packages)} example packages installed; plugins loaded: {', '.join(names)}")
 
-        variants = {"without plugins": ([*command(), "--help"], without),
+        variants = {"python -c pass": ([sys.executable, "-c", "pass"], without),  # the interpreter's own floor
+                    "without plugins": ([*command(), "--help"], without),
                     "with plugins": ([*command(), "--help"], with_plugins)}
         if args.typer:
             variants["Typer help, with plugins"] = ([sys.executable, "-c", TYPER_HELP], with_plugins)
