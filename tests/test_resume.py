@@ -30,6 +30,13 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["state_dict"]
 
 
+def _metric_rows(run: Path) -> list[dict]:
+    """metrics.csv without the wall-clock column."""
+    import csv
+
+    return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in csv.DictReader((run / "metrics.csv").open())]
+
+
 def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], note: str = "") -> None:
     assert a.keys() == b.keys()
     for key in a:
@@ -93,7 +100,7 @@ def uninterrupted(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("ref")
     assert main(ARGS + ["--out", str(out), "--name", "ref"]) == 0
-    return _weights(out / "ref")
+    return out / "ref"
 
 
 def test_sigkill_at_random_steps_then_resume_auto_is_bitwise_exact(uninterrupted, tmp_path, cli):
@@ -114,7 +121,8 @@ def test_sigkill_at_random_steps_then_resume_auto_is_bitwise_exact(uninterrupted
     code, out, err = cli(*args)
     assert code == 0, err
     assert f"warning: skipped {newest}" in err and "corrupt" in err
-    assert_bitwise_equal(uninterrupted, _weights(tmp_path / "job"), f"after SIGKILL at global steps {kills}")
+    assert_bitwise_equal(_weights(uninterrupted), _weights(tmp_path / "job"), f"after SIGKILL at global steps {kills}")
+    assert _metric_rows(tmp_path / "job") == _metric_rows(uninterrupted)  # one row per epoch, same numbers
     assert not [p.name for p in ckpts.iterdir() if ".tmp-" in p.name]  # no temporary file left behind
     assert len(list(ckpts.glob("step-*.pt"))) <= 2  # checkpoint.keep
 
@@ -132,7 +140,8 @@ def test_sigterm_prints_the_resume_line_exits_75_and_resumes_exactly(uninterrupt
     code, out, err = cli(*ARGS, "--resume", run)
     assert code == 0, err
     assert "resumed inside epoch" in out or "resumed from epoch" in out
-    assert_bitwise_equal(uninterrupted, _weights(run), f"after SIGTERM at global step {target}")
+    assert_bitwise_equal(_weights(uninterrupted), _weights(run), f"after SIGTERM at global step {target}")
+    assert _metric_rows(run) == _metric_rows(uninterrupted)
 
 
 def test_find_resume_checkpoint_skips_unloadable_files_newest_first(tmp_path):
@@ -229,3 +238,25 @@ def test_two_stage_strategy_killed_in_both_stages_resumes_bitwise(tmp_path, cli)
     assert_bitwise_equal(_weights(tmp_path / "ref"), _weights(tmp_path / "job"), "two-stage run")
     last = torch.load(tmp_path / "job" / "checkpoints" / "last.pt", weights_only=True)
     assert last["stage"] == "finetune" and last["stage_state"]["labels_hash"] == "0123456789abcdef"
+
+
+def test_metrics_rows_past_the_checkpoint_are_dropped_on_resume(tmp_path):
+    import csv
+
+    from vistrain.reporters.csv import COLUMNS, trim_after_checkpoint
+
+    path = tmp_path / "metrics.csv"
+
+    def write(rows):
+        with open(path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=COLUMNS)
+            w.writeheader()
+            w.writerows({"stage": s, "epoch": e} for s, e in rows)
+
+    def read():
+        return [(r["stage"], int(r["epoch"])) for r in csv.DictReader(path.open())]
+
+    write([("a", 1), ("a", 2), ("b", 1), ("b", 2)])
+    assert trim_after_checkpoint(path, "b", 1) == 1 and read() == [("a", 1), ("a", 2), ("b", 1)]
+    assert trim_after_checkpoint(path, "b", 0) == 1 and read() == [("a", 1), ("a", 2)]
+    assert trim_after_checkpoint(path, "a", 2) == 0 and read() == [("a", 1), ("a", 2)]

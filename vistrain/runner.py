@@ -129,7 +129,7 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
     from vistrain.engine.device import amp_dtype, seed_everything, select_device
     from vistrain.engine.system import SystemSampler
     from vistrain.plugins import get_plugin_manager, registry
-    from vistrain.reporters.csv import MetricsCsvWriter
+    from vistrain.reporters.csv import MetricsCsvWriter, trim_after_checkpoint
     from vistrain.reporters.jsonl import JsonlWriter
     from vistrain.strategies.base import RunContext
 
@@ -155,6 +155,8 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
     run_dir = Path(dist.broadcast_object(str(run_dir) if run_dir is not None else None))
 
     if dinfo.is_main:
+        if resume is not None and resume.get("stage"):  # rows past the checkpoint will be written again
+            trim_after_checkpoint(run_dir / "metrics.csv", str(resume["stage"]), int(resume.get("epoch", 0)))
         own = [("vistrain.run.jsonl", JsonlWriter(run_dir / "events.jsonl")),
                ("vistrain.run.csv", MetricsCsvWriter(run_dir / "metrics.csv"))]
         own += [(f"vistrain.run.listener{i}", obj) for i, obj in enumerate(listeners or [])]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from vistrain.errors import OutputError
@@ -60,3 +61,27 @@ class MetricsCsvWriter:
             self._fh.close()
         except (OSError, OutputError):
             pass
+
+
+def trim_after_checkpoint(path: Path, stage: str, epoch: int) -> int:
+    """Drop the rows a resumed run will write again: those after *stage*'s *epoch* (the checkpoint's).
+
+    A run killed after an epoch's row but before its checkpoint would otherwise repeat that row.
+    Returns how many rows were dropped.
+    """
+    if not path.exists():
+        return 0
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    ours = [i for i, r in enumerate(rows) if r.get("stage") == stage]
+    done = [i for i in ours if str(r := rows[i].get("epoch", "")).isdigit() and int(r) <= epoch]
+    keep = done[-1] + 1 if done else (ours[0] if ours else len(rows))
+    if keep == len(rows):
+        return 0
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows[:keep])
+    os.replace(tmp, path)
+    return len(rows) - keep
