@@ -173,3 +173,14 @@ def test_layers_below_the_runner_do_not_import_upwards():
     for layer in ("augment", "engine", "data", "strategies"):
         for path in (root / layer).glob("*.py"):
             assert not upward.search(path.read_text()), f"{path} imports a layer above it"
+
+
+@pytest.mark.parametrize("name", ["supervised", "transfer", "distill", "pseudo-label", "noisy-student"])
+def test_every_strategy_has_a_valid_example_config(name):
+    from pathlib import Path
+
+    from vistrain.strategies.params import parse_params
+
+    cfg = resolve_config(Path(__file__).parent.parent / "examples" / f"{name}.yaml")
+    assert cfg.strategy.name == name
+    parse_params(name, cfg.strategy.params)  # raises on an unknown or mistyped parameter

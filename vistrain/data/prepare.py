@@ -73,6 +73,13 @@ def prepare_data(source: DataSource, cfg) -> PreparedData:
     val = source.train.subset(val_idx)
     unlabeled = source.unlabeled
     if cfg.labels_per_class is not None:
+        classes, counts = np.unique(train.labels, return_counts=True)
+        if cfg.labels_per_class > counts.min():
+            small = classes[counts.argmin()]
+            name = source.classes[small] if 0 <= small < len(source.classes) else str(small)
+            raise DataError(f"--labels-per-class {cfg.labels_per_class} is larger than class {name!r}, which has "
+                            f"{counts.min()} training images after the validation split",
+                            hint=f"use at most {counts.min()} (fewer leaves unlabelled images for the pool)")
         lab_idx, unl_idx = labelled_subset(train.labels, cfg.labels_per_class, cfg.split_seed)
         pool = train.subset(unl_idx)
         train = train.subset(lab_idx)

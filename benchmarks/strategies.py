@@ -1,0 +1,169 @@
+"""Strategies measured on held-out data: distillation, Noisy Student, pseudo-labelling and transfer.
+
+Every run trains on a dataset whose test split is held out from it: ``heldout:NAME`` (registered
+here as an in-process dataset plugin) removes a stratified 20 % of NAME's images (seed 1234) into
+``test``. vistrain then splits the rest into train/val as usual and picks checkpoints on val; the
+test split is used only for the figures printed here, never to pick a checkpoint or a setting.
+
+    python benchmarks/strategies.py                  # all four, the settings in the README
+    python benchmarks/strategies.py --only noisy --quick   # a few epochs, to check it runs
+
+Printed per experiment: held-out error of every model and the ratio the acceptance asks for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vistrain import plugins
+from vistrain.config import resolve_config
+from vistrain.data.source import DataSource
+from vistrain.data.splits import stratified_split
+from vistrain.hookspecs import hookimpl
+from vistrain.inference import evaluate_checkpoint
+from vistrain.runner import execute
+
+HELD_OUT_FRACTION = 0.2
+HELD_OUT_SEED = 1234
+
+
+def load_heldout(arg: str | None, cfg) -> DataSource:
+    """``heldout:NAME``: NAME's images minus a stratified held-out test split."""
+    from vistrain.data.prepare import load_source
+
+    base = load_source(arg or "mnist5k", cfg)
+    keep, test = stratified_split(base.train.labels, HELD_OUT_FRACTION, HELD_OUT_SEED)
+    return DataSource(f"heldout:{base.name}", base.classes, base.train.subset(keep), test=base.train.subset(test),
+                      channels=base.channels, image_size=base.image_size)
+
+
+class HeldOutPlugin:
+    """Registers ``heldout:NAME`` for this process only."""
+
+    @hookimpl
+    def register_datasets(self, register):
+        register("heldout", load_heldout, takes_arg=True, description="NAME minus a held-out test split")
+
+
+def run(out: Path, name: str, sets: list[str]) -> Path:
+    """One headless run; returns its checkpoints folder. A run folder left by an interrupted
+    benchmark (same --out) is resumed from its ``last.pt`` instead of started again."""
+    from vistrain.engine.checkpoint import load_checkpoint
+
+    cfg = resolve_config(None, {"output.dir": str(out), "output.name": name}, sets)
+    t0 = time.perf_counter()
+    last = out / name / "checkpoints" / "last.pt"
+    if last.exists():
+        print(f"  [{name}] resuming from {last}", flush=True)
+        result = execute(cfg, resume=load_checkpoint(last), run_dir=out / name)
+    else:
+        result = execute(cfg)
+    print(f"  [{name}] finished in {time.perf_counter() - t0:.0f}s, best val top-1 "
+          f"{100 * float(result.metrics.get('best_val_top1', 0)):.2f}%", flush=True)
+    return result.run_dir / "checkpoints"
+
+
+def test_error(checkpoint: Path, data: str) -> float:
+    """Held-out (test split) error of a checkpoint."""
+    return 1.0 - evaluate_checkpoint(checkpoint, data, split="test", device="cpu")["top1"]
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def distill(out: Path, e: dict) -> None:
+    """Teacher LeNet-5; MLP 2x800 alone and distilled, same augmentation and schedule."""
+    data = "heldout:mnist5k"
+    common = [f"data.name={data}", f"train.epochs={e['distill']}"]
+    teacher = run(out, "distill-teacher", [*common, "model.name=lenet5"])
+    alone = run(out, "distill-student-alone", [*common, "model.name=mlp"])
+    student = run(out, "distill-student", [*common, "model.name=mlp", "strategy.name=distill",
+                                           f"strategy.params.teacher={teacher / 'best.pt'}",
+                                           f"strategy.params.temperature={e['T']}", f"strategy.params.alpha={e['alpha']}"])
+    t, a, d = test_error(teacher / "best.pt", data), test_error(alone / "best.pt", data), test_error(student / "best.pt", data)
+    n = len(load_heldout("mnist5k", None).test)
+    print(f"DISTILL ({n} held-out images): teacher lenet5 {pct(t)} | student mlp alone {pct(a)} | distilled {pct(d)}")
+    gap = a - t
+    print(f"  gap closed: {(a - d) / gap:.2f} of the teacher-student gap" if gap > 0 else "  no gap: the student alone is as good")
+
+
+def noisy(out: Path, e: dict) -> None:
+    """Noisy Student (teacher stage + 2 rounds) on 50 labels/class."""
+    data = "heldout:mnist5k"
+    common = [f"data.name={data}", "data.labels_per_class=50", f"train.epochs={e['student']}"]
+    ns = run(out, "noisy-student", [*common, "strategy.name=noisy-student", *e["noisy_sets"],
+                                    f"strategy.params.teacher_epochs={e['teacher']}"])
+    errors = {stage: test_error(ns / f"{stage}-best.pt", data) for stage in ("teacher", "student1", "student2")}
+    print("NOISY STUDENT (50 labels/class): " + " | ".join(f"{k} {pct(v)}" for k, v in errors.items()))
+    t = errors["teacher"]
+    for k in ("student1", "student2"):
+        print(f"  {k}: error ratio to the teacher {errors[k] / t:.2f}, accuracy {pct(1 - errors[k])}")
+
+
+def pseudo(out: Path, e: dict) -> None:
+    """Pseudo-label from the Noisy Student run's teacher (run ``noisy`` first, or at the same time)."""
+    data = "heldout:mnist5k"
+    teacher = out / "noisy-student" / "checkpoints" / "teacher-best.pt"
+    while not (out / "noisy-student" / "checkpoints" / "student1-last.pt").exists():  # teacher stage finished
+        time.sleep(10)
+    common = [f"data.name={data}", "data.labels_per_class=50", f"train.epochs={e['student']}"]
+    pl = run(out, "pseudo-label", [*common, "strategy.name=pseudo-label", f"strategy.params.teacher={teacher}",
+                                   *e["pseudo_sets"]])
+    t, p = test_error(teacher, data), test_error(pl / "best.pt", data)
+    print(f"PSEUDO-LABEL (the Noisy Student run's teacher): teacher {pct(t)} | student {pct(p)} | ratio {p / t:.2f}")
+
+
+def transfer(out: Path, e: dict) -> None:
+    """LeNet-5 from mnist5k to digits with 10 labels/class: scratch, probe, finetune."""
+    data = "heldout:digits"
+    source = run(out, "transfer-source", ["data.name=mnist5k", f"train.epochs={e['source']}"])
+    common = [f"data.name={data}", "data.labels_per_class=10", f"train.epochs={e['transfer']}",
+              "data.batch_size=32"]
+    scratch = run(out, "transfer-scratch", common)
+    modes = {}
+    for mode in ("probe", "finetune"):
+        ck = run(out, f"transfer-{mode}", [*common, "strategy.name=transfer", f"strategy.params.mode={mode}",
+                                           f"strategy.params.source={source / 'best.pt'}"])
+        modes[mode] = test_error(ck / "best.pt", data)
+    s = test_error(scratch / "best.pt", data)
+    print(f"TRANSFER mnist5k -> digits (10 labels/class): scratch {pct(s)} | probe {pct(modes['probe'])} | "
+          f"finetune {pct(modes['finetune'])}")
+
+
+FULL = {"distill": 20, "T": 4, "alpha": 0.9, "student": 15, "teacher": 150, "source": 15, "transfer": 60,
+        "noisy_sets": [], "pseudo_sets": []}
+QUICK = {**FULL, "distill": 2, "student": 2, "teacher": 20, "source": 2, "transfer": 3}
+
+
+def main() -> None:
+    """Run the selected experiments in one temporary folder and print their held-out errors."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="distill,noisy,pseudo,transfer",
+                        help="comma list of distill, noisy, pseudo (needs noisy's teacher), transfer; parts "
+                             "can run in separate processes at once with the same --out")
+    parser.add_argument("--quick", action="store_true", help="a few epochs each, to check the script runs")
+    parser.add_argument("--noisy-set", action="append", default=[], help="extra KEY=VALUE for the noisy-student run")
+    parser.add_argument("--pseudo-set", action="append", default=[], help="extra KEY=VALUE for the pseudo-label run")
+    parser.add_argument("--out", default=None, help="keep the run folders here (default: a temporary folder)")
+    args = parser.parse_args()
+    e = dict(QUICK if args.quick else FULL)
+    e["noisy_sets"], e["pseudo_sets"] = args.noisy_set, args.pseudo_set
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"cores available: {cores}; settings: {e}", flush=True)
+    plugins.register_plugin(HeldOutPlugin(), "benchmark-heldout")
+    np.random.seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.out or tmp)
+        for part in args.only.split(","):
+            {"distill": distill, "noisy": noisy, "pseudo": pseudo, "transfer": transfer}[part.strip()](out, e)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Pseudo-labels: a teacher's predictions on the unlabelled pool, filtered, class-balanced and reported.
+
+Used by ``pseudo-label`` and ``noisy-student``; every labelling round emits one
+:class:`~vistrain.events.PseudoLabelStats` (the dashboard panel, the console line and ``events.jsonl``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vistrain.data.source import ImageSet, TargetImageSet
+from vistrain.errors import ConfigError, DataError
+from vistrain.events import PseudoLabelStats
+
+HIST_BINS = 20
+
+
+def unlabelled_pool(ctx) -> ImageSet:
+    """The run's unlabelled images; a one-line error when the data has none."""
+    pool = ctx.data.unlabeled
+    if pool is None or len(pool) == 0:
+        raise DataError(f"strategy {ctx.config.strategy.name!r} needs unlabelled images, and dataset "
+                        f"{ctx.config.data.name!r} has none",
+                        hint="hold labels back with --labels-per-class N (e.g. 50)")
+    return pool
+
+
+@dataclass
+class PseudoLabels:
+    """One round's result: the training set and the statistics."""
+
+    images: TargetImageSet
+    stats: PseudoLabelStats
+    hard: np.ndarray  # the teacher's argmax over the whole pool (for the next round's flip rate)
+
+
+def select_confident(probs: np.ndarray, threshold: float) -> np.ndarray:
+    """Indices of the pool whose top probability is at least *threshold*."""
+    return np.flatnonzero(probs.max(axis=1) >= threshold) if len(probs) else np.zeros(0, np.int64)
+
+
+def balance_classes(indices: np.ndarray, probs: np.ndarray, num_classes: int, target: int | None = None) -> np.ndarray:
+    """Noisy Student's class balancing: per class keep the *target* most confident, duplicating rare classes.
+
+    *target* defaults to the mean accepted count per class (rounded up). A class with no accepted
+    image stays empty. Returns indices into the pool (with repeats), grouped by class.
+    """
+    hard = probs[indices].argmax(axis=1)
+    conf = probs[indices].max(axis=1)
+    if target is None:
+        target = int(np.ceil(len(indices) / num_classes)) if len(indices) else 0
+    out = []
+    for c in range(num_classes):
+        mine = indices[hard == c]
+        if len(mine) == 0 or target == 0:
+            continue
+        mine = mine[np.argsort(-conf[hard == c], kind="stable")]
+        if len(mine) >= target:
+            out.append(mine[:target])
+        else:  # duplicate: whole copies, then the most confident for the remainder
+            reps, rest = divmod(target, len(mine))
+            out.append(np.concatenate([np.tile(mine, reps), mine[:rest]]))
+    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
+
+
+def label_round(ctx, round_: int, pool: ImageSet, probs: np.ndarray, *, threshold: float, soft: bool,
+                balance: bool, balance_target: int | None = None, previous: np.ndarray | None = None) -> PseudoLabels:
+    """Filter and (optionally) balance a teacher's *probs* over *pool*, emit the round's statistics."""
+    num_classes = probs.shape[1]
+    accepted = select_confident(probs, threshold)
+    conf = probs.max(axis=1)
+    if len(accepted) == 0:
+        best = float(conf.max()) if len(conf) else 0.0
+        raise ConfigError(f"pseudo-label threshold {threshold:g} accepted none of {len(pool)} unlabelled images "
+                          f"(the teacher's highest confidence is {best:.3f})",
+                          hint=f"lower strategy.params.threshold, e.g. to {max(0.0, np.floor(best * 20) / 20 - 0.05):.2f}")
+    chosen = balance_classes(accepted, probs, num_classes, balance_target) if balance else accepted
+    hard = probs.argmax(axis=1)
+    targets = probs[chosen] if soft else hard[chosen]
+    images = TargetImageSet(pool.subset(chosen), targets)
+    truth = np.asarray(pool.labels)[accepted]
+    known = truth >= 0
+    stats = PseudoLabelStats(
+        round=round_,
+        counts_before=np.bincount(hard[accepted], minlength=num_classes).tolist(),
+        counts_after=np.bincount(hard[chosen], minlength=num_classes).tolist(),
+        confidence_hist=np.histogram(conf, bins=HIST_BINS, range=(0.0, 1.0))[0].tolist(),
+        threshold=float(threshold),
+        acceptance_rate=len(accepted) / len(pool),
+        mean_confidence=float(conf[accepted].mean()),
+        flip_rate=None if previous is None else float((previous != hard).mean()),
+        accuracy=float((hard[accepted][known] == truth[known]).mean()) if known.any() else None,
+        class_names=list(ctx.data.classes),
+    )
+    ctx.emit(stats)
+    return PseudoLabels(images, stats, hard)

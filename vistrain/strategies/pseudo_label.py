@@ -1,0 +1,50 @@
+"""``pseudo-label`` (Lee 2013): a teacher labels the unlabelled pool; a student trains on labelled + confident pseudo-labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from vistrain.strategies.base import RunContext
+from vistrain.strategies.labelling import label_round, unlabelled_pool
+from vistrain.strategies.params import StrategyParams
+from vistrain.strategies.stages import Stage, build_stage_model, plan_resume, predict_probs, run_stage, targets_hash
+from vistrain.strategies.teachers import load_teacher, model_config, train_teacher
+
+
+class PseudoLabelParams(StrategyParams):
+    """Parameters of ``pseudo-label``."""
+
+    teacher: str | None = Field(None, description="teacher checkpoint; unset: train model.name on the labels first")
+    teacher_epochs: int | None = Field(None, ge=1, description="epochs of the teacher stage (default train.epochs)")
+    threshold: float = Field(0.9, ge=0.0, le=1.0, description="keep pseudo-labels with confidence >= this")
+    soft: bool = Field(False, description="train on the teacher's softmax instead of its argmax")
+    balance: bool = Field(False, description="balance classes (top-confidence per class, duplicates for rare ones)")
+    student_epochs: int | None = Field(None, ge=1, description="epochs of the student stage (default train.epochs)")
+
+
+def run_pseudo_label(ctx: RunContext) -> dict[str, Any]:
+    """Teacher (a checkpoint or a first stage) → pseudo-labels over the pool → student on both."""
+    p: PseudoLabelParams = ctx.params
+    cfg = ctx.config
+    pool = unlabelled_pool(ctx)
+    names = (["teacher"] if p.teacher is None else []) + ["student"]
+    plan_resume(ctx, names)
+    metrics: dict[str, Any] = {}
+    if p.teacher is not None:
+        teacher, _spec, teacher_input = load_teacher(ctx, p.teacher)
+    else:
+        teacher, _spec, teacher_input, tm = train_teacher(ctx, model_config(ctx), epochs=p.teacher_epochs or cfg.train.epochs,
+                                                          total=len(names))
+        metrics["teacher_val_top1"] = tm["best_val_top1"]
+    labels = label_round(ctx, 1, pool, predict_probs(ctx, teacher, teacher_input, pool), threshold=p.threshold,
+                         soft=p.soft, balance=p.balance)
+    model, spec, input_spec = build_stage_model(ctx, cfg.model)
+    result = run_stage(ctx, Stage(
+        "student", model, spec, input_spec, epochs=p.student_epochs or cfg.train.epochs, mix_set=labels.images,
+        prefix="student-", index=len(names), total=len(names),
+        state={"round": 1, "labels_hash": targets_hash(labels.images.targets())},
+        description=f"student: {cfg.model.name} on {len(ctx.data.train)} labelled + {len(labels.images)} pseudo-labelled"))
+    return {**result.metrics, **metrics, "pseudo_label_accuracy": labels.stats.accuracy or 0.0,
+            "pseudo_label_acceptance": labels.stats.acceptance_rate}
