@@ -56,7 +56,9 @@ def run(out: Path, name: str, sets: list[str]) -> Path:
     benchmark (same --out) is resumed from its ``last.pt`` instead of started again."""
     from vistrain.engine.checkpoint import load_checkpoint
 
-    cfg = resolve_config(None, {"output.dir": str(out), "output.name": name}, sets)
+    # data.test_fraction=0: the held-out split is heldout:NAME's own test split, carved before val;
+    # val_fraction pinned so the figures do not move with the default
+    cfg = resolve_config(None, {"output.dir": str(out), "output.name": name}, ["data.test_fraction=0", "data.val_fraction=0.2", *sets])
     t0 = time.perf_counter()
     last = out / name / "checkpoints" / "last.pt"
     if last.exists():
@@ -82,7 +84,7 @@ def distill(out: Path, e: dict) -> None:
     """Teacher LeNet-5; MLP 2x800 alone and distilled, same augmentation and schedule."""
     data = "heldout:mnist5k"
     common = [f"data.name={data}", f"train.epochs={e['distill']}"]
-    teacher = run(out, "distill-teacher", [*common, "model.name=lenet5"])
+    teacher = run(out, "distill-teacher", [f"data.name={data}", f"train.epochs={e['distill_teacher']}", "model.name=lenet5"])
     alone = run(out, "distill-student-alone", [*common, "model.name=mlp"])
     student = run(out, "distill-student", [*common, "model.name=mlp", "strategy.name=distill",
                                            f"strategy.params.teacher={teacher / 'best.pt'}",
@@ -121,8 +123,10 @@ def pseudo(out: Path, e: dict) -> None:
 
 
 def transfer(out: Path, e: dict) -> None:
-    """LeNet-5 from mnist5k to digits with 10 labels/class: scratch, probe, finetune."""
-    data = "heldout:digits"
+    """LeNet-5 from mnist5k to digits with 10 labels/class: scratch, probe, finetune.
+
+    ``digits:mnist`` centres each digit in 28x28 as MNIST does; all three models see the same data."""
+    data = f"heldout:{e['digits']}"
     source = run(out, "transfer-source", ["data.name=mnist5k", f"train.epochs={e['source']}"])
     common = [f"data.name={data}", "data.labels_per_class=10", f"train.epochs={e['transfer']}",
               "data.batch_size=32"]
@@ -133,13 +137,13 @@ def transfer(out: Path, e: dict) -> None:
                                            f"strategy.params.source={source / 'best.pt'}"])
         modes[mode] = test_error(ck / "best.pt", data)
     s = test_error(scratch / "best.pt", data)
-    print(f"TRANSFER mnist5k -> digits (10 labels/class): scratch {pct(s)} | probe {pct(modes['probe'])} | "
+    print(f"TRANSFER mnist5k -> {e['digits']} (10 labels/class): scratch {pct(s)} | probe {pct(modes['probe'])} | "
           f"finetune {pct(modes['finetune'])}")
 
 
-FULL = {"distill": 20, "T": 4, "alpha": 0.9, "student": 15, "teacher": 150, "source": 15, "transfer": 60,
+FULL = {"digits": "digits:mnist", "distill": 10, "distill_teacher": 30, "T": 4, "alpha": 0.9, "student": 8, "teacher": 150, "source": 8, "transfer": 40,
         "noisy_sets": [], "pseudo_sets": []}
-QUICK = {**FULL, "distill": 2, "student": 2, "teacher": 20, "source": 2, "transfer": 3}
+QUICK = {**FULL, "distill": 2, "distill_teacher": 2, "student": 2, "teacher": 20, "source": 2, "transfer": 3}
 
 
 def main() -> None:
@@ -151,10 +155,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few epochs each, to check the script runs")
     parser.add_argument("--noisy-set", action="append", default=[], help="extra KEY=VALUE for the noisy-student run")
     parser.add_argument("--pseudo-set", action="append", default=[], help="extra KEY=VALUE for the pseudo-label run")
+    parser.add_argument("--digits", default=None, help="transfer target: digits:mnist (default) or digits (8x8)")
     parser.add_argument("--out", default=None, help="keep the run folders here (default: a temporary folder)")
     args = parser.parse_args()
     e = dict(QUICK if args.quick else FULL)
     e["noisy_sets"], e["pseudo_sets"] = args.noisy_set, args.pseudo_set
+    e["digits"] = args.digits or e["digits"]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"cores available: {cores}; settings: {e}", flush=True)
     plugins.register_plugin(HeldOutPlugin(), "benchmark-heldout")

