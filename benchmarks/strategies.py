@@ -141,7 +141,7 @@ def transfer(out: Path, e: dict) -> None:
           f"finetune {pct(modes['finetune'])}")
 
 
-FULL = {"digits": "digits:mnist", "distill": 10, "distill_teacher": 30, "T": 4, "alpha": 0.9, "student": 8, "teacher": 150, "source": 8, "transfer": 40,
+FULL = {"digits": "digits:mnist", "distill": 30, "distill_teacher": 30, "T": 4, "alpha": 0.9, "student": 8, "teacher": 150, "source": 8, "transfer": 40,
         "noisy_sets": [], "pseudo_sets": []}
 QUICK = {**FULL, "distill": 2, "distill_teacher": 2, "student": 2, "teacher": 20, "source": 2, "transfer": 3}
 
@@ -155,12 +155,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few epochs each, to check the script runs")
     parser.add_argument("--noisy-set", action="append", default=[], help="extra KEY=VALUE for the noisy-student run")
     parser.add_argument("--pseudo-set", action="append", default=[], help="extra KEY=VALUE for the pseudo-label run")
+    parser.add_argument("--e", action="append", default=[], metavar="KEY=N",
+                        help="override an epoch setting, e.g. --e distill=30 (keys: see the settings line)")
     parser.add_argument("--digits", default=None, help="transfer target: digits:mnist (default) or digits (8x8)")
     parser.add_argument("--out", default=None, help="keep the run folders here (default: a temporary folder)")
     args = parser.parse_args()
     e = dict(QUICK if args.quick else FULL)
     e["noisy_sets"], e["pseudo_sets"] = args.noisy_set, args.pseudo_set
     e["digits"] = args.digits or e["digits"]
+    for item in args.e:
+        key, _, value = item.partition("=")
+        e[key] = type(e[key])(value)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"cores available: {cores}; settings: {e}", flush=True)
     plugins.register_plugin(HeldOutPlugin(), "benchmark-heldout")
