@@ -307,3 +307,18 @@ def test_status_tells_a_live_run_from_a_killed_one(tmp_path):
     old = time.time() - 3600
     os.utime(other / "events.jsonl", (old, old))
     assert load_run(other).status == "killed"
+
+
+def test_report_on_a_real_noisy_student_run(cli, tmp_path):
+    """The strategy's own events and stage checkpoints, not a hand-made folder: teacher, one student, one round."""
+    code, out, err = cli("run", *FAST, "--strategy", "noisy-student", "--labels-per-class", "30", "--epochs", "1",
+                         "--set", "strategy.params.iterations=1", "--set", "strategy.params.teacher_epochs=1",
+                         "--set", "strategy.params.threshold=0.0", "--out", tmp_path, "--name", "ns")
+    assert code == 0, err
+    code, out, err = cli("report", tmp_path / "ns", "--mistakes", "4")
+    assert code == 0, err
+    html = (tmp_path / "ns" / "report.html").read_text()
+    assert {"summary", "curves", "val", "stage-teacher", "stage-student1", "teacher-confusion", "student1-confusion",
+            "pseudo-labels", "round-1", "config", "environment"} <= section_ids(html)
+    assert "student1-best.pt on the val split of digits" in html and "held-out test top-1" in html
+    pngs(html)
