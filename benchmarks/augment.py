@@ -1,8 +1,10 @@
-"""Time every augmentation op against its torchvision.transforms.v2 equivalent, one thread each.
+"""Time every augmentation op against its torchvision.transforms.v2 and albumentations equivalents.
 
-Both sides see the same RGB images (ours as uint8 HWC arrays, torchvision's as uint8 CHW
-tensors converted beforehand, so no conversion is timed) at 32×32 and 224×224. Prints the
-per-op speed ratio (torchvision time / ours) and the geometric mean per size.
+All sides see the same RGB images (ours and albumentations' as uint8 HWC arrays, torchvision's
+as uint8 CHW tensors converted beforehand, so no conversion is timed) at 32×32 and 224×224, one
+thread each. Prints the per-op speed ratios (their time / ours) and the geometric mean per size.
+albumentations is a benchmark-only extra (``pip install -e '.[bench]'``); without it, its
+columns are left out. Ops it has no same-semantics equivalent for show "—".
 
     .venv/bin/python benchmarks/augment.py [--images 64] [--repeats 3] [--sizes 32,224]
 """
@@ -55,6 +57,44 @@ def equivalents(size: int) -> dict[str, tuple[str, object]]:
     }
 
 
+def albumentations_equivalents(size: int) -> dict[str, object]:
+    """albumentations transforms with the same semantics as our op (same ranges, bilinear, black fill, p=1)."""
+    try:
+        import albumentations as A
+    except ImportError:
+        return {}
+    lin, black = cv2.INTER_LINEAR, dict(border_mode=cv2.BORDER_CONSTANT, fill=0)
+    no_jitter = dict(brightness=0, contrast=0, saturation=0, hue=0, p=1.0)
+    table = {
+        "brightness": A.ColorJitter(**{**no_jitter, "brightness": 0.5}),
+        "contrast": A.ColorJitter(**{**no_jitter, "contrast": 0.5}),
+        "color": A.ColorJitter(**{**no_jitter, "saturation": 0.5}),
+        "autocontrast": A.AutoContrast(method="pil", p=1.0),
+        "equalize": A.Equalize(p=1.0),
+        "solarize": A.Solarize(threshold_range=(128 / 255, 128 / 255), p=1.0),
+        "posterize": A.Posterize(num_bits=4, p=1.0),
+        "flip-h": A.HorizontalFlip(p=1.0),
+        "flip-v": A.VerticalFlip(p=1.0),
+        "rotate": A.Rotate(limit=15, interpolation=lin, p=1.0, **black),
+        "shear-x": A.Affine(shear={"x": (-8.5, 8.5), "y": (0, 0)}, interpolation=lin, p=1.0, **black),
+        "shear-y": A.Affine(shear={"x": (0, 0), "y": (-8.5, 8.5)}, interpolation=lin, p=1.0, **black),
+        "translate-x": A.Affine(translate_percent={"x": (-0.2, 0.2), "y": (0, 0)}, interpolation=lin, p=1.0, **black),
+        "translate-y": A.Affine(translate_percent={"x": (0, 0), "y": (-0.2, 0.2)}, interpolation=lin, p=1.0, **black),
+        "affine": A.Affine(rotate=(-10, 10), translate_px=(-2, 2), scale=(0.9, 1.1), shear={"x": (-5, 5), "y": (0, 0)},
+                           interpolation=lin, p=1.0, **black),
+        "crop": A.Compose([A.PadIfNeeded(size + 8, size + 8, **black), A.RandomCrop(size, size)]),
+        "center-crop": A.Compose([A.CenterCrop(int(round(size * 0.875)), int(round(size * 0.875))),
+                                  A.Resize(size, size, interpolation=lin)]),
+        "resized-crop": A.RandomResizedCrop((size, size), scale=(0.08, 1.0), interpolation=lin, p=1.0),
+        "cutout": A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(0.5, 0.5), hole_width_range=(0.5, 0.5),
+                                  fill=0, p=1.0),
+        "erase": A.Erasing(scale=(0.02, 0.33), ratio=(0.3, 3.3), fill=0, p=1.0),
+        "rot90": A.RandomRotate90(p=1.0),  # a random multiple of 90°, ours a fixed one: the same work
+    }
+    # sharpness (PIL's smooth-blend), perspective (corner jitter) and RandAugment have no same-semantics op
+    return {name: (lambda img, t=t: t(image=img)["image"]) for name, t in table.items()}
+
+
 def per_image_seconds(fn, images, repeats: int) -> float:
     """Best of *repeats* passes over *images*, in seconds per image."""
     best = math.inf
@@ -66,19 +106,21 @@ def per_image_seconds(fn, images, repeats: int) -> float:
     return best / len(images)
 
 
-def bench(size: int, n_images: int, repeats: int) -> dict[str, tuple[float, float]]:
-    """(ours, torchvision) seconds per image for every op at one size."""
+def bench(size: int, n_images: int, repeats: int) -> dict[str, tuple[float, float, float | None]]:
+    """(ours, torchvision, albumentations or None) seconds per image for every op at one size."""
     rng = np.random.default_rng(0)
     # Smooth random images (blurred noise) so histogram ops see realistic, not uniform, statistics.
     images = [cv2.GaussianBlur(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), (5, 5), 0) for _ in range(n_images)]
     tensors = [torch.from_numpy(img).permute(2, 0, 1).contiguous() for img in images]
+    albu = albumentations_equivalents(size)
     results = {}
     for name, (spec, tv) in equivalents(size).items():
         pipeline = build_pipeline(spec)
         op_rng = np.random.default_rng(1)
         ours = per_image_seconds(lambda img: pipeline(img, op_rng), images, repeats)
         theirs = per_image_seconds(tv, tensors, repeats)
-        results[name] = (ours, theirs)
+        al = per_image_seconds(albu[name], images, repeats) if name in albu else None
+        results[name] = (ours, theirs, al)
     return results
 
 
@@ -98,20 +140,28 @@ def main() -> None:
     cv2.setNumThreads(1)
     sizes = [int(s) for s in args.sizes.split(",")]
     table = {size: bench(size, args.images if size <= 64 else max(8, args.images // 4), args.repeats) for size in sizes}
-    header = "| op | " + " | ".join(f"ours {s}px µs | v2 {s}px µs | ratio {s}px" for s in sizes) + " |"
-    print(header)
-    print("|" + "---|" * (1 + 3 * len(sizes)))
+    with_albu = any(r[2] is not None for r in table[sizes[0]].values())
+    cols = ["ours", "v2", "v2/ours"] + (["albu", "albu/ours"] if with_albu else [])
+    print("| op | " + " | ".join(f"{c} {s}px" for s in sizes for c in cols) + " |")
+    print("|" + "---|" * (1 + len(cols) * len(sizes)))
     for name in table[sizes[0]]:
         cells = []
         for s in sizes:
-            ours, theirs = table[s][name]
+            ours, theirs, al = table[s][name]
             cells += [f"{ours * 1e6:.1f}", f"{theirs * 1e6:.1f}", f"{theirs / ours:.1f}×"]
+            if with_albu:
+                cells += ["—", "—"] if al is None else [f"{al * 1e6:.1f}", f"{al / ours:.1f}×"]
         print(f"| {name} | " + " | ".join(cells) + " |")
-    means = [f"{geomean([t / o for o, t in table[s].values()]):.1f}×" for s in sizes]
-    print("| **geometric mean** | " + " | ".join(f" | | **{m}**" for m in means) + " |")
+    print("(times in µs per image)")
     print()
-    for s, m in zip(sizes, means):
-        print(f"{s}x{s}: geometric mean speed-up over torchvision.transforms.v2 = {m} ({len(table[s])} ops, 1 thread)")
+    for s in sizes:
+        rows = table[s].values()
+        line = (f"{s}x{s}: geometric mean speed-up over torchvision.transforms.v2 = "
+                f"{geomean([t / o for o, t, _ in rows]):.1f}× ({len(table[s])} ops)")
+        albu_rows = [(o, a) for o, _, a in rows if a is not None]
+        if albu_rows:
+            line += f"; over albumentations = {geomean([a / o for o, a in albu_rows]):.1f}× ({len(albu_rows)} ops)"
+        print(line + ", 1 thread")
 
 
 if __name__ == "__main__":
