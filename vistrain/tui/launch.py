@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,55 @@ from typing import Any
 from vistrain.tui.bridge import events_file, follow_events
 
 
-def run_with_dashboard(cfg, *, resume: dict | None = None, run_dir: Path | None = None) -> Any:
-    """Train *cfg* in a worker thread under the dashboard; returns the RunResult, re-raises run errors.
+def run_with_dashboard(cfg, *, resume: dict | None = None, run_dir: Path | None = None,
+                       headless_size: str | None = None) -> Any:
+    """Train *cfg* here, in the main thread as headless, with the dashboard drawn by a child process.
+
+    The child (``python -m vistrain.tui.process``) gets the events on one pipe and sends the keys
+    back on another, so drawing never competes with training for this process's GIL. Returns the
+    RunResult and re-raises run errors after the child has restored the terminal. *headless_size*
+    (``"WxH"``) draws off-screen and closes at the end of the run (benchmarks, tests).
+    """
+    import subprocess
+
+    from vistrain.engine.control import TrainControl
+    from vistrain.engine.control_channel import serve_control
+    from vistrain.reporters.pipe import EventPipeWriter
+    from vistrain.runner import execute
+
+    events_r, events_w = os.pipe()
+    control_r, control_w = os.pipe()
+    cmd = [sys.executable, "-m", "vistrain.tui.process", "--events-fd", str(events_r), "--control-fd", str(control_w)]
+    child = subprocess.Popen(cmd + (["--headless", headless_size] if headless_size else []),
+                             pass_fds=(events_r, control_w))
+    os.close(events_r)
+    os.close(control_w)
+    control = TrainControl()
+    serve_control(control_r, control)
+    try:
+        result = execute(cfg, listeners=[EventPipeWriter(events_w)], control=control, resume=resume, run_dir=run_dir)
+    except BaseException:
+        _wait_for(child)
+        raise
+    _wait_for(child)
+    if child.returncode not in (0, 2):  # 2: the run failed, which execute() has raised above
+        raise RuntimeError(f"the dashboard process exited with code {child.returncode}; training finished, "
+                           "see the run folder")
+    return result
+
+
+def _wait_for(child) -> None:
+    """Wait for the dashboard to close (the user presses q after the run); Ctrl+C here waits too."""
+    while True:
+        try:
+            child.wait()
+            return
+        except KeyboardInterrupt:
+            continue
+
+
+def run_with_dashboard_in_thread(cfg, *, resume: dict | None = None, run_dir: Path | None = None) -> Any:
+    """Train *cfg* in a worker thread under an in-process dashboard (the app's own live mode).
 
     The terminal is restored before an error propagates, so the CLI prints its one line cleanly.
     """

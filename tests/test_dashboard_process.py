@@ -1,0 +1,74 @@
+"""The dashboard in its own process: the event pipe, the control channel, and a whole run under it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from vistrain.config import resolve_config
+from vistrain.engine.control import TrainControl
+from vistrain.engine.control_channel import RemoteControl, serve_control
+from vistrain.events import Log, RunFinished, from_dict
+from vistrain.reporters.pipe import EventPipeWriter
+
+
+def _until(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_remote_keys_reach_the_training_control():
+    r, w = os.pipe()
+    control = TrainControl()
+    thread = serve_control(r, control)
+    remote = RemoteControl(w)
+    assert remote.toggle_pause() is True and _until(lambda: control.paused)
+    assert remote.toggle_pause() is False and _until(lambda: not control.paused)
+    remote.request_save()
+    assert _until(control.take_save_request)
+    assert not control.stop_requested
+    remote.request_stop()
+    assert _until(lambda: control.stop_requested) and remote.stop_requested
+    remote.close()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_a_front_end_that_vanishes_mid_run_stops_training_but_a_goodbye_does_not():
+    for bye, stopped in ((False, True), (True, False)):
+        r, w = os.pipe()
+        control = TrainControl()
+        thread = serve_control(r, control)
+        RemoteControl(w).close(bye=bye)
+        thread.join(5)
+        assert control.stop_requested is stopped
+
+
+def test_event_pipe_carries_the_events_in_order():
+    r, w = os.pipe()
+    writer = EventPipeWriter(w)
+    events = [Log(level="info", message=f"line {i}") for i in range(200)]
+    events.append(RunFinished(run_name="x", duration_s=1.0, metrics={"test_top1": 0.9}, stopped_early=False))
+    for event in events:
+        writer.on_event(event)
+    writer.close()
+    with os.fdopen(r, "rb") as stream:
+        got = [from_dict(json.loads(line)) for line in stream]
+    assert [e.to_dict() for e in got] == [e.to_dict() for e in events]
+
+
+def test_a_run_under_the_separate_process_dashboard(tmp_path):
+    from vistrain.tui.launch import run_with_dashboard
+
+    cfg = resolve_config(None, {"data.name": "digits", "model.name": "mlp", "train.epochs": 2, "output.dir": str(tmp_path),
+                                "output.name": "d", "augment.spec": "none", "output.system_interval_s": 0.2})
+    result = run_with_dashboard(cfg, headless_size="100x30")
+    assert result.run_dir == tmp_path / "d" and not result.stopped_early
+    kinds = [json.loads(line)["kind"] for line in (tmp_path / "d" / "events.jsonl").read_text().splitlines()]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    assert (tmp_path / "d" / "checkpoints" / "best.pt").exists()

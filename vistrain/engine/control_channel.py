@@ -1,0 +1,103 @@
+"""A small control channel between a training process and a front end in another process.
+
+The front end holds a :class:`RemoteControl` (the same methods the dashboard calls on a
+:class:`~vistrain.engine.control.TrainControl`) that writes one command per line to a pipe;
+the training process runs :func:`serve_control`, a thread that applies each command to its own
+TrainControl. When the front end goes away (end of file without ``bye``), training is asked to
+stop with a checkpoint, as when the in-process dashboard closes mid-run.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from vistrain.engine.control import TrainControl
+
+COMMANDS = ("pause", "resume", "save", "stop", "bye")
+
+
+def serve_control(fd: int, control: TrainControl) -> threading.Thread:
+    """Start a daemon thread applying the commands read from *fd* to *control*; it closes *fd* at the end."""
+
+    def loop() -> None:
+        said_bye = False
+        with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as stream:
+            for line in stream:
+                command = line.strip()
+                if command == "pause":
+                    control.pause()
+                elif command == "resume":
+                    control.resume()
+                elif command == "save":
+                    control.request_save()
+                elif command == "stop":
+                    control.request_stop()
+                elif command == "bye":
+                    said_bye = True
+        if not said_bye:  # the front end died or closed mid-run: stop with a checkpoint
+            control.request_stop()
+
+    thread = threading.Thread(target=loop, name="vistrain-control", daemon=True)
+    thread.start()
+    return thread
+
+
+class RemoteControl:
+    """TrainControl's front-end methods, sent as commands over a pipe to another process."""
+
+    def __init__(self, fd: int):
+        self._stream = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
+        self._paused = False
+        self._stop = False
+
+    def _send(self, command: str) -> None:
+        try:
+            self._stream.write(command + "\n")
+            self._stream.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # training already ended and closed its side
+
+    def pause(self) -> None:
+        """Hold the training loop before its next step."""
+        self._paused = True
+        self._send("pause")
+
+    def resume(self) -> None:
+        """Let a paused loop continue."""
+        self._paused = False
+        self._send("resume")
+
+    def toggle_pause(self) -> bool:
+        """Pause if running, resume if paused; returns True when now paused."""
+        (self.resume if self._paused else self.pause)()
+        return self._paused
+
+    @property
+    def paused(self) -> bool:
+        """Whether this front end has the loop held."""
+        return self._paused
+
+    def request_stop(self) -> None:
+        """Ask training to save a checkpoint and end at the next step."""
+        self._stop = True
+        self._paused = False
+        self._send("stop")
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether this front end asked for a stop."""
+        return self._stop
+
+    def request_save(self) -> None:
+        """Ask training to write a checkpoint after the current step."""
+        self._send("save")
+
+    def close(self, bye: bool = True) -> None:
+        """Close the channel; with *bye*, training goes on (the front end closed after the run)."""
+        if bye:
+            self._send("bye")
+        try:
+            self._stream.close()
+        except OSError:
+            pass

@@ -1,0 +1,82 @@
+"""The live dashboard in its own process: it follows the run's events on a pipe and controls it through another.
+
+``vistrain run`` (see :func:`vistrain.tui.launch.run_with_dashboard`) trains in its own main
+thread, exactly as headless, and starts ``python -m vistrain.tui.process --events-fd R
+--control-fd W`` on the same terminal. Drawing then never holds the training process's GIL; the
+keys reach the training loop as one-line commands (:class:`~vistrain.engine.control_channel.RemoteControl`).
+Exit code 0 when the run finished or was stopped, 2 when it failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from vistrain.engine.control_channel import RemoteControl
+from vistrain.events import RunFailed, RunFinished, from_dict
+
+
+class RunFailedElsewhere(Exception):
+    """The training process reported a failure; it prints the error itself."""
+
+
+def pipe_job(fd: int):
+    """A dashboard job that replays the events arriving on *fd* until the run's last one."""
+
+    def job(bridge, control):
+        with os.fdopen(fd, "rb") as stream:
+            for line in stream:
+                try:
+                    event = from_dict(json.loads(line))
+                except (ValueError, TypeError):
+                    continue
+                bridge.on_event(event)
+                if isinstance(event, RunFailed):
+                    raise RunFailedElsewhere(event.message)
+                if isinstance(event, RunFinished):
+                    return event
+        return None  # the training process ended without a last event (killed): nothing more will come
+
+    return job
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the dashboard on this terminal for the run whose events arrive on ``--events-fd``."""
+    parser = argparse.ArgumentParser(prog="python -m vistrain.tui.process")
+    parser.add_argument("--events-fd", type=int, required=True)
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--headless", default=None, metavar="WxH",
+                        help="draw with Textual's headless driver at this size, and close when the run ends "
+                             "(benchmarks and tests)")
+    args = parser.parse_args(argv)
+    from vistrain.tui.app import DashboardApp
+
+    control = RemoteControl(args.control_fd)
+    job = pipe_job(args.events_fd)
+    if args.headless:
+        inner = job
+
+        def job(bridge, control):  # noqa: F811 - the same job, then close: nobody is there to press q
+            try:
+                return inner(bridge, control)
+            finally:
+                app.call_from_thread(app.exit)
+
+    app = DashboardApp(job=job, control=control)
+    try:
+        if args.headless:
+            width, height = (int(v) for v in args.headless.lower().split("x"))
+            app.run(headless=True, size=(width, height))
+        else:
+            app.run()
+    finally:
+        # Closing after the run (or after a stop was asked) lets training end as it is; closing
+        # mid-run without a stop makes the training process stop with a checkpoint.
+        control.close(bye=app.job_done.is_set() or control.stop_requested)
+    return 2 if isinstance(app.error, RunFailedElsewhere) or app.return_code not in (0, None) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
