@@ -345,7 +345,8 @@ def fit(
         if val_loader is not None and (epoch % eval_every == 0 or epoch == epochs):
             val = evaluate(model, val_loader, device=device, amp_dtype=amp_dtype, epoch=epoch, stage=stage, emit=emit)
             metrics.update({f"val_{k}": v for k, v in val.items() if k != "num_samples"})
-            if val["top1"] > state.best_metric:
+            # a tie goes to the later epoch: a small val split ties often, and later epochs have trained longer
+            if val["top1"] >= state.best_metric:
                 state.best_metric, state.best_epoch, is_best = val["top1"], epoch, True
         elif val_loader is None:
             is_best = True
