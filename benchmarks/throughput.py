@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 QUICK_MODELS = ["lenet5", "mlp"]
-# samples per step aimed at: about 2 GFLOP of training work, within [2, 128]
+# samples per step aimed at: about 2 GFLOP of training work, within [1, 128]
 TARGET_STEP_FLOP = 2e9
 
 
@@ -100,8 +100,8 @@ def bench_model(name: str, args, device: torch.device, emit, peak: float) -> dic
     model_r, _ = build(name, 0, device, args.channels_last)
     shape = (1, spec.channels, spec.size, spec.size)
     flops = forward_flops(model_v, shape[1:])
-    batch = args.batch or int(min(128, max(2, round(TARGET_STEP_FLOP / max(1, 3 * flops)))))
-    steps = args.steps or (2 if batch <= 8 else 10)
+    batch = args.batch or int(min(128, max(1, round(TARGET_STEP_FLOP / max(1, 3 * flops)))))
+    steps = args.steps or (1 if batch <= 8 else 10)
     rounds = min(args.rounds, 2) if batch <= 8 and not args.batch else args.rounds  # big models: long rounds
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch * steps, *shape[1:], generator=g)
@@ -212,8 +212,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_MODELS)}, 2 timed rounds of 3 steps")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per model (after one warm-up)")
     parser.add_argument("--batch", type=int, default=None, help="samples per step (default: by the model's FLOPs)")
-    parser.add_argument("--steps", type=int, default=None, help="steps per round (default: 2 for big models, else 10)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per round (default: 1 for big models, else 10)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for both sides (default: torch's)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast on both sides")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile both models")
@@ -230,6 +231,8 @@ def main() -> None:
     from vistrain.reporters.jsonl import JsonlWriter
 
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     peak_dtype = torch.bfloat16 if args.amp else torch.float32
     peak = matmul_gflops(device, peak_dtype)
@@ -252,9 +255,9 @@ def main() -> None:
             for name in names:
                 row = bench_model(name, args, device, emit, peak)
                 rows.append(row)
-                print(f"{name:16s} {row['input']:>9s} {row['gflop']:7.3f} {row['batch']:5d} | {row['train_v']:12.1f} "
-                      f"{row['train_r']:8.1f} {row['train_ratio']:6.3f} {row['train_gflops']:8.1f} "
-                      f"{100 * row['peak_share']:6.1f}% | {row['infer_v']:12.1f} {row['infer_r']:8.1f} "
+                print(f"{name:16s} {row['input']:>9s} {row['gflop']:7.3f} {row['batch']:5d} | {row['train_v']:12.4g} "
+                      f"{row['train_r']:8.4g} {row['train_ratio']:6.3f} {row['train_gflops']:8.2f} "
+                      f"{100 * row['peak_share']:6.1f}% | {row['infer_v']:12.4g} {row['infer_r']:8.4g} "
                       f"{row['infer_ratio']:6.3f}", flush=True)
         finally:
             pm.unregister(name="bench.jsonl")
