@@ -30,11 +30,6 @@ class CamResult:
     layer: str
 
 
-def conv_layer_names(model: torch.nn.Module) -> list[str]:
-    """Names of the model's 2-D convolutions, in definition order."""
-    return [name for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
-
-
 @torch.no_grad()
 def default_layer(model: torch.nn.Module, x: torch.Tensor) -> str:
     """The last Conv2d to run, extended over the leaf modules right after it that keep its shape (BN, ReLU; not pooling)."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from vistrain.errors import VistrainError
 from vistrain.report import figures
-from vistrain.report.html import Document, Section, _slug
+from vistrain.report.html import Document, Section, slug
 from vistrain.report.rundata import RunData, load_run
 
 
@@ -103,7 +103,7 @@ def _val_section(sec: Section, ckpt: Path, predict: Callable, prefix: str, mista
 
 def _stages(doc: Document, run: RunData, predict: Callable) -> None:
     for stage in run.stages:
-        sec = doc.section(f"stage-{_slug(stage.name)}", f"Stage: {stage.name}")
+        sec = doc.section(f"stage-{slug(stage.name)}", f"Stage: {stage.name}")
         st = stage.started
         best = stage.best_eval
         rows = [["description", st.description if st else stage.name],
@@ -117,10 +117,10 @@ def _stages(doc: Document, run: RunData, predict: Callable) -> None:
                 ["best checkpoint", stage.best_checkpoint or "none"]]
         sec.table(["", ""], rows)
         if stage.epochs or stage.evals or stage.steps:
-            sec.image(f"curves-{_slug(stage.name)}.png", figures.curves_figure([stage], stage.name), f"{stage.name} curves")
+            sec.image(f"curves-{slug(stage.name)}.png", figures.curves_figure([stage], stage.name), f"{stage.name} curves")
         name = stage.best_checkpoint
         if name and run.checkpoint_path(name).exists():
-            _val_section(sec, run.checkpoint_path(name), predict, f"{_slug(stage.name)}-", mistakes=0)
+            _val_section(sec, run.checkpoint_path(name), predict, f"{slug(stage.name)}-", mistakes=0)
         if stage.rounds:
             sec.text("Pseudo-label rounds emitted during this stage: " + ", ".join(str(r.round) for r in stage.rounds)
                      + " (see Pseudo labels).")

@@ -26,7 +26,8 @@ pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; 
 """
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """A lower-case id made of letters, digits and dashes (section ids, file names)."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
@@ -71,7 +72,7 @@ class Section:
 
     def sub(self, title: str, id: str | None = None) -> Section:
         """A nested section (``<h3>``)."""
-        child = Section(id or f"{self.id}-{_slug(title)}", title, level=self.level + 1)
+        child = Section(id or f"{self.id}-{slug(title)}", title, level=self.level + 1)
         self.children.append(child)
         return child
 
