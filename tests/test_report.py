@@ -322,3 +322,15 @@ def test_report_on_a_real_noisy_student_run(cli, tmp_path):
             "pseudo-labels", "round-1", "config", "environment"} <= section_ids(html)
     assert "student1-best.pt on the val split of digits" in html and "held-out test top-1" in html
     pngs(html)
+
+
+def test_best_epoch_ties_go_to_the_later_epoch(tmp_path):
+    """As fit() chooses best.pt: with equal val top-1 the later epoch is the best one."""
+    from vistrain.report.rundata import load_run
+
+    run = tmp_path / "r"
+    run.mkdir()
+    _write_events(run / "events.jsonl", [ev.EvalEnd(stage="s", epoch=e, split="val", loss=0.1, top1=t, top5=1.0,
+                                                    num_samples=10) for e, t in ((1, 0.5), (2, 0.9), (3, 0.8), (4, 0.9))])
+    data = load_run(run)
+    assert data.best_eval().epoch == 4 and data.stages[0].best_eval.epoch == 4

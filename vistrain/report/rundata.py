@@ -35,8 +35,8 @@ class StageData:
 
     @property
     def best_eval(self) -> EvalEnd | None:
-        """The val evaluation with the highest top-1 (earliest on ties)."""
-        return max(self.evals, key=lambda e: (e.top1, -e.epoch), default=None)
+        """The val evaluation with the highest top-1; a tie goes to the later epoch, as fit() picks best.pt."""
+        return max(reversed(self.evals), key=lambda e: e.top1, default=None)
 
     @property
     def best_checkpoint(self) -> str | None:
@@ -125,9 +125,9 @@ class RunData:
         return evals[-1] if evals else None
 
     def best_eval(self) -> EvalEnd | None:
-        """The best val evaluation over all stages."""
+        """The best val evaluation over all stages (the later one on a tie)."""
         evals = [e for s in self.stages for e in s.evals]
-        return max(evals, key=lambda e: e.top1, default=None)
+        return max(reversed(evals), key=lambda e: e.top1, default=None)
 
     def checkpoint_path(self, name: str) -> Path:
         """A checkpoint file of this run by file name."""
