@@ -141,7 +141,7 @@ def transfer(out: Path, e: dict) -> None:
           f"finetune {pct(modes['finetune'])}")
 
 
-FULL = {"digits": "digits:mnist", "distill": 30, "distill_teacher": 30, "T": 4, "alpha": 0.9, "student": 8, "teacher": 150, "source": 8, "transfer": 40,
+FULL = {"digits": "digits:mnist", "distill": 30, "distill_teacher": 30, "T": 4, "alpha": 0.9, "student": 20, "teacher": 150, "source": 8, "transfer": 40,
         "noisy_sets": [], "pseudo_sets": []}
 QUICK = {**FULL, "distill": 2, "distill_teacher": 2, "student": 2, "teacher": 20, "source": 2, "transfer": 3}
 

@@ -14,7 +14,7 @@ from pydantic import Field
 from vistrain.strategies.base import RunContext
 from vistrain.strategies.params import StrategyParams
 from vistrain.strategies.stages import DistillationLoss, Stage, TeacherView, build_stage_model, plan_resume, run_stage
-from vistrain.strategies.teachers import load_teacher, model_config, train_teacher
+from vistrain.strategies.teachers import model_config, obtain_teacher
 
 
 class DistillParams(StrategyParams):
@@ -34,14 +34,8 @@ def run_distill(ctx: RunContext) -> dict[str, Any]:
     cfg = ctx.config
     names = (["teacher"] if p.teacher is None else []) + ["student"]
     plan_resume(ctx, names)
-    metrics: dict[str, Any] = {}
-    if p.teacher is not None:
-        teacher, _spec, teacher_input = load_teacher(ctx, p.teacher)
-    else:
-        teacher_cfg = model_config(ctx, p.teacher_model, p.teacher_kwargs)
-        teacher, _spec, teacher_input, tm = train_teacher(ctx, teacher_cfg, epochs=p.teacher_epochs or cfg.train.epochs,
-                                                          total=len(names))
-        metrics["teacher_val_top1"] = tm["best_val_top1"]
+    teacher, teacher_input, metrics = obtain_teacher(ctx, p.teacher, model_config(ctx, p.teacher_model, p.teacher_kwargs),
+                                                     epochs=p.teacher_epochs or cfg.train.epochs, total=len(names))
     model, spec, input_spec = build_stage_model(ctx, cfg.model)
     loss = DistillationLoss(TeacherView(teacher, teacher_input, input_spec), p.temperature, p.alpha)
     result = run_stage(ctx, Stage("student", model, spec, input_spec, epochs=cfg.train.epochs, loss=loss,

@@ -18,7 +18,7 @@ from vistrain.strategies.base import RunContext
 from vistrain.strategies.labelling import label_round, unlabelled_pool
 from vistrain.strategies.params import StrategyParams
 from vistrain.strategies.stages import Stage, build_stage_model, plan_resume, predict_probs, run_stage, targets_hash
-from vistrain.strategies.teachers import load_teacher, model_config, train_teacher
+from vistrain.strategies.teachers import model_config, obtain_teacher
 
 
 class StudentSpec(StrategyParams):
@@ -82,14 +82,9 @@ def run_noisy_student(ctx: RunContext) -> dict[str, Any]:
     names = (["teacher"] if p.teacher is None else []) + [f"student{r}" for r in range(1, p.iterations + 1)]
     total = len(names)
     plan_resume(ctx, names)
-    metrics: dict[str, Any] = {}
-    if p.teacher is not None:
-        teacher, _spec, teacher_input = load_teacher(ctx, p.teacher)
-    else:
-        teacher_cfg = model_config(ctx, drop_rate=p.dropout if p.noise_teacher_training else None)
-        teacher, _spec, teacher_input, tm = train_teacher(ctx, teacher_cfg, epochs=p.teacher_epochs or cfg.train.epochs,
-                                                          augment=noise if p.noise_teacher_training else None, total=total)
-        metrics["teacher_val_top1"] = tm["best_val_top1"]
+    teacher_cfg = model_config(ctx, drop_rate=p.dropout if p.noise_teacher_training else None)
+    teacher, teacher_input, metrics = obtain_teacher(ctx, p.teacher, teacher_cfg, epochs=p.teacher_epochs or cfg.train.epochs,
+                                                     total=total, augment=noise if p.noise_teacher_training else None)
     teacher_params = sum(q.numel() for q in teacher.parameters())
     previous = None
     for r in range(1, p.iterations + 1):

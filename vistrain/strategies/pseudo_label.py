@@ -10,7 +10,7 @@ from vistrain.strategies.base import RunContext
 from vistrain.strategies.labelling import label_round, unlabelled_pool
 from vistrain.strategies.params import StrategyParams
 from vistrain.strategies.stages import Stage, build_stage_model, plan_resume, predict_probs, run_stage, targets_hash
-from vistrain.strategies.teachers import load_teacher, model_config, train_teacher
+from vistrain.strategies.teachers import model_config, obtain_teacher
 
 
 class PseudoLabelParams(StrategyParams):
@@ -31,13 +31,8 @@ def run_pseudo_label(ctx: RunContext) -> dict[str, Any]:
     pool = unlabelled_pool(ctx)
     names = (["teacher"] if p.teacher is None else []) + ["student"]
     plan_resume(ctx, names)
-    metrics: dict[str, Any] = {}
-    if p.teacher is not None:
-        teacher, _spec, teacher_input = load_teacher(ctx, p.teacher)
-    else:
-        teacher, _spec, teacher_input, tm = train_teacher(ctx, model_config(ctx), epochs=p.teacher_epochs or cfg.train.epochs,
-                                                          total=len(names))
-        metrics["teacher_val_top1"] = tm["best_val_top1"]
+    teacher, teacher_input, metrics = obtain_teacher(ctx, p.teacher, model_config(ctx),
+                                                     epochs=p.teacher_epochs or cfg.train.epochs, total=len(names))
     labels = label_round(ctx, 1, pool, predict_probs(ctx, teacher, teacher_input, pool), threshold=p.threshold,
                          soft=p.soft, balance=p.balance)
     model, spec, input_spec = build_stage_model(ctx, cfg.model)

@@ -71,3 +71,16 @@ def train_teacher(ctx: RunContext, model_cfg: ModelConfig, *, epochs: int, augme
                                   prefix="teacher-", final=False, index=index, total=total,
                                   description=f"teacher: training {model_cfg.name} on {len(ctx.data.train)} labelled images"))
     return model.eval(), spec, input_spec, result.metrics
+
+
+def obtain_teacher(ctx: RunContext, checkpoint: str | None, model_cfg: ModelConfig, *, epochs: int, total: int,
+                   augment: AugmentConfig | None = None) -> tuple[nn.Module, InputSpec, dict[str, Any]]:
+    """The teacher from *checkpoint*, else trained from *model_cfg* as stage ``teacher``.
+
+    Returns (model in eval mode, its input spec, ``{"teacher_val_top1": ...}`` when trained here).
+    """
+    if checkpoint is not None:
+        model, _spec, input_spec = load_teacher(ctx, checkpoint)
+        return model, input_spec, {}
+    model, _spec, input_spec, metrics = train_teacher(ctx, model_cfg, epochs=epochs, augment=augment, total=total)
+    return model, input_spec, {"teacher_val_top1": metrics["best_val_top1"]}
