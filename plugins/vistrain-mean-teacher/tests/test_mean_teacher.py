@@ -35,11 +35,14 @@ def test_loss_uses_labels_only_where_given_and_consistency_everywhere():
     teacher = torch.nn.Linear(4, 3)
     loss = MeanTeacherLoss(student, teacher, MeanTeacherParams(consistency=0.0, noise=0.0), rampup_steps=0)
     images = torch.randn(4, 4)
+    loss(student(images), torch.zeros(4, 3), images)
+    assert torch.equal(teacher.weight, student.weight)  # the first call starts the teacher as the student
     logits = student(images)
     targets = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 0], [0, 0, 0]])  # two unlabelled rows
     ce_labelled = torch.nn.functional.cross_entropy(logits[:2], torch.tensor([0, 1]))
     assert loss(logits, targets, images).item() == pytest.approx(ce_labelled.item(), rel=1e-5)
-    loss = MeanTeacherLoss(student, student, MeanTeacherParams(consistency=5.0, noise=0.0), rampup_steps=0)
+    fresh = torch.nn.Linear(4, 3)  # a new teacher: the first call copies the student into it
+    loss = MeanTeacherLoss(student, fresh, MeanTeacherParams(consistency=5.0, noise=0.0), rampup_steps=0)
     assert loss(logits, targets, images).item() == pytest.approx(ce_labelled.item(), rel=1e-5)  # same net: 0
     assert loss.last_weight == 5.0
 

@@ -60,7 +60,8 @@ class MeanTeacherLoss:
     """The stage loss: CE on labelled rows + ramped consistency with the EMA teacher (updated every step).
 
     The loss is called once per optimizer step, before the step, so updating the teacher at the
-    start of each call averages the student as the previous step left it.
+    start of each call averages the student as the previous step left it. A resumed run starts
+    the teacher from the resumed student and the ramp-up from zero.
     """
 
     sees_images = True
@@ -73,8 +74,8 @@ class MeanTeacherLoss:
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         p = self.params
-        if self.step > 0:
-            ema_update(self.teacher, self.student, min(p.ema_decay, 1.0 - 1.0 / (self.step + 1)))
+        # decay 0 on the first call: the teacher starts as the student's current (e.g. resumed) weights
+        ema_update(self.teacher, self.student, min(p.ema_decay, 1.0 - 1.0 / (self.step + 1)))
         self.step += 1
         logits = logits.float()
         if targets.ndim == 1:
