@@ -12,6 +12,11 @@ from typing import Any
 from vistrain.errors import PluginError, UnknownNameError, suggest
 
 
+# The command that lists each kind of name, for the hint of an unknown name; kinds without one list the names.
+LIST_COMMANDS = {"model": "vistrain models list", "dataset": "vistrain datasets list",
+                 "strategy": "vistrain strategies list", "augmentation": "vistrain augment list"}
+
+
 @dataclass
 class Entry:
     """One registered item: its name, factory, the plugin that registered it and free-form meta."""
@@ -119,9 +124,11 @@ class Registry:
                 return entry, arg
         from vistrain.plugins import failed_plugins_note
 
+        command = LIST_COMMANDS.get(self.kind)
+        where = f"run '{command}' to see them all" if command else "known: " + ", ".join(sorted(self._entries))
         raise UnknownNameError(
             f"unknown {self.kind} {spec!r}.{suggest(prefix if sep else spec, self._entries)}",
-            hint=f"run 'vistrain {self.kind}s list' to see them all{failed_plugins_note()}",
+            hint=f"{where}{failed_plugins_note()}",
         )
 
     def entry(self, spec: str) -> Entry:

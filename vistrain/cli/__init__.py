@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 
 from vistrain import __version__
-from vistrain.errors import VistrainError
+from vistrain.cli.exits import report
 
 DEBUG_ENV = "VISTRAIN_DEBUG"
 
@@ -53,26 +52,8 @@ def build_app() -> typer.Typer:
     return app
 
 
-def _report(exc: BaseException, debug: bool) -> int:
-    if debug:
-        traceback.print_exception(exc)
-    if isinstance(exc, VistrainError):
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    if isinstance(exc, MemoryError):
-        print("error: out of memory; lower --batch-size or use a smaller model", file=sys.stderr)
-        return 2
-    if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
-        print(f"error: disk full: {exc.filename or ''}; free some space (checkpoints already written are intact)",
-              file=sys.stderr)
-        return 2
-    hint = "" if debug else " (run with --debug for the traceback)"
-    print(f"error: unexpected {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
-    return 1
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``vistrain`` script; returns the exit code (2 for user errors)."""
+    """Entry point of the ``vistrain`` script; returns the exit code (see ``vistrain.cli.exits``)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     if "--debug" in args:
@@ -83,28 +64,17 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return print_root_help()
         except Exception as exc:  # noqa: BLE001 - every error ends in one line
-            return _report(exc, debug)
-    import click
-    import typer
-
+            return report(exc, debug)
+    command = None
     try:
+        import typer
+
         app = build_app()
         command = typer.main.get_command(app)
         result = command.main(args=args, prog_name="vistrain", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0
-    except click.exceptions.Abort:
-        print("aborted", file=sys.stderr)
-        return 130
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; checkpoints written so far are intact", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - every error ends in one line
-        return _report(exc, debug)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every error ends in one line
+        return report(exc, debug, command, args)
 
 
 def run() -> None:

@@ -12,7 +12,7 @@ def eval_command(
     data: str = typer.Option(..., "--data", "-d", help="Dataset spec, e.g. mnist5k or imagefolder:DIR."),
     split: str = typer.Option("auto", "--split", help="auto, val, test or all (auto: the training dataset's "
                               "held-out test split, or val when the run had none; another dataset's test split, else all)."),
-    batch_size: int = typer.Option(512, "--batch-size", "-b"),
+    batch_size: int = typer.Option(512, "--batch-size", "-b", min=1),
     device: str = typer.Option("auto", "--device"),
     download: bool = typer.Option(False, "--download", help="Allow downloading the dataset."),
 ) -> None:
@@ -30,7 +30,7 @@ def eval_command(
 def predict_command(
     checkpoint: Path = typer.Argument(..., help="A vistrain checkpoint."),
     images: list[Path] = typer.Argument(..., help="Image files."),
-    top_k: int = typer.Option(5, "--top-k", "-k", help="How many classes to print per image."),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many classes to print per image."),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Print the top-k classes and probabilities for each image."""

@@ -113,7 +113,7 @@ def models_info(
 def models_knn_eval(
     checkpoint: Path = typer.Argument(..., help="A vistrain checkpoint whose model has forward_features()."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset (default: the checkpoint's)."),
-    k: int = typer.Option(3, "--k", help="Neighbours that vote."),
+    k: int = typer.Option(3, "--k", min=1, help="Neighbours that vote."),
     metric: str = typer.Option("l2", "--metric", help="l2 or cosine."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda..."),
 ) -> None:

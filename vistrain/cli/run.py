@@ -43,7 +43,7 @@ def run(
                                         "(starts torch.distributed.run; one per GPU on CUDA)."),
     set_: list[str] = typer.Option([], "--set", help="Override any config key: --set train.label_smoothing=0.1"),
     headless: bool = typer.Option(False, "--headless", help="No dashboard: plain progress lines."),
-    log_every: int = typer.Option(50, "--log-every", help="Headless: print a line every N steps."),
+    log_every: int = typer.Option(50, "--log-every", min=1, help="Headless: print a line every N steps."),
 ) -> int:
     """Train a model. Defaults: LeNet-5 on the embedded MNIST-5k digits, supervised.
 

@@ -12,6 +12,10 @@ import numpy as np
 from vistrain.data.source import DataSource, ImageSet
 from vistrain.errors import DataError
 
+# Unreadable files are reported by name (skipped lists, one error line): OpenCV's own warnings would add
+# stray stderr lines such as "PNG input buffer is incomplete".
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
 

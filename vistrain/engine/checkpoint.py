@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,16 @@ def find_resume_checkpoint(run_dir: str | os.PathLike) -> tuple[dict | None, Pat
     return None, None, skipped
 
 
+def _load_failure(exc: BaseException) -> str:
+    """The part of torch.load's error that says what is wrong, without its multi-line advice."""
+    text = str(exc).strip()
+    if "Weights only load failed" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
+        reason = detail[0].strip() if "WeightsUnpickler error:" in text and detail else "refused"
+        return f"a weights-only load refused it ({reason[:80]}); nothing in it was run"
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load a vistrain checkpoint safely; missing, corrupt or foreign files raise CheckpointError."""
     path = Path(path)
@@ -153,10 +164,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if path.is_dir():
         raise CheckpointError(f"{str(path)!r} is a folder, not a checkpoint", hint="pass runs/<name>/checkpoints/best.pt")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or not a safe torch checkpoint: {first[:160]}",
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or not a safe torch checkpoint: {_load_failure(exc)}",
                               hint="use a checkpoint written by vistrain") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a vistrain checkpoint", hint="use runs/<name>/checkpoints/best.pt")

@@ -37,7 +37,28 @@ def events_file(run_dir: str | Path) -> Path:
     if not path.is_file():
         raise DataError(f"no events.jsonl in {str(run_dir)!r}; it is not a vistrain run folder or the run has not started",
                         hint="pass the folder that 'vistrain run' printed")
+    with open(path, "rb") as fh:
+        first = fh.readline()
+    # A line still being written may be incomplete, but every event line starts with '{'.
+    complete_but_foreign = first.endswith(b"\n") and first.strip() and parse_event(first) is None
+    if complete_but_foreign or (first.strip() and not first.lstrip().startswith(b"{")):
+        raise DataError(f"{str(path)!r} does not start with a vistrain event: {first[:60].decode(errors='replace').strip()!r}",
+                        hint="pass the folder that 'vistrain run' printed; its events.jsonl has one JSON event per line")
     return path
+
+
+def parse_event(line: bytes) -> Event | None:
+    """One events.jsonl line as an Event; None for a torn or foreign line (not a JSON object with a kind)."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+        return None
+    try:
+        return from_dict(data)
+    except (TypeError, ValueError):
+        return None
 
 
 def follow_events(path: Path, on_event: Callable[[Event], None], stop: threading.Event | None = None,
@@ -58,9 +79,8 @@ def follow_events(path: Path, on_event: Callable[[Event], None], stop: threading
                 for line in lines:
                     if not line.strip():
                         continue
-                    try:
-                        event = from_dict(json.loads(line))
-                    except (ValueError, TypeError):
+                    event = parse_event(line)
+                    if event is None:
                         continue  # a torn or foreign line must not end the watch
                     on_event(event)
                     if isinstance(event, (RunFinished, RunFailed)):

@@ -1,0 +1,256 @@
+"""Bad-input catalogue through the installed ``vistrain`` script, each in its own subprocess.
+
+Every case must exit 2 with exactly one error line on stderr (after a usage line for usage errors;
+warnings count as lines) and no traceback. The subprocesses run in parallel and share one tiny
+checkpoint, so the catalogue takes about a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+VISTRAIN = shutil.which("vistrain")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One wrong input: the arguments ({w} is the shared workspace) and a piece of the expected error line."""
+
+    id: str
+    args: tuple[str, ...]
+    expect: str
+    usage: bool = False
+    env: dict = field(default_factory=dict)
+
+
+def usage(id_, *args, expect):
+    return Case(id_, args, expect, usage=True)
+
+
+def user(id_, *args, expect, env=None):
+    return Case(id_, args, expect, env=env or {})
+
+
+RUN = ("run", "--headless", "--out", "{w}/runs")
+CKPT = "{w}/base/checkpoints/last.pt"
+
+CASES = [
+    # usage errors from typer/click, whatever copy of click typer uses
+    usage("unknown-option", "run", "--bogus-flag", expect="No such option"),
+    usage("unknown-command", "trian", expect="No such command 'trian'"),
+    usage("missing-argument", "eval", expect="Missing argument"),
+    usage("int-option-not-a-number", "run", "--epochs", "two", expect="'--epochs'"),
+    usage("float-option-not-a-number", "run", "--lr", "fast", expect="'--lr'"),
+    usage("extra-argument", "config", "show", "extra", expect="unexpected extra argument"),
+    usage("unknown-subcommand", "models", "lst", expect="No such command 'lst'"),
+    usage("option-without-value", "run", "--model", expect="'--model'"),
+    # names and keys
+    user("unknown-model", *RUN, "--model", "lenet", expect="did you mean 'lenet5'"),
+    user("unknown-dataset", *RUN, "--data", "mnist5", expect="did you mean 'mnist5k'"),
+    user("unknown-strategy", *RUN, "--strategy", "supervise", expect="did you mean 'supervised'"),
+    user("unknown-optimizer", *RUN, "--optimizer", "adamww", expect="did you mean 'adamw'"),
+    user("unknown-scheduler", *RUN, "--scheduler", "cosin", expect="did you mean 'cosine'"),
+    user("unknown-config-key", *RUN, "--set", "train.epohcs=1", expect="did you mean 'epochs'"),
+    user("set-wrong-type", *RUN, "--set", "train.epochs=lots", expect="train.epochs"),
+    user("set-without-equals", *RUN, "--set", "train.epochs", expect="train.epochs"),
+    user("models-info-unknown", "models", "info", "vgg12", expect="did you mean"),
+    user("unknown-augment-op", *RUN, "--augment", "flip-hh", expect="flip-hh"),
+    # YAML
+    user("yaml-malformed", *RUN, "-c", "{w}/bad-indent.yaml", expect="line 3"),
+    user("yaml-missing", *RUN, "-c", "{w}/no-such.yaml", expect="no-such.yaml"),
+    user("yaml-not-a-mapping", *RUN, "-c", "{w}/list.yaml", expect="list.yaml"),
+    # numeric options at 0 and below
+    user("epochs-zero", *RUN, "--epochs", "0", expect="train.epochs"),
+    user("batch-size-zero", *RUN, "--batch-size", "0", expect="batch_size"),
+    user("lr-negative", *RUN, "--lr", "-1", expect="optim.lr"),
+    # paths
+    user("imagefolder-missing", *RUN, "--data", "imagefolder:{w}/no-such-dir", expect="does not exist"),
+    user("imagefolder-empty", *RUN, "--data", "imagefolder:{w}/empty", expect="has no images"),
+    user("out-is-a-file", "run", "--headless", "--data", "digits", "--epochs", "1", "--out", "{w}/a-file/runs",
+         expect="cannot write the run folder"),
+    user("attach-missing-folder", "attach", "{w}/no-such-run", expect="no-such-run"),
+    user("imagefolder-is-a-file", *RUN, "--data", "imagefolder:{w}/a-file", expect="is not a folder"),
+    user("imagefolder-no-class-folders", *RUN, "--data", "imagefolder:{w}/flat", expect="no class subfolders"),
+    user("imagefolder-all-unreadable", *RUN, "--data", "imagefolder:{w}/broken-images",
+         expect="could be read"),
+    user("pretrained-file-missing", *RUN, "--pretrained", "{w}/no-such.safetensors", expect="no-such.safetensors"),
+    # image files of every broken kind
+    user("predict-image-missing", "predict", CKPT, "{w}/no-such.png", expect="could not read 1 image"),
+    user("predict-image-empty", "predict", CKPT, "{w}/broken-images/c/empty.png", expect="could not read 1 image"),
+    user("predict-image-text", "predict", CKPT, "{w}/broken-images/c/text.png", expect="could not read 1 image"),
+    user("predict-image-truncated", "predict", CKPT, "{w}/broken-images/c/truncated.png",
+         expect="could not read 1 image"),
+    user("predict-image-is-a-folder", "predict", CKPT, "{w}/empty", expect="could not read 1 image"),
+    # numeric options at 0 and below
+    usage("eval-batch-size-zero", "eval", CKPT, "--data", "digits", "--batch-size", "0", expect="'--batch-size'"),
+    usage("predict-top-k-negative", "predict", CKPT, "{w}/no-such.png", "--top-k", "-1", expect="'--top-k'"),
+    usage("knn-k-zero", "models", "knn-eval", CKPT, "--k", "0", expect="'--k'"),
+    usage("augment-preview-rows-zero", "augment", "preview", "--rows", "0", expect="'--rows'"),
+    usage("log-every-zero", "run", "--log-every", "0", expect="'--log-every'"),
+    user("labels-per-class-zero", *RUN, "--labels-per-class", "0", expect="labels_per_class"),
+    user("val-fraction-above-one", *RUN, "--set", "data.val_fraction=1.5", expect="val_fraction"),
+    # checkpoints of every broken kind
+    user("checkpoint-missing", "eval", "{w}/missing.pt", "--data", "digits", expect="not found"),
+    user("checkpoint-zeros", "eval", "{w}/zeros.pt", "--data", "digits", expect="corrupt"),
+    user("checkpoint-truncated", "predict", "{w}/truncated.pt", "{w}/no-such.png", expect="corrupt"),
+    user("checkpoint-is-a-folder", "eval", "{w}", "--data", "digits", expect="is a folder"),
+    user("checkpoint-not-vistrain", "eval", "{w}/foreign.pt", "--data", "digits", expect="not a vistrain checkpoint"),
+    user("checkpoint-newer-format", "eval", "{w}/newer.pt", "--data", "digits", expect="newer vistrain"),
+    user("checkpoint-no-model-description", "eval", "{w}/no-model.pt", "--data", "digits",
+         expect="lacks its model description"),
+    user("checkpoint-plain-pickle", "eval", "{w}/pickle.pt", "--data", "digits", expect="not a safe torch checkpoint"),
+    user("checkpoint-other-classes", "eval", CKPT, "--data", "imagefolder:{w}/pets", expect="class(es) 'cat'"),
+    user("checkpoint-other-head", "eval", "{w}/other-head.pt", "--data", "digits", expect="does not match model"),
+    user("viz-corrupt-checkpoint", "viz", "weights", "{w}/zeros.pt", "--out", "{w}/w.png", expect="corrupt"),
+    user("eval-unknown-split", "eval", CKPT, "--data", "digits", "--split", "trian", expect="unknown split"),
+    user("resume-other-model", "run", "--headless", "--resume", CKPT, "--model", "lenet5",
+         expect="does not match model"),
+    # the run folder the dashboard attaches to
+    user("attach-not-a-run-folder", "attach", "{w}/empty", expect="events.jsonl"),
+    user("attach-event-not-an-object", "attach", "{w}/events-list", expect="events.jsonl"),
+    user("attach-event-not-json", "attach", "{w}/events-text", expect="events.jsonl"),
+    # augmentation specs
+    user("augment-bad-parameter-value", *RUN, "--augment", "rotate-degabc", expect="rotate-degabc"),
+    user("augment-preview-unknown-op", "augment", "preview", "--spec", "flip-hh", "--out", "{w}/p.png",
+         expect="flip-hh"),
+]
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _env(extra: dict) -> dict:
+    env = dict(os.environ)
+    env.pop("VISTRAIN_DEBUG", None)
+    env.update({"VISTRAIN_PLUGINS": "none", "OMP_NUM_THREADS": "1", "COLUMNS": "200"})
+    env.update(extra)
+    return env
+
+
+def _invoke(args, workspace: Path, env: dict | None = None, timeout: float = 120):
+    """Run the script; a case that hangs comes back as exit code None with what it printed so far."""
+    argv = [VISTRAIN, *(a.format(w=workspace) for a in args)]
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, cwd=workspace, env=_env(env or {}),
+                              stdin=subprocess.DEVNULL, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        return subprocess.CompletedProcess(argv, None, "", f"(still running after {timeout:.0f} s)\n{err}")
+
+
+def _png_bytes() -> bytes:
+    import cv2
+    import numpy as np
+
+    ok, buf = cv2.imencode(".png", np.full((28, 28), 128, dtype=np.uint8))
+    assert ok
+    return buf.tobytes()
+
+
+def _make_checkpoints(root: Path) -> None:
+    import pickle
+
+    import torch
+
+    last = root / "base" / "checkpoints" / "last.pt"
+    data = last.read_bytes()
+    (root / "zeros.pt").write_bytes(b"\x00" * 100)
+    (root / "truncated.pt").write_bytes(data[: len(data) // 2])
+    torch.save({"weight": torch.zeros(3)}, root / "foreign.pt")
+    ckpt = torch.load(last, weights_only=True)
+    torch.save({**ckpt, "format_version": 99}, root / "newer.pt")
+    torch.save({k: v for k, v in ckpt.items() if k != "model"}, root / "no-model.pt")
+    torch.save({**ckpt, "model": {**ckpt["model"], "num_classes": 5}, "classes": ckpt["classes"][:5]},
+               root / "other-head.pt")
+    # a plain pickle whose loading would run code: it must be refused without running it
+    (root / "pickle.pt").write_bytes(pickle.dumps(Path("/etc/passwd")))
+
+
+def _make_workspace(root: Path) -> None:
+    (root / "bad-indent.yaml").write_text("model:\n  name: lenet5\n data: x\n")
+    (root / "list.yaml").write_text("- model\n- data\n")
+    (root / "empty" / "a").mkdir(parents=True)
+    (root / "a-file").write_text("not a folder")
+    png = _png_bytes()
+    (root / "flat").mkdir()
+    (root / "flat" / "0.png").write_bytes(png)
+    broken = root / "broken-images" / "c"
+    broken.mkdir(parents=True)
+    (broken / "empty.png").write_bytes(b"")
+    (broken / "text.png").write_text("not an image")
+    (broken / "truncated.png").write_bytes(png[: len(png) // 2])
+    (root / "pets" / "cat").mkdir(parents=True)
+    (root / "pets" / "cat" / "0.png").write_bytes(png)
+    (root / "events-list").mkdir()
+    (root / "events-list" / "events.jsonl").write_text("[1, 2, 3]\n")
+    (root / "events-text").mkdir()
+    (root / "events-text" / "events.jsonl").write_text("this is not JSON\n")
+    _make_checkpoints(root)
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    """Files for every case, and one tiny real checkpoint ({w}/base) trained once through the script."""
+    assert VISTRAIN, "the vistrain console script is not on PATH: install the package (pip install -e .)"
+    root = tmp_path_factory.mktemp("bad-inputs")
+    done = _invoke(("run", "--headless", "--data", "digits", "--model", "perceptron", "--epochs", "1",
+                    "--set", "data.batch_size=256", "--out", "{w}", "--name", "base"), root)
+    assert done.returncode == 0, done.stderr
+    _make_workspace(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def outcomes(workspace):
+    """Run every case once, in parallel; the checkpoint's hash is taken before and after."""
+    before = _sha(workspace / "base" / "checkpoints" / "last.pt")
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        futures = {case.id: pool.submit(_invoke, case.args, workspace, case.env) for case in CASES}
+        results = {name: future.result() for name, future in futures.items()}
+    return results, before
+
+
+def _assert_one_error_line(case: Case, result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    shown = f"{case.id}: exit {result.returncode}\nstderr:\n{result.stderr}"
+    assert "Traceback" not in result.stderr, shown
+    assert result.returncode == 2, shown
+    if case.usage:
+        assert len(lines) == 2 and lines[0].startswith("Usage: vistrain"), shown
+    else:
+        assert len(lines) == 1, shown
+    assert lines[-1].startswith("error: "), shown
+    assert not lines[-1].startswith("error: unexpected "), shown
+    assert case.expect in lines[-1], shown
+    return lines[-1]
+
+
+def test_the_catalogue_is_large_enough():
+    assert len({case.id for case in CASES}) == len(CASES) >= 40
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input_is_one_line_and_exit_2(case, outcomes):
+    results, _ = outcomes
+    _assert_one_error_line(case, results[case.id])
+
+
+def test_checkpoints_already_written_stay_intact(outcomes, workspace):
+    _, before = outcomes
+    assert _sha(workspace / "base" / "checkpoints" / "last.pt") == before
+
+
+def test_no_arguments_prints_the_help_and_no_error(workspace):
+    result = _invoke((), workspace)
+    assert result.returncode == 0, result.stderr
+    assert "Usage: vistrain" in result.stdout and "run" in result.stdout
+    assert result.stderr.strip() == ""
