@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 VISTRAIN = shutil.which("vistrain")
+# The whole catalogue runs in the first test's fixture: on a busy machine that is more than the default limit.
+pytestmark = pytest.mark.timeout(900)
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,26 @@ def user(id_, *args, expect, env=None):
 
 
 RUN = ("run", "--headless", "--out", "{w}/runs")
+RUN_DIGITS = (*RUN, "--data", "digits", "--epochs", "1", "--set", "data.batch_size=256")
 CKPT = "{w}/base/checkpoints/last.pt"
+
+def _plugin_env(name: str) -> dict:
+    """Environment that lets exactly the fake plugin *name* load (tests default to VISTRAIN_PLUGINS=none)."""
+    return {"VISTRAIN_PLUGINS": name, "VT_PLUGIN_PATH": "1"}
+
+
+# Per kind of name: the hook that registers it, and a command that uses the name the fake plugin
+# registers (`vt-model`...). Each hook raises in one plugin; each factory raises when used in another.
+PLUGIN_USES = {
+    "model": ("register_models", ("models", "info", "vt-model")),
+    "dataset": ("register_datasets", (*RUN, "--data", "vt-data")),
+    "augmentation": ("register_augmentations", (*RUN, "--augment", "vt-aug")),
+    "strategy": ("register_strategies", (*RUN_DIGITS, "--strategy", "vt-strategy")),
+    "optimizer": ("register_optimizers", (*RUN_DIGITS, "--optimizer", "vt-opt")),
+    "scheduler": ("register_schedulers", (*RUN_DIGITS, "--scheduler", "vt-sched")),
+    "command": ("register_commands", ("vt-command",)),
+}
+HOOKS = [hook for hook, _args in PLUGIN_USES.values()]
 
 CASES = [
     # usage errors from typer/click, whatever copy of click typer uses
@@ -112,11 +133,21 @@ CASES = [
     user("viz-corrupt-checkpoint", "viz", "weights", "{w}/zeros.pt", "--out", "{w}/w.png", expect="corrupt"),
     user("eval-unknown-split", "eval", CKPT, "--data", "digits", "--split", "trian", expect="unknown split"),
     user("resume-other-model", "run", "--headless", "--resume", CKPT, "--model", "lenet5",
-         expect="does not match model"),
+         expect="do not fit the model"),
     # the run folder the dashboard attaches to
     user("attach-not-a-run-folder", "attach", "{w}/empty", expect="events.jsonl"),
     user("attach-event-not-an-object", "attach", "{w}/events-list", expect="events.jsonl"),
     user("attach-event-not-json", "attach", "{w}/events-text", expect="events.jsonl"),
+    # third-party plugins that raise in each hook, and factories that raise when used
+    *[Case(f"plugin-raises-in-{hook}", args, f"'vt_raise_{hook}' failed to load", env=_plugin_env(f"vt_raise_{hook}"),
+           usage=kind == "command")  # an unknown command is a usage error
+      for kind, (hook, args) in PLUGIN_USES.items()],
+    *[user(f"plugin-{kind}-factory-raises", *args, expect="plugin 'vt_factory'", env=_plugin_env("vt_factory"))
+      for kind, (_hook, args) in PLUGIN_USES.items() if kind != "dataset"],
+    user("plugin-dataset-factory-raises", *PLUGIN_USES["dataset"][1], expect="from plugin 'vt_factory' failed",
+         env=_plugin_env("vt_factory")),
+    user("plugin-import-fails", "run", "--headless", "--out", "{w}/runs", "--model", "vt-model",
+         expect="'vt_import_fails' failed to load", env=_plugin_env("vt_import_fails")),
     # augmentation specs
     user("augment-bad-parameter-value", *RUN, "--augment", "rotate-degabc", expect="rotate-degabc"),
     user("augment-preview-unknown-op", "augment", "preview", "--spec", "flip-hh", "--out", "{w}/p.png",
@@ -124,14 +155,92 @@ CASES = [
 ]
 
 
+FACTORY_PLUGIN = """
+from vistrain.hookspecs import hookimpl
+
+
+def boom(*args, **kwargs):
+    raise RuntimeError("vt_factory broke")
+
+
+def vt_command():
+    \"\"\"A plugin command that raises.\"\"\"
+    boom()
+
+
+@hookimpl
+def register_models(register):
+    register("vt-model", boom, in_chans=1, input_size=28)
+
+
+@hookimpl
+def register_datasets(register):
+    register("vt-data", boom)
+
+
+@hookimpl
+def register_augmentations(register):
+    register("vt-aug", boom)
+
+
+@hookimpl
+def register_strategies(register):
+    register("vt-strategy", boom)
+
+
+@hookimpl
+def register_optimizers(register):
+    register("vt-opt", boom)
+
+
+@hookimpl
+def register_schedulers(register):
+    register("vt-sched", boom)
+
+
+@hookimpl
+def register_commands(register):
+    register("vt-command", vt_command, help="A plugin command that raises.")
+
+
+@hookimpl
+def on_event(event):
+    if event.kind == "epoch_end":
+        raise RuntimeError("vt_factory listener broke")
+"""
+
+
+def _make_plugins(root: Path) -> Path:
+    """Fake plugin distributions: modules plus a dist-info whose entry points the real machinery reads."""
+    site = root / "plugins-site"
+    site.mkdir()
+    modules = {"vt_factory": FACTORY_PLUGIN, "vt_import_fails": "raise ImportError('vt_import_fails needs vt-lib')\n"}
+    for hook in HOOKS:
+        modules[f"vt_raise_{hook}"] = ("from vistrain.hookspecs import hookimpl\n\n\n@hookimpl\n"
+                                       f"def {hook}(register):\n    raise RuntimeError('vt_raise_hook broke')\n")
+    for name, source in modules.items():
+        (site / f"{name}.py").write_text(source)
+    info = site / "vt_plugins-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vt-plugins\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[vistrain]\n" + "".join(f"{n} = {n}\n" for n in modules))
+    return site
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+PLUGIN_SITE: Path | None = None  # set by the workspace fixture
+
+
 def _env(extra: dict) -> dict:
+    extra = dict(extra)
     env = dict(os.environ)
     env.pop("VISTRAIN_DEBUG", None)
     env.update({"VISTRAIN_PLUGINS": "none", "OMP_NUM_THREADS": "1", "COLUMNS": "200"})
+    if extra.pop("VT_PLUGIN_PATH", None):
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGIN_SITE), env.get("PYTHONPATH", "")) if p)
     env.update(extra)
     return env
 
@@ -206,6 +315,8 @@ def workspace(tmp_path_factory):
                     "--set", "data.batch_size=256", "--out", "{w}", "--name", "base"), root)
     assert done.returncode == 0, done.stderr
     _make_workspace(root)
+    global PLUGIN_SITE
+    PLUGIN_SITE = _make_plugins(root)
     return root
 
 
@@ -249,8 +360,57 @@ def test_checkpoints_already_written_stay_intact(outcomes, workspace):
     assert _sha(workspace / "base" / "checkpoints" / "last.pt") == before
 
 
+def test_a_raising_listener_is_one_warning_and_the_run_goes_on(workspace):
+    """on_event is the one hook whose failure does not end the run: the listener is disabled, named once."""
+    result = _invoke((*RUN_DIGITS, "--model", "perceptron"), workspace, _plugin_env("vt_factory"))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 0, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "'vt_factory'" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_no_arguments_prints_the_help_and_no_error(workspace):
     result = _invoke((), workspace)
     assert result.returncode == 0, result.stderr
     assert "Usage: vistrain" in result.stdout and "run" in result.stdout
     assert result.stderr.strip() == ""
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs (needs root), unmounted afterwards."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs for the full-disk case needs root")
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def _fill(folder: Path, leave: int) -> None:
+    """Fill the file system of *folder* up to the last *leave* bytes."""
+    spare = folder / "spare"
+    spare.write_bytes(b"\0" * leave)
+    with open(folder / "filler", "wb", buffering=0) as fh:  # unbuffered: closing has nothing left to write
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+        except OSError:
+            pass
+    spare.unlink()
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_checkpoint(workspace, small_disk):
+    run_dir = small_disk / "base"
+    shutil.copytree(workspace / "base", run_dir)
+    last = run_dir / "checkpoints" / "last.pt"
+    before = _sha(last)
+    _fill(small_disk, leave=16 * 1024)  # room for the run's small files, not for a checkpoint
+    result = _invoke(("run", "--headless", "--resume", str(last), "--epochs", "2"), workspace)
+    _assert_one_error_line(Case("full-disk", (), "disk full"), result)
+    assert _sha(last) == before

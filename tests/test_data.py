@@ -139,3 +139,23 @@ def test_fast_path_and_worker_path_give_the_same_tensors():
     slow = np.stack([tf(images.image(i)).numpy() for i in range(16)])
     got = np.concatenate([x.numpy() for x, _ in fast])
     assert np.allclose(got, slow, atol=1e-5)
+
+
+def test_imagefolder_does_not_follow_symlinks_back_into_the_tree(tmp_path):
+    """`ln -s . L/0/self` once turned 12 images into 252, with the same files in train and val."""
+    import os
+
+    for label in ("0", "1"):
+        (tmp_path / label).mkdir()
+        for i in range(6):
+            cv2.imwrite(str(tmp_path / label / f"{i}.png"), np.full((8, 8), 40 * i, np.uint8))
+    os.symlink(".", tmp_path / "0" / "self")  # a loop
+    os.symlink(tmp_path / "1", tmp_path / "0" / "other-class")  # the same files under another label
+    outside = tmp_path.parent / f"{tmp_path.name}-extra"
+    outside.mkdir()
+    cv2.imwrite(str(outside / "x.png"), np.zeros((8, 8), np.uint8))
+    os.symlink(outside, tmp_path / "1" / "extra")  # a folder outside the tree is still followed
+    source = load_source(f"imagefolder:{tmp_path}", DataConfig())
+    assert len(source.train) == 13
+    assert len(set(source.train.paths)) == 13
+    assert len(source.notes) == 1 and "left out 2 symlinked folder(s)" in source.notes[0]

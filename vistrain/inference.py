@@ -90,7 +90,7 @@ def evaluate_checkpoint(checkpoint, data_spec: str, *, split: str = "auto", batc
         raise DataError(f"unknown split {split!r}", hint="use auto, val, test or all")
     loader = build_loader(images, ImageTransform(input_spec), batch_size, shuffle=False, num_workers=0)
     result = evaluate(model, loader, device=dev, class_map=mapping)
-    result.update(split=split, dataset=data_spec, skipped=source.skipped)
+    result.update(split=split, dataset=data_spec, skipped=source.skipped, notes=source.notes)
     return result
 
 

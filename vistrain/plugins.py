@@ -178,7 +178,7 @@ def plugin_infos() -> list[PluginInfo]:
 def failed_plugins_note() -> str:
     """A hint suffix naming plugins that failed to load, so a missing name is explained."""
     failed = [i.name for i in _infos.values() if i.status == "broken"]
-    return f"; plugin(s) {', '.join(failed)} failed to load, see 'vistrain plugins list'" if failed else ""
+    return f"; plugin(s) {', '.join(map(repr, failed))} failed to load, see 'vistrain plugins list'" if failed else ""
 
 
 def _fill(registry: Registry) -> None:

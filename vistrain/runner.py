@@ -184,6 +184,8 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
             shown = ", ".join(os.path.basename(p) for p in source.skipped[:5])
             more = f" and {len(source.skipped) - 5} more" if len(source.skipped) > 5 else ""
             emit(Log(level="warning", message=f"skipped {len(source.skipped)} unreadable image(s): {shown}{more}"))
+        for note in source.notes:
+            emit(Log(level="warning", message=note))
         sampler.start()
         strategy = registry("strategy").entry(cfg.strategy.name).load()
         try:

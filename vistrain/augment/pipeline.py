@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from vistrain.augment.ops import AugmentFn
-from vistrain.errors import ConfigError, UnknownNameError, VistrainError, suggest
+from vistrain.errors import ConfigError, VistrainError, suggest
 
 _PARAM = re.compile(r"^([a-z_]+)=?((?:\d+\.?\d*|\.\d+)(?:e-?\d+)?|[a-z0-9_.+]+)$")
 _NUMBER = re.compile(r"^-?(?:\d+\.?\d*|\.\d+)(?:e-?\d+)?$")
@@ -108,6 +108,10 @@ def parse_token(token: str) -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = {}
     for part in parts[cut:]:
         match = _PARAM.match(part)
+        if match and "=" not in part and not _NUMBER.match(match.group(2)):
+            # 'degabc' would read as degab=c: without '=' the value must be a number
+            raise ConfigError(f"augmentation {token!r}: cannot read parameter {part!r}; without '=' its value must "
+                              f"be a number", hint="write KEYnumber or KEY=value, e.g. rotate-deg15 or crop-pad=4")
         if not match:
             raise ConfigError(f"augmentation {token!r}: cannot read parameter {part!r}",
                               hint="write parameters as KEYvalue or KEY=value, e.g. crop-pad4 or rand-n2-m9")
@@ -119,10 +123,7 @@ def _lookup(name: str):
     """The registry entry for *name*; unknown names suggest the closest and point at ``augment list``."""
     from vistrain.plugins import registry
 
-    try:
-        return registry("augmentation").entry(name)
-    except UnknownNameError as exc:
-        raise UnknownNameError(exc.message, hint="run 'vistrain augment list' to see them all") from None
+    return registry("augmentation").entry(name)  # its hint points at `vistrain augment list`
 
 
 def _accepted(factory: Any) -> set[str] | None:

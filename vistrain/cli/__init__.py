@@ -30,7 +30,6 @@ def build_app() -> typer.Typer:
 
     from vistrain.cli.lazy import LazyGroup
     from vistrain.cli.roothelp import DESCRIPTION
-    from vistrain.plugins import plugin_infos
 
     app = typer.Typer(
         name="vistrain", cls=LazyGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -45,11 +44,18 @@ def build_app() -> typer.Typer:
     ) -> None:
         """vistrain: plugin-based image-classifier training."""
 
+    return app
+
+
+def _broken_plugin_warnings() -> None:
+    """Name every plugin that failed to load. Printed once the command has finished, so that a command
+    ending in an error keeps to its one error line (which names them in its hint when it matters)."""
+    from vistrain.plugins import plugin_infos
+
     for info in plugin_infos():
         if info.status == "broken":
             print(f"warning: plugin {info.name!r} failed to load: {info.error} "
                   f"(see 'vistrain plugins list')", file=sys.stderr)
-    return app
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         app = build_app()
         command = typer.main.get_command(app)
         result = command.main(args=args, prog_name="vistrain", standalone_mode=False)
+        _broken_plugin_warnings()
         return int(result) if isinstance(result, int) else 0
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every error ends in one line
         return report(exc, debug, command, args)

@@ -22,6 +22,8 @@ def eval_command(
     result = evaluate_checkpoint(checkpoint, data, split=split, batch_size=batch_size, device=device, download=download)
     typer.echo(f"{result['dataset']} [{result['split']}] {result['num_samples']} images: "
                f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  loss {result['loss']:.4f}")
+    for note in result.get("notes", []):
+        typer.echo(f"warning: {note}", err=True)
     if result["skipped"]:
         typer.echo(f"warning: skipped {len(result['skipped'])} unreadable image(s): "
                    + ", ".join(result["skipped"][:5]), err=True)

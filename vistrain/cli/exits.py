@@ -74,6 +74,26 @@ def _help_hint(ctx) -> str:
     return f" (see '{ctx.command_path} --help')"
 
 
+def _plugin_at_fault(exc: BaseException) -> tuple[str, str] | None:
+    """(plugin, function) of the innermost third-party plugin code on *exc*'s traceback, or None."""
+    plugins = sys.modules.get("vistrain.plugins")
+    if plugins is None or exc.__traceback__ is None:
+        return None  # no plugin was loaded, so none ran
+    owners: dict[str, str] = {}
+    for name, obj in plugins.get_plugin_manager().list_name_plugin():
+        if obj is None or plugins.is_builtin(name):
+            continue
+        module = obj.__name__ if isinstance(obj, ModuleType) else type(obj).__module__
+        top = module.split(".")[0]
+        owners[module if top == "vistrain" else top] = name  # a plugin's whole package, not vistrain's
+    for frame, _line in reversed(list(traceback.walk_tb(exc.__traceback__))):
+        module = str(frame.f_globals.get("__name__", ""))
+        for prefix, name in owners.items():
+            if module == prefix or module.startswith(prefix + "."):
+                return name, frame.f_code.co_name
+    return None
+
+
 def report(exc: BaseException, debug: bool, command=None, args: list[str] | None = None) -> int:
     """Print *exc* as the CLI's closing stderr line (plus the usage line for usage errors); return the exit code.
 
@@ -96,7 +116,11 @@ def report(exc: BaseException, debug: bool, command=None, args: list[str] | None
         usage = _usage_line(ctx)
         if usage:
             print(usage, file=sys.stderr)
-        print(f"error: {one_line(exc.format_message()).rstrip('.')}{_help_hint(ctx)}", file=sys.stderr)
+        message = one_line(exc.format_message()).rstrip(".")
+        plugins = sys.modules.get("vistrain.plugins")
+        if plugins is not None and message.startswith("No such command"):
+            message += plugins.failed_plugins_note()  # the command may be a broken plugin's
+        print(f"error: {message}{_help_hint(ctx)}", file=sys.stderr)
         return EXIT_USER
     if isinstance(exc, _classes("ClickException")):  # e.g. a file argument that cannot be opened
         print(f"error: {one_line(exc.format_message())}", file=sys.stderr)
@@ -114,8 +138,14 @@ def report(exc: BaseException, debug: bool, command=None, args: list[str] | None
         return EXIT_USER
     if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
         where = f" while writing {exc.filename}" if exc.filename else ""
-        print(f"error: no space left on the device{where}; free some space or choose another --out "
+        print(f"error: disk full (no space left on the device){where}; free some space or choose another --out "
               f"(checkpoints already written are intact)", file=sys.stderr)
+        return EXIT_USER
+    blamed = _plugin_at_fault(exc)
+    if blamed is not None:  # a third-party plugin's factory, strategy, op or command raised
+        plugin, function = blamed
+        print(f"error: plugin {plugin!r} failed in {function}(): {type(exc).__name__}: {one_line(exc)} (update or fix "
+              f"the plugin, or leave it out with VISTRAIN_PLUGINS; 'vistrain plugins list' shows them)", file=sys.stderr)
         return EXIT_USER
     hint = "" if debug else "; run with --debug for the traceback"
     print(f"error: unexpected {type(exc).__name__}: {one_line(exc)} (a bug: please report it{hint})",

@@ -7,13 +7,15 @@ A command registered with ``help=`` stays a light placeholder until it is invoke
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from typer import _click
 from typer.core import TyperCommand, TyperGroup
 
 from vistrain.errors import PluginError
+
+if TYPE_CHECKING:  # typer >= 0.26 vendors click as typer._click; older typer uses the click package
+    from typer import _click
 
 
 class _Placeholder(TyperCommand):
@@ -67,6 +69,7 @@ class LazyGroup(TyperGroup):
         """Resolve the invoked command, importing it if it is still a placeholder."""
         name, command, rest = super().resolve_command(ctx, args)
         if isinstance(command, _Placeholder):
+            command.entry.load()  # a plugin command that cannot be imported: its PluginError is the one line
             real = to_click(command.entry)
             if real is None:
                 ctx.fail(f"command {name!r} could not be loaded (see the warning above)")

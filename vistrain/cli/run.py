@@ -175,7 +175,8 @@ def _find_resume(resume: str, config, flags: dict, set_: list[str], quiet: bool)
         ckpt = load_checkpoint(path)
         run_dir = path.resolve().parent.parent
     if not quiet:
-        print(f"resuming from {path} (epoch {ckpt['epoch']}, step {ckpt['global_step']})", file=sys.stderr)
+        # progress, not a warning: stdout, so an error that follows stays the only stderr line
+        print(f"resuming from {path} (epoch {ckpt['epoch']}, step {ckpt['global_step']})")
     return ckpt, run_dir.resolve()
 
 

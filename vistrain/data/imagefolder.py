@@ -58,8 +58,29 @@ class FileImageSet(ImageSet):
         return img
 
 
-def scan_folder(root: Path) -> tuple[list[str], list[str], list[int], list[str], int, tuple[int, int] | None]:
-    """Find classes and readable images; returns classes, paths, labels, skipped, channels, size."""
+def _walk_images(folder: Path, root_real: str, seen: set[str]) -> tuple[list[str], int]:
+    """Image files under *folder*, following symlinked folders except those that lead back into the
+    image folder or to a folder already walked (loops, duplicates); returns (files, links skipped)."""
+    found, skipped_links = [], 0
+    for dirpath, dirs, files in os.walk(folder, followlinks=True):
+        seen.add(os.path.realpath(dirpath))
+        kept = []
+        for d in sorted(dirs):
+            full = os.path.join(dirpath, d)
+            if os.path.islink(full):
+                real = os.path.realpath(full)
+                if real in seen or real == root_real or real.startswith(root_real + os.sep):
+                    skipped_links += 1
+                    continue
+            kept.append(d)
+        dirs[:] = kept
+        found += [os.path.join(dirpath, f) for f in sorted(files) if Path(f).suffix.lower() in IMAGE_EXTENSIONS]
+    return found, skipped_links
+
+
+def scan_folder(root: Path) -> tuple[list[str], list[str], list[int], list[str], int, tuple[int, int] | None, int]:
+    """Find classes and readable images; returns classes, paths, labels, skipped, channels, size and the
+    number of symlinked folders left out because they lead back into the tree."""
     if not root.exists():
         raise DataError(f"image folder {str(root)!r} does not exist", hint="check the path after 'imagefolder:'")
     if not root.is_dir():
@@ -68,11 +89,11 @@ def scan_folder(root: Path) -> tuple[list[str], list[str], list[int], list[str],
     if not classes:
         raise DataError(f"image folder {str(root)!r} has no class subfolders", hint="lay it out as DIR/<class>/<image>.png")
     candidates: list[tuple[str, int]] = []
+    root_real, seen, skipped_links = os.path.realpath(root), set(), 0
     for label, name in enumerate(classes):
-        for dirpath, _dirs, files in os.walk(root / name, followlinks=True):
-            for f in sorted(files):
-                if Path(f).suffix.lower() in IMAGE_EXTENSIONS:
-                    candidates.append((os.path.join(dirpath, f), label))
+        files, links = _walk_images(root / name, root_real, seen)
+        candidates += [(f, label) for f in files]
+        skipped_links += links
     if not candidates:
         raise DataError(
             f"image folder {str(root)!r} has no images",
@@ -93,7 +114,7 @@ def scan_folder(root: Path) -> tuple[list[str], list[str], list[int], list[str],
     if not paths:
         raise DataError(f"none of the {len(candidates)} images in {str(root)!r} could be read", hint="check the files are valid images")
     size = next(iter(sizes)) if len(sizes) == 1 else None
-    return classes, paths, labels, skipped, channels, size
+    return classes, paths, labels, skipped, channels, size, skipped_links
 
 
 def load_imagefolder(arg: str | None, cfg) -> DataSource:
@@ -101,8 +122,10 @@ def load_imagefolder(arg: str | None, cfg) -> DataSource:
     if not arg:
         raise DataError("imagefolder needs a path", hint="use --data imagefolder:PATH")
     root = Path(arg).expanduser()
-    classes, paths, labels, skipped, channels, size = scan_folder(root)
+    classes, paths, labels, skipped, channels, size, skipped_links = scan_folder(root)
+    notes = [f"left out {skipped_links} symlinked folder(s) of {str(root)!r} that lead back into it (a loop or "
+             f"the same images twice)"] if skipped_links else []
     return DataSource(
         f"imagefolder:{arg}", classes, FileImageSet(paths, np.array(labels), channels),
-        channels=channels, image_size=size, skipped=skipped,
+        channels=channels, image_size=size, skipped=skipped, notes=notes,
     )

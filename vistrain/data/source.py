@@ -170,3 +170,4 @@ class DataSource:
     channels: int = 1  # native channels
     image_size: tuple[int, int] | None = None  # native (H, W) when uniform
     skipped: list[str] = field(default_factory=list)  # unreadable files left out
+    notes: list[str] = field(default_factory=list)  # other things left out that the user should hear about

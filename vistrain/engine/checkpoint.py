@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import shutil
 import warnings
 import zipfile
 from pathlib import Path
@@ -53,6 +54,15 @@ def _write_unnamed(obj: Any, path: Path, tmp: Path) -> bool:
     return True
 
 
+def _nearly_full(folder: Path) -> bool:
+    """Whether *folder*'s file system has under 1 MiB free: torch's zip writer reports a full disk only
+    as a failed write ("unexpected pos ..."), without ENOSPC."""
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """Write *path* atomically: a temporary file in the same folder, fsync, rename, fsync of the folder.
 
@@ -75,7 +85,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     except (OSError, RuntimeError) as exc:
         tmp.unlink(missing_ok=True)
         err = getattr(exc, "errno", None)
-        if err == errno.ENOSPC or "No space left" in str(exc) or "file write failed" in str(exc):
+        if err == errno.ENOSPC or "No space left" in str(exc) or "file write failed" in str(exc) or _nearly_full(path.parent):
             raise OutputError(f"disk full while writing checkpoint {path}; the previous checkpoint is intact",
                               hint="free some space or choose another --out folder") from None
         raise OutputError(f"cannot write checkpoint {path}: {exc}", hint="check the folder is writable") from None

@@ -67,8 +67,10 @@ def restore_training(ckpt: dict, *, model, optimizer=None, scheduler=None, scale
         dist.unwrap(model).load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"the checkpoint's weights do not fit the model: {first[:160]}",
-                              hint="resume with the model the checkpoint was trained with") from None
+        saved = (ckpt.get("model") or {}).get("name", "?")
+        raise CheckpointError(f"the checkpoint's weights (model {saved!r}) do not fit the model: {first[:160]}",
+                              hint=f"resume with the model the checkpoint was trained with: leave out --model "
+                                   f"or pass --model {saved}") from None
     if optimizer is not None and "optimizer" in ckpt:
         optimizer.load_state_dict(ckpt["optimizer"])
     saved_epochs = ckpt.get("stage_epochs", (ckpt.get("config") or {}).get("train", {}).get("epochs"))
