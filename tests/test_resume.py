@@ -260,3 +260,29 @@ def test_metrics_rows_past_the_checkpoint_are_dropped_on_resume(tmp_path):
     assert trim_after_checkpoint(path, "b", 1) == 1 and read() == [("a", 1), ("a", 2), ("b", 1)]
     assert trim_after_checkpoint(path, "b", 0) == 1 and read() == [("a", 1), ("a", 2)]
     assert trim_after_checkpoint(path, "a", 2) == 0 and read() == [("a", 1), ("a", 2)]
+
+
+def test_a_resume_with_other_steps_per_epoch_continues_the_schedule_at_the_epoch():
+    """E.g. a DDP checkpoint (2 ranks, 5 steps/epoch) resumed in one process (10 steps/epoch)."""
+    from vistrain.engine.resume import restore_training
+    from vistrain.errors import ConfigError
+
+    def training(total):
+        model = torch.nn.Linear(2, 2)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        return model, opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=total)
+
+    model, opt, sched = training(25)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    ckpt = {"epoch": 1, "global_step": 5, "epoch_step": 0, "steps_per_epoch": 5, "stage_epochs": 5,
+            "state_dict": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+    model2, opt2, sched2 = training(50)
+    state = restore_training(ckpt, model=model2, optimizer=opt2, scheduler=sched2, epochs=5, steps_per_epoch=10)
+    assert state.global_step == 10 and sched2.last_epoch == 10
+    for _ in range(40):  # the rest of the run steps to the schedule's end, not past it
+        opt2.step()
+        sched2.step()
+    with pytest.raises(ConfigError, match="inside an epoch of 5 steps"):
+        restore_training({**ckpt, "epoch_step": 2}, model=model2, epochs=5, steps_per_epoch=10)

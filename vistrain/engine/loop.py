@@ -37,6 +37,7 @@ class TrainState:
     epoch_step: int = 0  # steps done in epoch ``epoch + 1``; a resume continues after them
     epoch_accum: dict[str, float] = field(default_factory=dict)  # that epoch's running sums, for exact metrics
     loader_state: dict[str, Any] = field(default_factory=dict)  # the training loader's ``state_dict()`` then
+    steps_per_epoch: int = 0  # of the training loader (a resume with another count re-maps the schedule)
 
 
 class StepCheckpoints:
@@ -322,6 +323,7 @@ def fit(
     by validation top-1. Extra keyword arguments go to :func:`train_one_epoch`.
     """
     state = state or TrainState()
+    state.steps_per_epoch = len(train_loader)
     amp_dtype = train_kwargs.get("amp_dtype")
     control: TrainControl | None = train_kwargs.get("control")
     last_metrics: dict[str, float] = {}

@@ -23,7 +23,8 @@ def training_position(state: TrainState, epochs: int) -> dict:
     ``loader_state`` is rank 0's and ``rank_states`` holds every rank's)."""
     return {"best_metric": float(state.best_metric), "best_epoch": int(state.best_epoch),
             "epoch_step": int(state.epoch_step), "epoch_accum": dict(state.epoch_accum),
-            "loader_state": dict(state.loader_state), "stage_epochs": int(epochs)}
+            "loader_state": dict(state.loader_state), "stage_epochs": int(epochs),
+            "steps_per_epoch": int(state.steps_per_epoch)}
 
 
 def per_rank_states(state: TrainState) -> dict:
@@ -52,13 +53,27 @@ def restore_rng(ckpt: dict) -> None:
 
 
 def restore_training(ckpt: dict, *, model, optimizer=None, scheduler=None, scaler=None, epochs: int,
+                     steps_per_epoch: int | None = None,
                      log: Callable[[str], None] = lambda message: None) -> TrainState:
     """Load *ckpt* into the training objects and return the :class:`TrainState` to continue from.
 
     A changed number of *epochs* stretches the LR schedule: the new schedule is replayed up to the
     saved step. Fewer epochs than already trained is an error; exactly as many finishes at once.
+    A changed *steps_per_epoch* (another batch size or number of DDP processes) continues the
+    schedule at the same epoch from an epoch-end checkpoint, and is an error mid-epoch.
     """
     ep, part = int(ckpt["epoch"]), int(ckpt.get("epoch_step", 0))
+    global_step = int(ckpt["global_step"])
+    saved_spe = int(ckpt.get("steps_per_epoch", 0) or 0)
+    remapped = bool(saved_spe and steps_per_epoch and saved_spe != steps_per_epoch)
+    if remapped and part:
+        raise ConfigError(f"the checkpoint stopped inside an epoch of {saved_spe} steps; this run has "
+                          f"{steps_per_epoch} steps per epoch (another batch size or number of processes)",
+                          hint="resume with the same --batch-size and process count, or from an epoch-end "
+                               "checkpoint (checkpoints/last.pt)")
+    if remapped:
+        global_step = ep * int(steps_per_epoch)
+        log(f"steps per epoch changed from {saved_spe} to {steps_per_epoch}: the LR schedule continues at epoch {ep}")
     if epochs < ep or (epochs == ep and part):
         where = f"{ep} epoch(s) and {part} step(s)" if part else f"{ep} epoch(s)"
         raise ConfigError(f"the checkpoint has already trained {where}; --epochs {epochs} is fewer",
@@ -75,19 +90,19 @@ def restore_training(ckpt: dict, *, model, optimizer=None, scheduler=None, scale
         optimizer.load_state_dict(ckpt["optimizer"])
     saved_epochs = ckpt.get("stage_epochs", (ckpt.get("config") or {}).get("train", {}).get("epochs"))
     if scheduler is not None:
-        if "scheduler" in ckpt and saved_epochs == epochs:
+        if "scheduler" in ckpt and saved_epochs == epochs and not remapped:
             scheduler.load_state_dict(ckpt["scheduler"])
         else:  # a different length (or no saved state): replay the new schedule up to the saved step
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                for _ in range(int(ckpt["global_step"])):
+                for _ in range(global_step):
                     scheduler.step()
             if saved_epochs != epochs:
                 log(f"epochs changed from {saved_epochs} to {epochs}: the LR schedule was stretched to the new length")
     if scaler is not None and "scaler" in ckpt:
         scaler.load_state_dict(ckpt["scaler"])
     restore_rng(ckpt)
-    return TrainState(epoch=int(ckpt["epoch"]), global_step=int(ckpt["global_step"]),
+    return TrainState(epoch=int(ckpt["epoch"]), global_step=global_step,
                       best_metric=float(ckpt.get("best_metric", -math.inf)), best_epoch=int(ckpt.get("best_epoch", 0)),
                       epoch_step=int(ckpt.get("epoch_step", 0)), epoch_accum=dict(ckpt.get("epoch_accum") or {}),
                       loader_state=dict((_rank_state(ckpt) or ckpt).get("loader_state") or {}))

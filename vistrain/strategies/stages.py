@@ -301,7 +301,8 @@ def plan_resume(ctx: RunContext, names: Sequence[str]) -> dict[str, Any]:
     return dict(ctx.resume.get("stage_state") or {})
 
 
-def restore_stage_state(ctx: RunContext, stage: Stage, optimizer, scheduler, scaler=None) -> TrainState:
+def restore_stage_state(ctx: RunContext, stage: Stage, optimizer, scheduler, scaler=None,
+                        steps_per_epoch: int | None = None) -> TrainState:
     """Put the resume checkpoint back into *stage* (weights, optimizer, schedule, RNG, counters, and the
     position inside the epoch: see :func:`vistrain.engine.resume.restore_training`).
 
@@ -319,7 +320,7 @@ def restore_stage_state(ctx: RunContext, stage: Stage, optimizer, scheduler, sca
     if "stage_epochs" not in ck and saved_state.get("epochs"):
         ck = {**ck, "stage_epochs": saved_state["epochs"]}
     state = restore_training(ck, model=stage.save_model or stage.model, optimizer=optimizer, scheduler=scheduler,
-                             scaler=scaler, epochs=stage.epochs, log=ctx.log)
+                             scaler=scaler, epochs=stage.epochs, steps_per_epoch=steps_per_epoch, log=ctx.log)
     where = (f"inside epoch {state.epoch + 1} after its step {state.epoch_step}" if state.epoch_step
              else f"from epoch {state.epoch}")
     ctx.log(f"resumed {where} (step {state.global_step}) of stage {stage.name}")
@@ -365,7 +366,7 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
     optimizer = build_optimizer(ctx, trainable, stage.optim)
     scheduler = build_scheduler(ctx, optimizer, stage.epochs, len(train_loader))
     scaler = torch.amp.GradScaler("cuda") if ctx.amp_dtype == torch.float16 else None
-    state = restore_stage_state(ctx, stage, optimizer, scheduler, scaler)
+    state = restore_stage_state(ctx, stage, optimizer, scheduler, scaler, steps_per_epoch=len(train_loader))
     save_model = stage.save_model or stage.model
     spec, input_spec = stage.save_spec or (stage.model_spec, stage.input_spec)
     writer = CheckpointWriter(ctx, model=save_model, model_spec=spec, input_spec=input_spec.to_dict(),
