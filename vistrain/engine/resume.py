@@ -69,8 +69,8 @@ def restore_training(ckpt: dict, *, model, optimizer=None, scheduler=None, scale
     if remapped and part:
         raise ConfigError(f"the checkpoint stopped inside an epoch of {saved_spe} steps; this run has "
                           f"{steps_per_epoch} steps per epoch (another batch size or number of processes)",
-                          hint="resume with the same --batch-size and process count, or from an epoch-end "
-                               "checkpoint (checkpoints/last.pt)")
+                          hint="resume with the same --batch-size and number of processes (--nproc) it was "
+                               "trained with")
     if remapped:
         global_step = ep * int(steps_per_epoch)
         log(f"steps per epoch changed from {saved_spe} to {steps_per_epoch}: the LR schedule continues at epoch {ep}")
