@@ -286,3 +286,28 @@ def test_a_resume_with_other_steps_per_epoch_continues_the_schedule_at_the_epoch
         sched2.step()
     with pytest.raises(ConfigError, match="inside an epoch of 5 steps"):
         restore_training({**ckpt, "epoch_step": 2}, model=model2, epochs=5, steps_per_epoch=10)
+
+
+def test_step_checkpoints_every_n_steps_or_m_minutes():
+    from vistrain.engine.loop import StepCheckpoints
+
+    now = [0.0]
+    every = StepCheckpoints(every_steps=4, every_minutes=1.0, clock=lambda: now[0])
+    due = []
+    for step in range(1, 11):
+        now[0] += 10.0 if step != 6 else 50.0  # step 6 crosses the minute since the save at step 4
+        if every.due(step):
+            due.append(step)
+    assert due == [4, 6, 8]
+    assert not StepCheckpoints().due(100)
+
+
+def test_stale_temporary_files_of_dead_writers_are_removed(tmp_path):
+    from vistrain.engine.checkpoint import clean_stale_temps
+
+    dead = tmp_path / ".last.pt.tmp-999999999"
+    alive = tmp_path / f".last.pt.tmp-{os.getppid()}"  # a writer that still runs keeps its file
+    for p in (dead, alive):
+        p.write_bytes(b"partial")
+    assert clean_stale_temps(tmp_path) == [dead]
+    assert alive.exists() and not dead.exists()
