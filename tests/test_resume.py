@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from vistrain.engine.checkpoint import find_resume_checkpoint
-from vistrain.hookspecs import hookimpl
 
 STEPS_PER_EPOCH = 20  # digits: 1259 training images in batches of 64
 EPOCHS = 2
@@ -61,36 +60,6 @@ def run_until(proc: subprocess.Popen, global_step: int, timeout: float = 180, st
         if time.time() > deadline:
             break
     return lines
-
-
-def run_two_stages(ctx):
-    """A two-stage strategy for the test: warm up, then fine-tune the same model at a lower rate."""
-    from vistrain.strategies.stages import Stage, build_stage_model, plan_resume, run_stage
-
-    plan_resume(ctx, ["warmup", "finetune"])
-    model, spec, input_spec = build_stage_model(ctx, ctx.config.model)
-    run_stage(ctx, Stage("warmup", model, spec, input_spec, epochs=1, prefix="warmup-", final=False, index=1, total=2))
-    slow = ctx.config.optim.model_copy(update={"lr": ctx.config.optim.lr / 4})
-    done = run_stage(ctx, Stage("finetune", model, spec, input_spec, epochs=1, optim=slow, index=2, total=2,
-                                state={"round": 1, "labels_hash": "0123456789abcdef"}))
-    return done.metrics
-
-
-class TwoStagePlugin:
-    @hookimpl
-    def register_strategies(self, register):
-        register("two-stage-test", run_two_stages)
-
-
-TWO_STAGE_RUNNER = f"""
-import sys
-sys.path.insert(0, {str(Path(__file__).parent)!r})
-from vistrain import plugins
-from test_resume import TwoStagePlugin
-plugins.register_plugin(TwoStagePlugin(), "two-stage-test")
-from vistrain.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -209,37 +178,32 @@ def test_scheduler_signals_request_a_stop_and_are_restored(sig):
     assert signal.getsignal(sig) == before
 
 
-def test_two_stage_strategy_killed_in_both_stages_resumes_bitwise(tmp_path, cli):
-    """Multi-stage: a kill in the first stage and one in the second; finished stages are not retrained."""
-    from vistrain import plugins
-
-    args = ["run", "--headless", "--data", "digits", "--strategy", "two-stage-test", "--batch-size", "64",
-            "--deterministic", "--log-every", "1", "--set", "train.log_interval=1", "--set", "train.threads=1",
-            "--set", "checkpoint.every_steps=3", "--out", tmp_path, "--name"]
-    plugins.register_plugin(TwoStagePlugin(), "two-stage-test")
-    try:
-        assert cli(*args, "ref")[0] == 0
-        runner = [sys.executable, "-c", TWO_STAGE_RUNNER]
-        rng = random.Random()
-        # past each stage's first step checkpoint (step 3), so each kill resumes inside its stage
-        for target in (rng.randrange(4, STEPS_PER_EPOCH - 1), rng.randrange(STEPS_PER_EPOCH + 4, 2 * STEPS_PER_EPOCH - 1)):
-            proc = start(args + ["job", "--resume", "auto"], runner)
-            lines = run_until(proc, target if target < STEPS_PER_EPOCH else target - STEPS_PER_EPOCH, stage="finetune"
-                              if target >= STEPS_PER_EPOCH else "warmup")
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=60)
-            assert any("step" in line for line in lines), "".join(lines)
-        code, out, err = cli(*args, "job", "--resume", "auto")
-    finally:
-        plugins.unregister_plugin("two-stage-test")
+def test_noisy_student_killed_in_the_teacher_and_the_student_resumes_bitwise(tmp_path, cli):
+    """Multi-stage: a kill while the teacher trains and one while the student does; the finished
+    teacher is loaded, not retrained, and the pseudo-label hash is kept in the student's checkpoints."""
+    args = ["run", "--headless", "--data", "digits", "--labels-per-class", "20", "--strategy", "noisy-student",
+            "--set", "strategy.params.iterations=1", "--set", "strategy.params.teacher_epochs=4",
+            "--set", "strategy.params.student_epochs=1", "--set", "strategy.params.threshold=0.05",
+            "--batch-size", "32", "--deterministic", "--log-every", "1", "--set", "train.log_interval=1",
+            "--set", "train.threads=1", "--set", "checkpoint.every_steps=3", "--out", tmp_path, "--name"]
+    assert cli(*args, "ref")[0] == 0
+    rng = random.Random()
+    # past each stage's first step checkpoint (step 3), so each kill resumes inside its stage
+    for stage, target in (("teacher", rng.randrange(4, 26)), ("student1", rng.randrange(4, 40))):
+        proc = start(args + ["job", "--resume", "auto"])
+        lines = run_until(proc, target, stage=stage)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        assert any(line.startswith(stage) for line in lines), "".join(lines[-5:])
+    code, out, err = cli(*args, "job", "--resume", "auto")
     assert code == 0, err
-    assert "stage warmup finished before the interruption" in out
-    assert "of stage finetune" in out  # the last resume continued inside the second stage
-    assert_bitwise_equal(_weights(tmp_path / "ref"), _weights(tmp_path / "job"), "two-stage run")
+    assert "stage teacher finished before the interruption" in out
+    assert "of stage student1" in out  # the last resume continued inside the student's training
+    assert_bitwise_equal(_weights(tmp_path / "ref"), _weights(tmp_path / "job"), f"noisy-student, kills {target}")
     last = torch.load(tmp_path / "job" / "checkpoints" / "last.pt", weights_only=True)
-    assert last["stage"] == "finetune" and last["stage_state"]["labels_hash"] == "0123456789abcdef"
-
-
+    ref = torch.load(tmp_path / "ref" / "checkpoints" / "last.pt", weights_only=True)
+    assert last["stage"] == "student1" and last["stage_state"]["labels_hash"] == ref["stage_state"]["labels_hash"]
+    assert _metric_rows(tmp_path / "job") == _metric_rows(tmp_path / "ref")
 def test_metrics_rows_past_the_checkpoint_are_dropped_on_resume(tmp_path):
     import csv
 

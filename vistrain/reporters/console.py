@@ -71,6 +71,7 @@ class ConsoleReporter:
                        f"on {event.device} -> {event.run_dir}")
         elif isinstance(event, StageStarted):
             self._stage = event.stage
+            self._last_print_step = -self.every  # each stage counts its steps from 0 again
             params = f", {event.num_params:,} params" if event.num_params else ""
             self._line(f"stage {event.index}/{event.total}: {event.description} "
                        f"({event.epochs} epochs x {event.steps_per_epoch} steps{params})")
