@@ -1,7 +1,7 @@
 """How the CLI ends: every exception becomes one stderr line and an exit code (see the README's table).
 
-Typer re-exported the ``click`` package's exceptions up to 0.1x and vendors its own copy of click
-(``typer._click``) in later releases; a plugin command may still raise the separate ``click``'s. The
+Typer re-exported the ``click`` package's exceptions up to 0.25 and vendors its own copy of click
+(``typer._click``) since 0.26; a plugin command may still raise the separate ``click``'s. The
 classes are therefore looked up in every click copy in play instead of being imported from one.
 """
 
