@@ -76,3 +76,28 @@ async def test_cpu_branch_with_real_psutil():
     assert f"{sample.cpu_percent:3.0f}%" in text
     assert f"{sample.ram_used_gb:.1f}/{sample.ram_total_gb:.0f}G" in text
     assert f"RSS {sample.process_rss_gb:.2f} GB" in text
+
+
+@pytest.mark.asyncio
+async def test_ddp_sample_shows_one_row_per_rank():
+    """Rank 0's merged sample (see SystemSampler.merge): every rank's CPU/RSS row and rank-tagged GPUs."""
+    from vistrain.engine.system import SystemSampler
+
+    own = sample_system()
+    merger = SystemSampler(lambda e: None, relay=None)
+    others = [{"rank": 1, "host": "node-b", "cpu_percent": 55.0, "ram_used_gb": 3.0, "process_rss_gb": 1.25,
+               "gpus": []}]
+    cpu_sample = merger.merge(own, others)
+    gpu_sample = sample_system(nvml=NvmlReader(FakeNvml()))
+    gpu_sample.gpus = [{**gpu_sample.gpus[0], "rank": 0}, {**gpu_sample.gpus[1], "rank": 1, "index": 0}]
+    app = DashboardApp()
+    async with app.run_test(size=(120, 30)) as pilot:
+        app.feed([cpu_sample])
+        await pilot.pause()
+        cpu_text = app.query_one(SystemPanel).render().plain
+        app.feed([gpu_sample])
+        await pilot.pause()
+        gpu_text = app.query_one(SystemPanel).render().plain
+    assert "r0 " in cpu_text and "r1 " in cpu_text and " 55%" in cpu_text and "1.25G RSS" in cpu_text
+    assert "node-b" in cpu_text and "(this process)" not in cpu_text
+    assert "r0:GPU0" in gpu_text and "r1:GPU0" in gpu_text and "87%" in gpu_text and "12%" in gpu_text
