@@ -121,6 +121,18 @@ def test_probe_leaves_the_backbone_bit_identical_and_finetune_uses_group_lrs(cli
     backbone = [k for k in src if not k.startswith("classifier.")]
     assert backbone and all(torch.equal(src[k], ck["state_dict"][k]) for k in backbone)
     assert not torch.equal(src["classifier.weight"], ck["state_dict"]["classifier.weight"])
+    assert "transfer: cached" in out  # the default probe trains on cached features ...
+    lr = load_checkpoint(tmp_path / "probe" / "checkpoints" / "best.pt")["config"]["optim"]["lr"]
+    assert ck["optimizer"]["param_groups"][0]["max_lr"] == pytest.approx(10 * lr)  # ... at 10x the LR
+    code, out, err = cli("run", *TINY, "--out", tmp_path, "--name", "probe-aug", "--strategy", "transfer",
+                         "--set", "strategy.params.mode=probe", "--set", f"strategy.params.source={teacher_ckpt}",
+                         "--set", "strategy.params.cache_features=false", "--set", "strategy.params.probe_lr_mult=2")
+    assert code == 0, err
+    assert "transfer: cached" not in out
+    ck = load_checkpoint(tmp_path / "probe-aug" / "checkpoints" / "best.pt")
+    assert all(torch.equal(src[k], ck["state_dict"][k]) for k in backbone)
+    groups = ck["optimizer"]["param_groups"]
+    assert len(groups) == 1 and groups[0]["max_lr"] == pytest.approx(2 * lr)
     code, out, err = cli("run", *TINY, "--out", tmp_path, "--name", "ft", "--strategy", "transfer",
                          "--set", f"strategy.params.source={teacher_ckpt}", "--set", "strategy.params.freeze_epochs=1",
                          "--set", "strategy.params.backbone_lr_mult=0.25")
