@@ -256,3 +256,30 @@ def test_resume_continues_from_the_checkpoint(cli, trained_run, tmp_path):
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 3
+
+
+def test_errors_stay_one_line_after_the_report_module_is_imported(cli):
+    """Importing the ``vistrain.cli.report`` submodule sets the package attribute ``report``; the
+    error path must not call it (it once replaced the error reporter, so every error was a TypeError)."""
+    import importlib
+
+    importlib.import_module("vistrain.cli.report")
+    code, _out, err = cli("run", "--headless", "--model", "no-such-model")
+    assert code == 2
+    assert err.strip().startswith("error:") and "TypeError" not in err
+
+
+def test_piped_tables_never_fold_a_row(capsys):
+    """``vistrain ... list | grep`` must see each row whole, however wide the other columns are."""
+    from rich.table import Table
+
+    from vistrain.cli.lists import print_table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("name", "registered", "status"):
+        table.add_column(col, overflow="fold")
+    long = "broken: import failed: RuntimeError: " + "x" * 300
+    table.add_row("plug", "models: " + ", ".join(f"model{i}" for i in range(40)), long)
+    print_table(table)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("plug")]
+    assert len(rows) == 1 and long in rows[0]

@@ -11,7 +11,9 @@ import os
 import sys
 
 from vistrain import __version__
-from vistrain.cli.exits import report
+# Aliased: the submodule vistrain.cli.report, once imported, is set as this package's attribute
+# ``report`` and would replace a function imported under that name.
+from vistrain.cli.exits import report as report_error
 
 DEBUG_ENV = "VISTRAIN_DEBUG"
 
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return print_root_help()
         except Exception as exc:  # noqa: BLE001 - every error ends in one line
-            return report(exc, debug)
+            return report_error(exc, debug)
     command = None
     try:
         import typer
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         _broken_plugin_warnings()
         return int(result) if isinstance(result, int) else 0
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every error ends in one line
-        return report(exc, debug, command, args)
+        return report_error(exc, debug, command, args)
 
 
 def run() -> None:

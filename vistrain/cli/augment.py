@@ -13,7 +13,7 @@ app = typer.Typer(no_args_is_help=True)
 @app.command("list")
 def augment_list(pattern: Optional[str] = typer.Argument(None, help="Wildcard, e.g. 'shear*'.")) -> None:
     """List augmentation ops, their parameters, and which join RandAugment's pool."""
-    from rich.console import Console
+    from vistrain.cli.lists import print_table
     from rich.table import Table
 
     from vistrain.plugins import is_builtin, registry
@@ -29,7 +29,7 @@ def augment_list(pattern: Optional[str] = typer.Argument(None, help="Wildcard, e
         source = "builtin" if is_builtin(e.plugin) else f"plugin:{e.plugin}"
         table.add_row(e.name, source, "yes" if e.meta.get("randaugment") else "", f"{e.meta.get('p', 1.0):g}",
                       str(e.meta.get("params", "")), e.description)
-    Console(width=200).print(table)
+    print_table(table)
     typer.echo("spec: comma-separated ops, params as KEYvalue, e.g. 'flip-h,crop-pad4,rand-n2-m9'")
 
 

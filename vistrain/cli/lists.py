@@ -12,6 +12,14 @@ datasets_app = typer.Typer(no_args_is_help=True)
 strategies_app = typer.Typer(no_args_is_help=True)
 
 
+def print_table(table: Table) -> None:
+    """Print a rich table: as wide as the terminal when interactive; never folded or cut when piped,
+    so ``vistrain ... list | grep`` sees each row on one line whatever else is installed."""
+    import sys
+
+    Console(width=None if sys.stdout.isatty() else 100_000).print(table)
+
+
 def _source(plugin: str) -> str:
     from vistrain.plugins import is_builtin
 
@@ -34,7 +42,7 @@ def print_registry(kind: str, pattern: str | None, extra_rows: list[tuple[str, s
     if not entries and not extra_rows:
         typer.echo(f"no {kind}s match {pattern!r}")
         return
-    Console(width=200).print(table)
+    print_table(table)
 
 
 @datasets_app.command("list")

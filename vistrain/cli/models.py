@@ -62,7 +62,7 @@ def models_info(
     set_: list[str] = typer.Option([], "--set", help="Model kwargs, e.g. --set lrn=false"),
 ) -> None:
     """Per-layer table: output shape, parameters, FLOPs, receptive field and jump; totals at the end."""
-    from rich.console import Console
+    from vistrain.cli.lists import print_table
     from rich.table import Table
 
     from vistrain.errors import ConfigError
@@ -103,7 +103,7 @@ def models_info(
         rf = "all" if row.rf == GLOBAL else str(row.rf)
         table.add_row(row.name, row.kind, "x".join(map(str, row.out_shape)), f"{row.params:,}" if row.params else "",
                       _fmt(row.flops) if row.flops else "", rf, str(row.jump))
-    Console(width=200).print(table)
+    print_table(table)
     typer.echo(f"{name} on {c}x{h}x{w}, {classes} classes: {summary.total_params:,} params "
                f"({summary.trainable_params:,} trainable), {_fmt(summary.total_flops)} FLOPs per image "
                f"(a multiply-add counts 2); RF 'all' = every output sees the whole input")

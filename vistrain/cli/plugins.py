@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from vistrain.cli.lists import print_table
 from vistrain.errors import PluginError
 
 app = typer.Typer(no_args_is_help=True)
@@ -43,7 +43,7 @@ def list_command(
             status = info.status if info.status == "ok" else f"{info.status}: {info.error}"
             hooks = ", ".join(h.removeprefix("register_") for h in info.hooks)
             table.add_row(info.name, info.source, hooks, _registered_text(registered.get(info.name, {})), status)
-        Console(width=200).print(table)
+        print_table(table)
     for error in errors:
         typer.echo(f"error: {error}", err=True)
     typer.echo(f"({ENV_VAR}=name1,name2 loads only those third-party plugins, {ENV_VAR}=none loads none)")
@@ -68,7 +68,7 @@ def doctor_command(
         loaded = c.status != "disabled" and c.status != "broken"
         table.add_row(c.name, c.source, f"{1000 * c.import_s:.1f}" if loaded else "-",
                       f"{1000 * c.help_cost_s:.1f}" if loaded else "-", str(c.registered), status)
-    Console(width=200).print(table)
+    print_table(table)
     problems = [(c.name, p) for c in checks for p in c.problems]
     for name, problem in problems:
         typer.echo(f"{name}: {problem}", err=True)
