@@ -57,23 +57,6 @@ def _wait_for(child) -> None:
             continue
 
 
-def run_with_dashboard_in_thread(cfg, *, resume: dict | None = None, run_dir: Path | None = None) -> Any:
-    """Train *cfg* in a worker thread under an in-process dashboard (the app's own live mode).
-
-    The terminal is restored before an error propagates, so the CLI prints its one line cleanly.
-    """
-    from vistrain.engine.control import TrainControl
-    from vistrain.runner import execute
-    from vistrain.tui.app import DashboardApp
-
-    def job(bridge, control):
-        return execute(cfg, listeners=[bridge], control=control, resume=resume, run_dir=run_dir)
-
-    app = DashboardApp(job=job, control=TrainControl())
-    app.run()
-    return finish(app)
-
-
 def finish(app) -> Any:
     """After the app closed: make sure training ended, then return its result or raise its error."""
     if not app.job_done.is_set():
