@@ -8,6 +8,7 @@ below is a cheap no-op in a single process, so the loop calls them unconditional
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import warnings
@@ -90,6 +91,9 @@ def teardown(barrier: bool = True) -> None:
             if barrier and tdist.get_world_size() > 1:
                 tdist.barrier()
         finally:
+            # free DDP wrappers caught in reference cycles while the group is alive: freed during interpreter
+            # shutdown instead, gloo's worker threads can abort the process (SIGABRT) after a clean run
+            gc.collect()
             tdist.destroy_process_group()
 
 
