@@ -71,6 +71,23 @@ def test_lenet5_has_61706_parameters(name, size):
     assert _count(model) == 61_706
 
 
+def test_lenet5_width_scales_every_layer_and_survives_a_checkpoint_round_trip():
+    from vistrain.models.factory import build_from_spec
+
+    spec = {"name": "lenet5", "num_classes": 10, "in_chans": 1, "input_size": 28, "kwargs": {"width": 2}}
+    wide = build_from_spec(spec)
+    # conv 1->12 (5x5), conv 12->32, FC 800->240, 240->168, 168->10
+    assert _count(wide) == (25 * 12 + 12) + (25 * 12 * 32 + 32) + (800 * 240 + 240) + (240 * 168 + 168) + (168 * 10 + 10)
+    assert wide(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    again = build_from_spec(spec)
+    again.load_state_dict(wide.state_dict())  # a wide checkpoint loads into the same spec
+    from vistrain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="width must be a positive number") as err:
+        build_from_spec({**spec, "kwargs": {"width": 0}})
+    assert "model.kwargs" in err.value.hint
+
+
 def test_vgg16_at_224_with_1000_classes_has_138357544_parameters():
     from vistrain.models.vgg import create_vgg16
 

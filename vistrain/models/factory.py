@@ -70,7 +70,9 @@ def build_from_spec(spec: dict[str, Any], pretrained: str | None = None):
     except TypeError as exc:
         raise ConfigError(f"model {spec['name']!r} rejected its arguments: {exc}", hint="check model.kwargs") from None
     except ValueError as exc:
-        raise ConfigError(f"model {spec['name']!r}: {exc}", hint="set --set model.input_size=N to a size it accepts") from None
+        hint = ("set --set model.input_size=N to a size it accepts" if "input" in str(exc)
+                else "check model.kwargs (see 'vistrain models info NAME')")
+        raise ConfigError(f"model {spec['name']!r}: {exc}", hint=hint) from None
 
 
 def create_model(model_cfg, num_classes: int, native_size: tuple[int, int] | None, native_channels: int):

@@ -8,40 +8,47 @@ from vistrain.models.base import FeatureClassifier
 
 
 class LeNet5(FeatureClassifier):
-    """conv5 → pool2 → conv5 → pool2 → FC120 → FC84 → classes; 61,706 params for 10 classes."""
+    """conv5 → pool2 → conv5 → pool2 → FC120 → FC84 → classes; 61,706 params for 10 classes.
+
+    ``width`` multiplies every layer's channels and units (6/16 maps, 120/84 units): ``width=2`` is a
+    wider student for Noisy Student (about 4× the parameters).
+    """
 
     def __init__(self, num_classes: int = 10, in_chans: int = 1, input_size: int = 28, classic: bool = False,
-                 drop_rate: float = 0.0):
+                 drop_rate: float = 0.0, width: float = 1.0):
         super().__init__()
         self.num_classes = num_classes
         if input_size < 28:
             raise ValueError(f"LeNet-5 needs inputs of at least 28x28, got {input_size}")
+        if not isinstance(width, (int, float)) or isinstance(width, bool) or width <= 0:
+            raise ValueError(f"LeNet-5 width must be a positive number, got {width!r}")
+        c1, c2, f1, f2 = (max(1, round(n * width)) for n in (6, 16, 120, 84))
         # 28x28 inputs are padded by 2 so the feature map is the paper's 5x5 after two pools.
         padding = 2 if input_size < 32 else 0
         act: type[nn.Module] = nn.Tanh if classic else nn.ReLU
         pool: type[nn.Module] = nn.AvgPool2d if classic else nn.MaxPool2d
         self.features = nn.Sequential(
-            nn.Conv2d(in_chans, 6, 5, padding=padding), act(), pool(2, 2),
-            nn.Conv2d(6, 16, 5), act(), pool(2, 2),
+            nn.Conv2d(in_chans, c1, 5, padding=padding), act(), pool(2, 2),
+            nn.Conv2d(c1, c2, 5), act(), pool(2, 2),
         )
         side = (input_size + 2 * padding - 4) // 2
         side = (side - 4) // 2
-        self.flatten_dim = 16 * side * side
-        self.head_in = 84
+        self.flatten_dim = c2 * side * side
+        self.head_in = f2
         self.pre_logits = nn.Sequential(
-            nn.Flatten(), nn.Linear(self.flatten_dim, 120), act(), nn.Linear(120, 84), act(),
+            nn.Flatten(), nn.Linear(self.flatten_dim, f1), act(), nn.Linear(f1, f2), act(),
             nn.Dropout(drop_rate) if drop_rate else nn.Identity(),
         )
-        self.classifier = nn.Linear(84, num_classes)
+        self.classifier = nn.Linear(f2, num_classes)
 
 
 
 def _create(num_classes: int, in_chans: int, input_size: int, classic: bool, drop_rate: float | None = None,
-            pretrained: str | None = None) -> LeNet5:
+            pretrained: str | None = None, width: float = 1.0) -> LeNet5:
     from vistrain.models.weights import with_pretrained
 
-    return with_pretrained(LeNet5(num_classes, in_chans, input_size, classic=classic, drop_rate=drop_rate or 0.0),
-                           pretrained)
+    return with_pretrained(LeNet5(num_classes, in_chans, input_size, classic=classic, drop_rate=drop_rate or 0.0,
+                                  width=width), pretrained)
 
 
 def create_lenet5(num_classes: int, in_chans: int, input_size: int, **kwargs) -> LeNet5:
