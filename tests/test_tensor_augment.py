@@ -13,7 +13,8 @@ from vistrain.augment.tensor_ops import TENSOR_OPS
 SPECS = ["affine-deg10-shift2-scale0.1-shear5", "affine-m12", "rotate-deg20", "rotate-m9", "shear-x", "shear-y-m20",
          "translate-x", "translate-y-m9", "flip-h", "flip-v", "crop-pad4", "crop-m6", "cutout-frac0.3",
          "brightness", "brightness-add-m9", "contrast-factor0.8", "color", "solarize-threshold100", "posterize-bits3",
-         "identity", "affine,flip-h,contrast-p0.5"]
+         "identity", "affine,flip-h,contrast-p0.5", "elastic", "elastic-m25-sigma3",
+         "affine-deg10-shift2-scale0.1-shear5,elastic-p0.5"]
 
 
 def _images(channels: int, n: int = 1, size: int = 20) -> np.ndarray:
@@ -113,3 +114,26 @@ def test_build_loader_picks_the_device_loader_and_required_mode_explains_refusal
     # the device loader normalises as the per-image path does
     x, _ = next(iter(build_loader(images, ImageTransform(spec, build_pipeline("identity")), 40, shuffle=False)))
     assert torch.allclose(x, tf.normalise_batch(images.as_array()), atol=1e-5)
+
+
+@pytest.mark.parametrize("h, w, sigma", [(28, 28, 4.0), (28, 100, 14.3), (5, 40, 3.0), (1, 9, 2.0)])
+def test_gaussian_blur_batch_equals_opencv_even_when_the_kernel_is_wider_than_the_image(h, w, sigma):
+    import cv2
+
+    from vistrain.augment.tensor_ops import gaussian_blur_batch
+
+    a = np.random.default_rng(h * w).uniform(-1, 1, (h, w)).astype(np.float32)
+    got = gaussian_blur_batch(torch.from_numpy(a)[None, None], sigma)[0, 0].numpy()
+    np.testing.assert_allclose(got, cv2.GaussianBlur(a, (0, 0), sigma), atol=1e-6)
+
+
+def test_elastic_moves_pixels_by_about_the_papers_amount_and_alpha_zero_is_identity():
+    from vistrain.augment.geometric import Elastic
+
+    img = _images(1, size=28)[0]
+    assert np.array_equal(Elastic(alpha=0)(img, np.random.default_rng(0)), img)
+    field = Elastic().field(28, 28, np.random.default_rng(0))
+    rms = float(np.sqrt((field ** 2).sum(axis=0).mean()))
+    assert 0.5 < rms < 4.0, rms  # sigma 4, alpha 34: displacements of a pixel or two, smooth
+    assert np.abs(np.diff(field, axis=2)).max() < 1.0  # neighbours move together (unsmoothed: tens of px apart)
+    assert not np.array_equal(Elastic()(img, np.random.default_rng(0)), img)

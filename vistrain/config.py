@@ -63,7 +63,7 @@ class AugmentConfig(_Section):
     """Per-image and batch-level augmentation."""
 
     # mild affine jitter: what handwritten digits need (see README, "Recipe")
-    spec: str = "affine-deg10-shift2-scale0.1-shear5"  # spec string, "none", or a policy/pipeline YAML
+    spec: str = "affine-deg10-shift2-scale0.1-shear5,elastic-p0.5"  # spec string, "none", or a policy/pipeline YAML
     cutmix_alpha: float = Field(0.0, ge=0.0)
     cutmix_prob: float = Field(0.5, ge=0.0, le=1.0)
     mixup_alpha: float = Field(0.0, ge=0.0)

@@ -30,6 +30,8 @@ BUILTIN_OPS = {
     "translate-y": ("geometric:TranslateY", "shift vertically by ±frac of the height", "frac (default 0.2)", True, 1.0),
     "affine": ("geometric:Affine", "rotate, shift, scale and shear in one warp",
                "deg (10), shift (px, 2), scale (0.1), shear (deg, 5)", False, 1.0),
+    "elastic": ("geometric:Elastic", "elastic distortion: smoothed random displacement field (Simard et al. 2003)",
+                "alpha (px at 28 px, default 34), sigma (px at 28 px, default 4)", False, 1.0),
     "perspective": ("geometric:Perspective", "random perspective warp", "distortion (0..1, default 0.5)", False, 1.0),
     "crop": ("crop:Crop", "random crop of the same size after zero padding", "pad (px, default 4)", False, 1.0),
     "center-crop": ("crop:CenterCrop", "central crop resized back (zoom in)", "scale (side kept, 0.875)", False, 1.0),

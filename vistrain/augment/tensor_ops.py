@@ -116,6 +116,61 @@ def _shear(op: geometric._Shear, axis: int) -> BatchFn:
     return run
 
 
+def _reflect101(n: int, pad: int, device) -> torch.Tensor:
+    """Source index of each position of a side of *n* padded by *pad* on both ends, mirrored without
+    repeating the edge (OpenCV's default border, BORDER_REFLECT_101), for any *pad*."""
+    i = torch.arange(-pad, n + pad, device=device)
+    if n == 1:
+        return torch.zeros_like(i)
+    period = 2 * (n - 1)
+    i = i.abs() % period
+    return torch.where(i >= n, period - i, i)
+
+
+_BLUR_MATRICES: dict[tuple, torch.Tensor] = {}
+
+
+def blur_matrix(n: int, sigma: float, device, dtype) -> torch.Tensor:
+    """(n, n) matrix of ``cv2.GaussianBlur``'s 1-D pass along a side of *n*: the kernel of size
+    8σ + 1 (odd) with BORDER_REFLECT_101 edges folded in, so a blur is two small matmuls."""
+    key = (n, float(sigma), str(device), dtype)
+    m = _BLUR_MATRICES.get(key)
+    if m is None:
+        k = int(round(sigma * 8 + 1)) | 1
+        half = k // 2
+        t = torch.arange(k, dtype=torch.float64) - half
+        kernel = torch.exp(-(t * t) / (2 * sigma * sigma))
+        kernel /= kernel.sum()
+        src = _reflect101(n, half, "cpu")  # padded position → source index
+        m = torch.zeros(n, n, dtype=torch.float64)
+        for i in range(n):
+            m[i].index_add_(0, src[i:i + k], kernel)
+        m = _BLUR_MATRICES.setdefault(key, m.to(device, dtype))
+    return m
+
+
+def gaussian_blur_batch(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``cv2.GaussianBlur(img, (0, 0), sigma)`` on float images, for an NCHW batch: the same kernel
+    and edges, as a matmul along each side (much faster on the CPU than a 33-tap convolution)."""
+    h, w = x.shape[-2:]
+    return blur_matrix(h, sigma, x.device, x.dtype) @ x @ blur_matrix(w, sigma, x.device, x.dtype).T
+
+
+def _elastic(op: geometric.Elastic) -> BatchFn:
+    def run(x, rng):
+        if op.alpha == 0:
+            return x
+        n, _, h, w = x.shape
+        scale = geometric.elastic_scale(h, w)
+        noise = torch.from_numpy(rng.random((n, 2, h, w), dtype=np.float32) * 2.0 - 1.0).to(x.device, x.dtype)
+        field = gaussian_blur_batch(noise, op.sigma * scale) * (op.alpha * scale * scale)  # (n, 2, h, w) pixels
+        base = _base_grid(h, w, x.device, x.dtype)[:, :2].view(1, h, w, 2)
+        pos = base + field.permute(0, 2, 3, 1)
+        grid = pos * torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=x.device, dtype=x.dtype) - 1.0
+        return _finish(F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True))
+    return run
+
+
 def shift_batch(x: torch.Tensor, dx, dy) -> torch.Tensor:
     """Whole-pixel shifts per image with black fill (:func:`geometric.shift` for a batch)."""
     n, ch, h, w = x.shape
@@ -230,6 +285,7 @@ TENSOR_OPS: dict[type, Callable[[ops.Op], BatchFn]] = {
     geometric.ShearY: lambda op: _shear(op, 1),
     geometric.TranslateX: lambda op: _translate(op, 0),
     geometric.TranslateY: lambda op: _translate(op, 1),
+    geometric.Elastic: _elastic,
     geometric.FlipH: _flip(-1),
     geometric.FlipV: _flip(-2),
     crop.Crop: _crop,
