@@ -189,6 +189,49 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert not list(tmp_path.glob(".*tmp*"))
 
 
+def test_one_write_under_several_names_serialises_once(tmp_path, monkeypatch):
+    calls = []
+    real_save = torch.save
+    monkeypatch.setattr(torch, "save", lambda obj, fh: (calls.append(1), real_save(obj, fh)))
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+    atomic_torch_save(_ckpt(tiny_model()), last, best)
+    assert len(calls) == 1
+    assert last.read_bytes() == best.read_bytes() and load_checkpoint(best)["global_step"] == 10
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_background_commit_lands_in_order_and_reports_after_the_files_exist(tmp_path):
+    from vistrain.engine.checkpoint import CheckpointCommitter
+
+    committer, seen = CheckpointCommitter(), []
+    path = tmp_path / "last.pt"
+    for step in (1, 2, 3):
+        ck = {**_ckpt(tiny_model()), "global_step": step}
+        committer.save(ck, [path], background=True,
+                       then=lambda step=step: seen.append((step, load_checkpoint(path)["global_step"])))
+    committer.close()
+    # each callback ran once its own file was in place, in order
+    assert seen == [(1, 1), (2, 2), (3, 3)]
+
+
+def test_a_background_commit_that_fails_raises_at_the_next_save_and_keeps_the_old_file(tmp_path):
+    from vistrain.engine.checkpoint import CheckpointCommitter
+
+    committer = CheckpointCommitter()
+    good, blocked = tmp_path / "last.pt", tmp_path / "best.pt"
+    atomic_torch_save(_ckpt(tiny_model()), good)
+    before = good.read_bytes()
+    blocked.mkdir()
+    (blocked / "keep").write_text("x")  # a non-empty folder cannot be replaced by a file
+    committer.save({"format": "x"}, [blocked, good], background=True)
+    with pytest.raises(OutputError, match="cannot write checkpoint"):
+        committer.save({"format": "y"}, [good])
+    committer.close()
+    assert good.read_bytes() == before  # the write failed before reaching it
+    assert (blocked / "keep").read_text() == "x"
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
 @pytest.mark.parametrize("content, message", [
     (b"garbage", "corrupt"),
     (None, "not found"),

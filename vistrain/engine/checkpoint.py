@@ -8,6 +8,8 @@ import pickle
 import shutil
 import warnings
 import zipfile
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,25 +35,13 @@ def _fsync_dir(folder: Path) -> None:
         pass
 
 
-def _write_unnamed(obj: Any, path: Path, tmp: Path) -> bool:
-    """Write into an unnamed file (Linux ``O_TMPFILE``) and give it the temporary name only once
-    it is complete and synced, so a kill during the write leaves nothing behind. False if unsupported."""
-    flag = getattr(os, "O_TMPFILE", None)
-    if flag is None:
-        return False
-    try:
-        fd = os.open(path.parent, flag | os.O_WRONLY, 0o644)
-    except OSError:
-        return False
-    with os.fdopen(fd, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-        try:
-            os.link(f"/proc/self/fd/{fh.fileno()}", tmp, follow_symlinks=True)
-        except OSError:
-            return False
-    return True
+def _output_error(exc: BaseException, path: Path) -> OutputError:
+    """The one-line error for a checkpoint that could not be written (a full disk says so)."""
+    err = getattr(exc, "errno", None)
+    if err == errno.ENOSPC or "No space left" in str(exc) or "file write failed" in str(exc) or _nearly_full(path.parent):
+        return OutputError(f"disk full while writing checkpoint {path}; the previous checkpoint is intact",
+                           hint="free some space or choose another --out folder")
+    return OutputError(f"cannot write checkpoint {path}: {exc}", hint="check the folder is writable")
 
 
 def _nearly_full(folder: Path) -> bool:
@@ -63,32 +53,155 @@ def _nearly_full(folder: Path) -> bool:
         return False
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """Write *path* atomically: a temporary file in the same folder, fsync, rename, fsync of the folder.
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
 
-    The old file survives any failure. On Linux the data goes into an unnamed file first, so a
-    SIGKILL mid-write leaves no temporary file; elsewhere :func:`clean_stale_temps` removes it later.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
-    try:
+
+class _Serialised:
+    """A checkpoint serialised to disk but not yet durable or visible: an unnamed file (Linux
+    ``O_TMPFILE``, so a kill leaves nothing behind) or, elsewhere, a pid-named temporary file."""
+
+    def __init__(self, obj: Any, path: Path):
+        self.fd: int | None = None
+        self.tmp: Path | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
+        flag = getattr(os, "O_TMPFILE", None)
+        if flag is not None:
+            try:
+                self.fd = os.open(path.parent, flag | os.O_RDWR, 0o644)
+            except OSError:
+                self.fd = None
+        try:
+            if self.fd is not None:
+                with os.fdopen(os.dup(self.fd), "wb") as fh:
+                    torch.save(obj, fh)
+            else:
+                self.tmp = _temp_name(path)
+                self.tmp.unlink(missing_ok=True)
+                with open(self.tmp, "wb") as fh:
+                    torch.save(obj, fh)
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Forget the data (the unnamed file vanishes with its descriptor; a named one is removed)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
+            self.tmp = None
+
+    def _place_from_fd(self, dest: Path) -> None:
+        tmp = _temp_name(dest)
         tmp.unlink(missing_ok=True)
-        if not _write_unnamed(obj, path, tmp):
-            tmp.unlink(missing_ok=True)
-            with open(tmp, "wb") as fh:
-                torch.save(obj, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except (OSError, RuntimeError) as exc:
-        tmp.unlink(missing_ok=True)
-        err = getattr(exc, "errno", None)
-        if err == errno.ENOSPC or "No space left" in str(exc) or "file write failed" in str(exc) or _nearly_full(path.parent):
-            raise OutputError(f"disk full while writing checkpoint {path}; the previous checkpoint is intact",
-                              hint="free some space or choose another --out folder") from None
-        raise OutputError(f"cannot write checkpoint {path}: {exc}", hint="check the folder is writable") from None
+        try:
+            os.link(f"/proc/self/fd/{self.fd}", tmp, follow_symlinks=True)
+        except OSError:  # no /proc: copy the bytes into a named file instead
+            with open(tmp, "wb") as out:
+                offset = 0
+                while chunk := os.pread(self.fd, 1 << 22, offset):
+                    out.write(chunk)
+                    offset += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        os.replace(tmp, dest)
+
+    def commit(self, paths: list[Path]) -> None:
+        """fsync the data, give it every name in *paths* (each by an atomic rename), fsync the folders."""
+        try:
+            if self.fd is not None:
+                os.fsync(self.fd)
+                for dest in paths:
+                    self._place_from_fd(dest)
+            else:
+                with open(self.tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                for dest in paths[:-1]:
+                    tmp = _temp_name(dest)
+                    tmp.unlink(missing_ok=True)
+                    os.link(self.tmp, tmp)
+                    os.replace(tmp, dest)
+                os.replace(self.tmp, paths[-1])
+                self.tmp = None
+            for folder in dict.fromkeys(p.parent for p in paths):
+                _fsync_dir(folder)
+        finally:
+            for dest in paths:
+                _temp_name(dest).unlink(missing_ok=True)
+            self.discard()
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike, *also: str | os.PathLike) -> None:
+    """Write *path* (and the same bytes under each of *also*) atomically: serialise once into a file
+    with no name, fsync it, then give it each name by an atomic rename and fsync the folder.
+
+    The old files survive any failure, and a SIGKILL mid-write leaves no temporary file on Linux
+    (elsewhere :func:`clean_stale_temps` removes it later). A full disk is an :class:`OutputError`
+    that says so.
+    """
+    CheckpointCommitter().save(obj, [Path(path), *(Path(p) for p in also)])
+
+
+class CheckpointCommitter:
+    """Checkpoint writes whose slow part happens beside training.
+
+    :meth:`save` serialises at once (so the saved tensors are the current ones) and, with
+    ``background=True``, leaves the fsync and the renames to one worker thread, then calls *then*
+    there. Training goes on meanwhile: the fsync of a small model's checkpoint costs as much as a
+    few training steps. Writes are committed in order, one at a time; a failed one raises its
+    :class:`OutputError` at the next :meth:`save` or :meth:`wait`. Until a write is committed, the
+    previous file under each name is the one on disk.
+    """
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+
+    def save(self, obj: Any, paths: list[Path], *, background: bool = False,
+             then: Callable[[], None] | None = None) -> None:
+        """Write *obj* under every name in *paths* (one folder or several); see the class."""
+        self.wait()
+        paths = [Path(p) for p in paths]
+        try:
+            written = _Serialised(obj, paths[0])
+        except (OSError, RuntimeError) as exc:
+            raise _output_error(exc, paths[0]) from None
+
+        def commit() -> None:
+            try:
+                written.commit(paths)
+            except (OSError, RuntimeError) as exc:
+                raise _output_error(exc, paths[0]) from None
+            if then is not None:
+                then()
+
+        if not background:
+            commit()
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vistrain-checkpoint")
+        self._pending = self._executor.submit(commit)
+
+    def wait(self) -> None:
+        """Block until the pending write is committed; raises its error if it failed."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self, *, quiet: bool = False) -> None:
+        """Wait for the pending write and stop the worker; *quiet* swallows a failed write's error
+        (for when another error is already on its way)."""
+        try:
+            self.wait()
+        except Exception:  # noqa: BLE001 - the caller's error matters more
+            if not quiet:
+                raise
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
 
 
 def _pid_alive(pid: int) -> bool:

@@ -12,7 +12,7 @@ import torch
 from vistrain.config import Config
 from vistrain.data.prepare import PreparedData
 from vistrain.engine import distributed as dist
-from vistrain.engine.checkpoint import atomic_torch_save, make_checkpoint, prune_step_checkpoints, step_checkpoint_name
+from vistrain.engine.checkpoint import CheckpointCommitter, make_checkpoint, prune_step_checkpoints, step_checkpoint_name
 from vistrain.engine.control import TrainControl
 from vistrain.engine.distributed import DistInfo
 from vistrain.engine.loop import TrainState
@@ -81,6 +81,7 @@ class CheckpointWriter:
         self.stage = stage
         self.stage_state = dict(stage_state or {})
         self.final = final
+        self._committer = CheckpointCommitter()
 
     def path(self, which: str) -> Path:
         """Path of ``last`` or ``best``."""
@@ -102,21 +103,31 @@ class CheckpointWriter:
         )
         metric = metrics.get("val_top1")
         folder = self.ctx.checkpoint_dir
+        step = state.epoch, state.global_step
         if reason == "step":
             path = folder / step_checkpoint_name(self.prefix, state.global_step)
-            atomic_torch_save(ckpt, path)
-            prune_step_checkpoints(folder, self.prefix, self.ctx.config.checkpoint.keep)
+            paths = [path]
         else:
             path = self.path("last")
-            atomic_torch_save(ckpt, path)
-            if self.prefix:
-                atomic_torch_save(ckpt, folder / "last.pt")
-        self.ctx.emit(CheckpointSaved(path=str(path), epoch=state.epoch, global_step=state.global_step,
-                                      is_best=False, metric=metric, reason=reason))
+            paths = [path, folder / "last.pt"] if self.prefix else [path]
+        events = [CheckpointSaved(path=str(path), epoch=step[0], global_step=step[1], is_best=False, metric=metric,
+                                  reason=reason)]
         if is_best:
             best = self.path("best")
-            atomic_torch_save(ckpt, best)
-            if self.prefix and self.final:
-                atomic_torch_save(ckpt, folder / "best.pt")
-            self.ctx.emit(CheckpointSaved(path=str(best), epoch=state.epoch, global_step=state.global_step,
-                                          is_best=True, metric=metric, reason="best"))
+            paths += [best, folder / "best.pt"] if self.prefix and self.final else [best]
+            events.append(CheckpointSaved(path=str(best), epoch=step[0], global_step=step[1], is_best=True,
+                                          metric=metric, reason="best"))
+
+        def saved() -> None:  # once the files are in place
+            if reason == "step":
+                prune_step_checkpoints(folder, self.prefix, self.ctx.config.checkpoint.keep)
+            for event in events:
+                self.ctx.emit(event)
+
+        # one serialisation for every name; the routine end-of-epoch write is made durable beside
+        # the next epoch's training, a stop, user or step checkpoint before going on
+        self._committer.save(ckpt, paths, background=reason == "epoch", then=saved)
+
+    def finish(self, *, quiet: bool = False) -> None:
+        """Wait until the last checkpoint is on disk (raises if writing it failed, unless *quiet*)."""
+        self._committer.close(quiet=quiet)

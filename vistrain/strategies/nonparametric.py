@@ -39,4 +39,5 @@ def fit_nonparametric(ctx: RunContext, model, model_spec: dict, input_spec, *, s
     state.history.append(metrics)
     writer = CheckpointWriter(ctx, model=model, model_spec=model_spec, input_spec=input_spec.to_dict(), stage=stage)
     writer(state, metrics, True, "epoch")
+    writer.finish()
     return {**metrics, "best_val_top1": val["top1"], "best_epoch": 1}

@@ -40,6 +40,7 @@ from vistrain.data.pipeline import ImageTransform, InputSpec, MixedBatchLoader, 
 from vistrain.data.source import ConcatImageSet, ImageSet
 from vistrain.engine import distributed as dist
 from vistrain.engine.checkpoint import load_checkpoint
+from vistrain.engine.control import StopRequested
 from vistrain.engine.loop import StepCheckpoints, TrainState, fit, predict_logits, soft_cross_entropy
 from vistrain.engine.resume import restore_training
 from vistrain.errors import CheckpointError
@@ -380,11 +381,20 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
     smoothing = cfg.train.label_smoothing if stage.label_smoothing is None else stage.label_smoothing
     loss = _with_smoothing(stage.loss or soft_cross_entropy, len(ctx.data.classes), smoothing)
     every = cfg.checkpoint
-    state = fit(dist.wrap_model(stage.model, ctx.device), train_loader, val_loader, optimizer, device=ctx.device,
-                epochs=stage.epochs, state=state, stage=stage.name, scheduler=scheduler, save=writer,
-                eval_every=cfg.train.eval_every, emit=ctx.emit, loss_fn=loss, amp_dtype=ctx.amp_dtype, scaler=scaler,
-                grad_clip=cfg.train.grad_clip, batch_transform=batch_aug, log_interval=cfg.train.log_interval,
-                control=ctx.control, step_checkpoints=StepCheckpoints(every.every_steps, every.every_minutes))
+    try:
+        state = fit(dist.wrap_model(stage.model, ctx.device), train_loader, val_loader, optimizer, device=ctx.device,
+                    epochs=stage.epochs, state=state, stage=stage.name, scheduler=scheduler, save=writer,
+                    eval_every=cfg.train.eval_every, emit=ctx.emit, loss_fn=loss, amp_dtype=ctx.amp_dtype,
+                    scaler=scaler, grad_clip=cfg.train.grad_clip, batch_transform=batch_aug,
+                    log_interval=cfg.train.log_interval, control=ctx.control,
+                    step_checkpoints=StepCheckpoints(every.every_steps, every.every_minutes))
+    except StopRequested:
+        writer.finish()  # a stop reports its checkpoint as saved: a failed write must say so instead
+        raise
+    except BaseException:
+        writer.finish(quiet=True)  # the files on disk are whole either way; the first error is the one to show
+        raise
+    writer.finish()
     metrics = dict(state.history[-1]) if state.history else {}
     if best_path.exists():
         ck = load_checkpoint(best_path)
