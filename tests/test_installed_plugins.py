@@ -12,7 +12,7 @@ from plugin_env import EXAMPLES, env_with, pip_install_target, vistrain
 EXAMPLE_PLUGINS = {  # entry-point name: package folder
     "example": "vistrain-example",
     "cifar-resnet": "vistrain-cifar-resnet",
-    "elastic": "vistrain-elastic",
+    "stroke": "vistrain-stroke",
     "tensorboard": "vistrain-tensorboard",
     "mean-teacher": "vistrain-mean-teacher",
 }
@@ -36,12 +36,12 @@ def test_plugins_list_and_doctor_see_every_installed_example(site):
         assert f"{folder} 0.1.0" in rows[name] and rows[name].rstrip().endswith("ok"), out.stdout
     assert "model: resnet110, resnet20" in rows["cifar-resnet"] and "optimizer: lion" in rows["cifar-resnet"]
     assert "scheduler: resnet-steps" in rows["cifar-resnet"]
-    assert "augmentation: elastic" in rows["elastic"]
+    assert "augmentation: stroke" in rows["stroke"]
     assert "command: tensorboard-export" in rows["tensorboard"] and "on_event" in rows["tensorboard"]
     doctor = vistrain(site, "plugins", "doctor")
     assert doctor.returncode == 0 and f"no problems found in {len(EXAMPLE_PLUGINS)} plugin(s)" in doctor.stdout
-    pool = vistrain(site, "augment", "list", "elastic")
-    assert "elastic" in pool.stdout and "plugin:elastic  yes" in pool.stdout
+    pool = vistrain(site, "augment", "list", "stroke")
+    assert "stroke" in pool.stdout and "plugin:stroke  yes" in pool.stdout
 
 
 def test_help_lists_plugin_commands_without_importing_torch(site):
@@ -98,8 +98,8 @@ def test_strategy_run_with_the_example_model_and_dataset(site, tmp_path):
     assert (tmp_path / "mt" / "tensorboard").is_dir() and (tmp_path / "mt" / "example-best.txt").exists()
 
 
-@pytest.mark.parametrize("allowed, loaded", [("none", set()), ("elastic", {"elastic"}),
-                                             ("elastic,cifar-resnet", {"elastic", "cifar-resnet"})])
+@pytest.mark.parametrize("allowed, loaded", [("none", set()), ("stroke", {"stroke"}),
+                                             ("stroke,cifar-resnet", {"stroke", "cifar-resnet"})])
 def test_env_var_selects_installed_plugins(site, allowed, loaded):
     out = vistrain(site, "plugins", "list", plugins=allowed)
     rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip()}

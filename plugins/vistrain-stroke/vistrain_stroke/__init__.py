@@ -1,1 +1,1 @@
-"""Elastic distortion for vistrain."""
+"""Random stroke-width change (thicker or thinner strokes) for vistrain."""

@@ -7,7 +7,8 @@ from vistrain.hookspecs import hookimpl
 
 @hookimpl
 def register_augmentations(register):
-    """Add ``elastic`` and put it in RandAugment's default pool."""
-    register("elastic", "vistrain_elastic.elastic:Elastic", randaugment=True, p=1.0,
-             params="alpha (px at 28 px, default 34), sigma (px at 28 px, default 4)",
-             description="elastic distortion: smoothed random displacement field (Simard et al. 2003)")
+    """Add ``stroke`` and put it in RandAugment's default pool."""
+    register("stroke", "vistrain_stroke.stroke:Stroke", randaugment=True, p=1.0,
+             params="px (radius change, px at 28 px, default 1), kernel (ellipse|square), ink (light|dark), "
+                    "m (0..30, fixed strength)",
+             description="stroke width: thicker or thinner strokes by grey-level dilation or erosion")

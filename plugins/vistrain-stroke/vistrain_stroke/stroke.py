@@ -1,52 +1,79 @@
-"""Elastic distortion (Simard, Steinkraus, Platt 2003, "Best practices for CNNs applied to visual
-document analysis", section 2).
+"""Random stroke-width change for handwriting and digits, by grey-level morphology.
 
-Each pixel gets a random displacement drawn uniformly from [-1, 1] in x and y; both fields are
-smoothed with a Gaussian of standard deviation ``sigma`` and scaled by ``alpha``, then the
-image is resampled at the displaced positions. The paper's MNIST values are sigma = 4 and
-alpha = 34 on 28x28 images; here both scale with the image side, so 56 px images get twice the
-pixel displacement. From RandAugment's magnitude, alpha = 68 * m / 30 (m = 15 is the paper's).
+Grey-level dilation (each pixel becomes the maximum over a structuring element) thickens light
+strokes on a dark background, the MNIST/EMNIST convention; erosion (the minimum) thins them. Per
+image a signed radius r is drawn: r > 0 thickens, r < 0 thins, |r| in pixels. A whole radius k
+uses a (2k+1)-pixel element, an ellipse (a disc; the 3x3 one is a cross) or a square; a
+fractional radius blends the results of the two nearest whole radii, so 0.4 is 60 % of the image
+and 40 % of its one-pixel dilation, and strength grows smoothly from 0.
+
+``px``, the largest |r|, is given for 28 px images and scales with the image's longer side, as
+pen width does. From RandAugment's magnitude, |r| = 2 * m / 30 px at 28 px (m = 15 is the
+default px = 1) with a random sign. ``ink=dark`` is for dark ink on a light page (scans): the
+roles of dilation and erosion swap, so r > 0 still thickens the ink.
 """
 
 from __future__ import annotations
+
+import math
 
 import cv2
 import numpy as np
 
 from vistrain.augment.ops import Op, as_shape, check_range, level
+from vistrain.errors import ConfigError
 
-PAPER_ALPHA, PAPER_SIGMA, PAPER_SIDE = 34.0, 4.0, 28.0
+DEFAULT_PX, MAX_PX, REFERENCE_SIDE = 1.0, 5.0, 28.0
+KERNELS = {"ellipse": cv2.MORPH_ELLIPSE, "square": cv2.MORPH_RECT}
+INKS = ("light", "dark")
 
 
-class Elastic(Op):
-    """Resample the image along a smoothed random displacement field."""
+def _choice(name: str, value: object, choices) -> str:
+    """Check a word parameter against its choices; a ConfigError names them."""
+    if value not in choices:
+        raise ConfigError(f"augmentation 'stroke': parameter {name}={value!r} is not one of {', '.join(choices)}",
+                          hint=f"e.g. stroke-px1-{name}={next(iter(choices))}")
+    return str(value)
 
-    name = "elastic"
-    signed = False
 
-    def __init__(self, m: float | None = None, alpha: float = PAPER_ALPHA, sigma: float = PAPER_SIGMA):
+class Stroke(Op):
+    """Thicken or thin the strokes by a random radius of up to ``px`` pixels (at 28 px)."""
+
+    name = "stroke"
+    signed = True  # thicker or thinner
+
+    def __init__(self, m: float | None = None, px: float | None = None, kernel: str = "ellipse",
+                 ink: str = "light"):
         super().__init__(m)
-        check_range(self.name, "alpha", alpha, 0.0, 1000.0)
-        check_range(self.name, "sigma", sigma, 0.5, 100.0)
-        self.alpha = level(m, 2 * PAPER_ALPHA) if m is not None else float(alpha)
-        self.sigma = float(sigma)
+        check_range(self.name, "px", px, 0.0, MAX_PX)
+        self.px = DEFAULT_PX if px is None else float(px)
+        self.kernel = _choice("kernel", kernel, KERNELS)
+        self.ink = _choice("ink", ink, INKS)
 
-    def field(self, h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """The displacement field (dx, dy) in pixels for an h x w image."""
-        scale = max(h, w) / PAPER_SIDE
-        out = []
-        for _ in range(2):
-            noise = rng.uniform(-1.0, 1.0, (h, w)).astype(np.float32)
-            # smoothing over s times more pixels shrinks the field s times: alpha * s**2 keeps the shape
-            out.append(cv2.GaussianBlur(noise, (0, 0), self.sigma * scale) * (self.alpha * scale * scale))
-        return out[0], out[1]
+    def radius(self, h: int, w: int, rng: np.random.Generator) -> float:
+        """The signed radius in pixels for an h x w image: > 0 thickens the strokes, < 0 thins them."""
+        r = self.amount(rng, level(self.m or 0.0, 2 * DEFAULT_PX), self.px)
+        return r * max(h, w) / REFERENCE_SIDE
+
+    def apply(self, img: np.ndarray, r: float) -> np.ndarray:
+        """Change the stroke width of *img* by the signed radius *r* (pixels of this image)."""
+        if r == 0:
+            return img
+        thicken = (r > 0) == (self.ink == "light")
+        morph = cv2.dilate if thicken else cv2.erode
+        frac, whole = math.modf(abs(r))
+        lower = self._morph(img, morph, int(whole))
+        if frac == 0:
+            return lower
+        upper = self._morph(img, morph, int(whole) + 1)
+        return as_shape(cv2.addWeighted(lower, 1.0 - frac, upper, frac, 0.0), img)
+
+    def _morph(self, img: np.ndarray, morph, k: int) -> np.ndarray:
+        if k == 0:
+            return img
+        element = cv2.getStructuringElement(KERNELS[self.kernel], (2 * k + 1, 2 * k + 1))
+        return as_shape(morph(img, element), img)
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if self.alpha == 0:
-            return img
         h, w = img.shape[:2]
-        dx, dy = self.field(h, w, rng)
-        xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        out = cv2.remap(img, xs + dx, ys + dy, interpolation=cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        return as_shape(out, img)
+        return self.apply(img, self.radius(h, w, rng))
