@@ -88,6 +88,23 @@ def build(name: str, seed: int, device: torch.device, channels_last: bool):
     return model, spec
 
 
+def calibrate_steps(model: torch.nn.Module, sample: tuple[int, ...], batch: int, device: torch.device,
+                    seconds: float) -> int:
+    """Steps per timed round so that a round lasts about *seconds* (2 at least, 200 at most): a
+    round of a few milliseconds measures the clock and the per-call set-up more than the steps."""
+    x = torch.randn(batch, *sample, device=device)
+    y = torch.zeros(batch, dtype=torch.long, device=device)
+    best = float("inf")
+    for _ in range(3):  # the first warms allocators and thread pools
+        _sync(device)
+        t0 = time.perf_counter()
+        F.cross_entropy(model(x), y).backward()
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    model.zero_grad(set_to_none=True)
+    return int(min(200, max(2, round(seconds / best))))
+
+
 def bench_model(name: str, args, device: torch.device, emit, peak: float) -> dict:
     """Paired train and inference samples/s of one model, engine vs raw."""
     from vistrain.config import OptimConfig
@@ -101,8 +118,8 @@ def bench_model(name: str, args, device: torch.device, emit, peak: float) -> dic
     shape = (1, spec.channels, spec.size, spec.size)
     flops = forward_flops(model_v, shape[1:])
     batch = args.batch or int(min(128, max(1, round(TARGET_STEP_FLOP / max(1, 3 * flops)))))
-    steps = args.steps or (1 if batch <= 8 else 10)
-    rounds = min(args.rounds, 2) if batch <= 8 and not args.batch else args.rounds  # big models: long rounds
+    steps = args.steps or calibrate_steps(model_r, shape[1:], batch, device, args.round_seconds)
+    rounds = args.rounds
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch * steps, *shape[1:], generator=g)
     y = torch.randint(0, 10, (batch * steps,), generator=g)
@@ -212,7 +229,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_MODELS)}, 2 timed rounds of 3 steps")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per model (after one warm-up)")
     parser.add_argument("--batch", type=int, default=None, help="samples per step (default: by the model's FLOPs)")
-    parser.add_argument("--steps", type=int, default=None, help="steps per round (default: 1 for big models, else 10)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="steps per round (default: as many as fill --round-seconds, 2 to 200)")
+    parser.add_argument("--round-seconds", type=float, default=0.5, help="target length of one side's timed round")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for both sides (default: torch's)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast on both sides")
@@ -263,7 +282,8 @@ def main() -> None:
             pm.unregister(name="bench.jsonl")
             writer.close()
         short = [r["model"] for r in rows if r["train_ratio"] < 0.97]
-        print(f"ratio = median over {args.rounds} rounds (2 for models of batch <= 8) of (vistrain samples/s) / "
+        print(f"ratio = median over {args.rounds} rounds (each side about {args.round_seconds:g}s or 2 steps per round) "
+              f"of (vistrain samples/s) / "
               f"(raw samples/s), paired per round; train GFLOP/s counts 3x forward FLOPs")
         print("training ratio >= 0.97 for every model" if not short else f"training ratio below 0.97: {', '.join(short)}")
     if args.process or args.only_process:
