@@ -145,6 +145,41 @@ def test_probe_leaves_the_backbone_bit_identical_and_finetune_uses_group_lrs(cli
     assert not torch.equal(src["features.0.weight"], ck["state_dict"]["features.0.weight"])
 
 
+@pytest.mark.parametrize("suffix, gray_stem", [(".safetensors", False), (".pth", True)])
+def test_transfer_from_a_timm_weights_file(cli, tmp_path, suffix, gray_stem):
+    """A timm model's own weights file (ImageNet-style: RGB stem, 1000 classes) on the digits: the
+    backbone is loaded as is (with ``model.in_chans=1`` the stem is summed over RGB) and stays frozen
+    in probe mode; the head is new."""
+    import timm
+
+    torch.manual_seed(3)
+    source = timm.create_model("resnet10t", pretrained=False, num_classes=1000)
+    weights = {k: v.contiguous() for k, v in source.state_dict().items()}
+    path = tmp_path / f"resnet10t{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(weights, str(path))
+    else:
+        torch.save(weights, path)
+    extra = ["--set", "model.in_chans=1"] if gray_stem else []
+    code, out, err = cli("run", *TINY, "--model", "timm:resnet10t", "--set", "model.input_size=32", *extra,
+                         "--out", tmp_path, "--name", "timm-probe", "--strategy", "transfer",
+                         "--set", "strategy.params.mode=probe", "--set", f"strategy.params.source={path}")
+    assert code == 0, err
+    assert f"transfer: timm:resnet10t from weights {path}" in out
+    got = load_checkpoint(tmp_path / "timm-probe" / "checkpoints" / "best.pt")["state_dict"]
+    stem = "conv1.0.weight"
+    if gray_stem:
+        assert got[stem].shape[1] == 1 and torch.allclose(got[stem], weights[stem].sum(dim=1, keepdim=True))
+    else:
+        assert torch.equal(got[stem], weights[stem])
+    backbone = [k for k in weights if not k.startswith(("fc.", stem)) and "num_batches_tracked" not in k]
+    assert len(backbone) > 20 and all(torch.equal(weights[k], got[k]) for k in backbone)
+    assert got["fc.weight"].shape == (10, weights["fc.weight"].shape[1])  # a fresh head for the 10 digits
+    assert not torch.equal(got["fc.weight"], weights["fc.weight"][:10])
+
+
 # --- distillation ------------------------------------------------------------------------------
 
 
