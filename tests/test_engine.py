@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import math
+import os
 import random
 
 import numpy as np
@@ -197,6 +198,27 @@ def test_one_write_under_several_names_serialises_once(tmp_path, monkeypatch):
     atomic_torch_save(_ckpt(tiny_model()), last, best)
     assert len(calls) == 1
     assert last.read_bytes() == best.read_bytes() and load_checkpoint(best)["global_step"] == 10
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("fallback", ["no O_TMPFILE", "no /proc link"])
+def test_several_names_without_an_unnamed_file(tmp_path, monkeypatch, fallback):
+    """Where O_TMPFILE is missing (macOS, NFS) or /proc cannot link it, the same names still land whole."""
+    if fallback == "no O_TMPFILE":
+        monkeypatch.delattr(os, "O_TMPFILE", raising=False)
+    else:
+        real_link = os.link
+
+        def no_proc(src, dst, *a, **k):
+            if str(src).startswith("/proc/"):
+                raise OSError(errno.EXDEV, "no /proc link here")
+            return real_link(src, dst, *a, **k)
+
+        monkeypatch.setattr(os, "link", no_proc)
+    last, best, plain = tmp_path / "teacher-last.pt", tmp_path / "teacher-best.pt", tmp_path / "best.pt"
+    for step in (1, 2):  # the second write replaces the first under every name
+        atomic_torch_save({**_ckpt(tiny_model()), "global_step": step}, last, best, plain)
+        assert {load_checkpoint(p)["global_step"] for p in (last, best, plain)} == {step}
     assert not list(tmp_path.glob(".*tmp*"))
 
 

@@ -75,8 +75,8 @@ class _Serialised:
             if self.fd is not None:
                 with os.fdopen(os.dup(self.fd), "wb") as fh:
                     torch.save(obj, fh)
-            else:
-                self.tmp = _temp_name(path)
+            else:  # its own name, apart from the per-destination temporaries that commit() links
+                self.tmp = path.with_name(f".{path.name}.w{TEMP_MARK}{os.getpid()}")
                 self.tmp.unlink(missing_ok=True)
                 with open(self.tmp, "wb") as fh:
                     torch.save(obj, fh)
