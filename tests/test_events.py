@@ -123,3 +123,28 @@ def test_nvml_branch_with_a_fake_library():
     assert [g["util_percent"] for g in sample.gpus] == [40.0, 41.0]
     assert sample.gpus[0] | {} == {"index": 0, "name": "Fake GPU", "util_percent": 40.0, "mem_used_gb": 2.0,
                                    "mem_total_gb": 8.0, "temperature_c": 60.0, "power_w": 150.0}
+
+
+def test_run_finished_is_the_last_event_even_with_a_fast_system_sampler(tmp_path):
+    from vistrain.config import resolve_config
+    from vistrain.hookspecs import hookimpl
+    from vistrain.runner import execute
+
+    seen = []
+
+    class Recorder:
+        @hookimpl
+        def on_event(self, event):
+            seen.append(event.kind)
+
+    class SlowOnFinish:  # gives a still-running sampler every chance to send one more sample
+        @hookimpl
+        def on_event(self, event):
+            if event.kind == "run_finished":
+                time.sleep(0.2)
+
+    cfg = resolve_config(None, {"data.name": "digits", "model.name": "perceptron", "train.epochs": 1,
+                                "output.dir": str(tmp_path), "output.name": "r", "output.system_interval_s": 0.01,
+                                "augment.spec": "none"})
+    execute(cfg, listeners=[Recorder(), SlowOnFinish()])
+    assert "system_sample" in seen and seen[-1] == "run_finished", seen[-4:]

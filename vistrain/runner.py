@@ -195,6 +195,7 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
             metrics, stopped = {}, True
         if not stopped and data.test is not None:
             metrics.update(evaluate_test_split(ctx))
+        sampler.stop()  # the run's last event is its last: no system sample after it
         emit(RunFinished(run_name=run_name, duration_s=time.perf_counter() - t0,
                          metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
                          stopped_early=stopped))
@@ -204,6 +205,7 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
         if isinstance(exc, KeyboardInterrupt):
             message = "interrupted by the user; checkpoints written so far are intact"
         try:
+            sampler.stop()
             emit(RunFailed(run_name=run_name, error=type(exc).__name__, message=message))
         except Exception:  # noqa: BLE001 - the original error matters more
             pass
