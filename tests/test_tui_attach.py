@@ -39,7 +39,9 @@ async def test_attach_finished_run_shows_final_metrics(finished_run):
         assert curves.series["val_acc"][1][-1] == pytest.approx(100 * last_eval["top1"])
         assert app.query_one(ProgressPanel).epoch == 2
         assert app.header.state == "finished" and "(attached, view only)" in app.header.render().plain
-        assert any("run finished" in line for line in app.query_one(EventLog).lines_written)
+        test = [e for e in final if e["kind"] == "run_finished"][-1]["metrics"]["test_top1"]  # the held-out split
+        assert any("run finished" in line and f"test top-1 {100 * test:.2f}%" in line
+                   for line in app.query_one(EventLog).lines_written)
         # training keys are inert here: disabled, and pressing them changes nothing
         assert app.check_action("toggle_pause", ()) is None and app.control is None
         await pilot.press("p", "s")

@@ -62,6 +62,8 @@ class EventLog(Widget):
         elif isinstance(event, RunFinished):
             best = event.metrics.get("best_val_top1")
             best_text = f", best val top-1 {100 * best:.2f}%" if isinstance(best, float) and best >= 0 else ""
+            test = event.metrics.get("test_top1")  # the held-out split, as the console's last line says
+            best_text += f", test top-1 {100 * test:.2f}%" if isinstance(test, float) else ""
             word = "stopped" if event.stopped_early else "finished"
             self.say(f"run {word} in {event.duration_s:.1f}s{best_text}", "bold green", event.time)
         elif isinstance(event, RunFailed):
