@@ -184,3 +184,23 @@ def test_every_strategy_has_a_valid_example_config(name):
     cfg = resolve_config(Path(__file__).parent.parent / "examples" / f"{name}.yaml")
     assert cfg.strategy.name == name
     parse_params(name, cfg.strategy.params)  # raises on an unknown or mistyped parameter
+
+
+def test_a_model_default_input_far_above_the_data_size_is_warned_about():
+    from types import SimpleNamespace
+
+    from vistrain.config import ModelConfig
+    from vistrain.strategies.stages import build_stage_model
+
+    said = []
+    ctx = SimpleNamespace(data=SimpleNamespace(source=SimpleNamespace(image_size=(8, 8), channels=1),
+                                               classes=[str(i) for i in range(10)]),
+                          log=lambda message, level="info": said.append((level, message)))
+    with torch.device("meta"):  # shapes only: no VGG allocation
+        _, _, spec = build_stage_model(ctx, ModelConfig(name="vgg11"))
+        assert spec.size == 224 and len(said) == 1
+        level, message = said[0]
+        assert level == "warning" and "upscaled 28x" in message and "--set model.input_size=28" in message
+        build_stage_model(ctx, ModelConfig(name="vgg11", input_size=32))  # chosen by the user: no warning
+        build_stage_model(ctx, ModelConfig(name="lenet5"))  # 8 -> 28 px is LeNet's own input
+    assert len(said) == 1

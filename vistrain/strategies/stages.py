@@ -97,9 +97,22 @@ class StageResult:
 
 
 def build_stage_model(ctx: RunContext, model_cfg, num_classes: int | None = None):
-    """Build a model from a ``ModelConfig`` for this run's data; returns (model, model_spec, input_spec)."""
+    """Build a model from a ``ModelConfig`` for this run's data; returns (model, model_spec, input_spec).
+
+    Warns when the model's default input is much larger than the data's images (VGG's 224 px for
+    8×8 digits): each step then costs the square of the factor, and a smaller size is one setting.
+    """
     source = ctx.data.source
-    return create_model(model_cfg, num_classes or len(ctx.data.classes), source.image_size, source.channels)
+    built = create_model(model_cfg, num_classes or len(ctx.data.classes), source.image_size, source.channels)
+    side = max(source.image_size) if source.image_size else None
+    size = built[2].size
+    if side and not model_cfg.input_size and not model_cfg.pretrained and size >= 4 * side:
+        entry, _ = registry("model").get(model_cfg.name)
+        smallest = int(entry.meta.get("min_size") or size)
+        ctx.log(f"{model_cfg.name} trains at {size}x{size} px, its default: the {side}x{side} images are upscaled "
+                f"{size / side:.0f}x, so each step costs about {(size / side) ** 2:.0f}x the compute; "
+                f"--set model.input_size={max(smallest, side)} is the smallest it accepts", level="warning")
+    return built
 
 
 class FrozenParts(nn.Module):
