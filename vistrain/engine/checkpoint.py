@@ -59,11 +59,12 @@ def _temp_name(path: Path) -> Path:
 
 class _Serialised:
     """A checkpoint serialised to disk but not yet durable or visible: an unnamed file (Linux
-    ``O_TMPFILE``, so a kill leaves nothing behind) or, elsewhere, a pid-named temporary file."""
+    ``O_TMPFILE``, so a kill leaves nothing behind) or, elsewhere, a pid-named temporary file.
+    Either way ``fd`` is open on it, for the fsync and for :meth:`commit`'s names."""
 
     def __init__(self, obj: Any, path: Path):
         self.fd: int | None = None
-        self.tmp: Path | None = None
+        self.tmp: Path | None = None  # the named file's path, when there is no unnamed one
         path.parent.mkdir(parents=True, exist_ok=True)
         flag = getattr(os, "O_TMPFILE", None)
         if flag is not None:
@@ -72,14 +73,12 @@ class _Serialised:
             except OSError:
                 self.fd = None
         try:
-            if self.fd is not None:
-                with os.fdopen(os.dup(self.fd), "wb") as fh:
-                    torch.save(obj, fh)
-            else:  # its own name, apart from the per-destination temporaries that commit() links
+            if self.fd is None:  # its own name, apart from the per-destination temporaries of commit()
                 self.tmp = path.with_name(f".{path.name}.w{TEMP_MARK}{os.getpid()}")
                 self.tmp.unlink(missing_ok=True)
-                with open(self.tmp, "wb") as fh:
-                    torch.save(obj, fh)
+                self.fd = os.open(self.tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            with os.fdopen(os.dup(self.fd), "wb") as fh:
+                torch.save(obj, fh)
         except BaseException:
             self.discard()
             raise
@@ -93,12 +92,16 @@ class _Serialised:
             self.tmp.unlink(missing_ok=True)
             self.tmp = None
 
-    def _place_from_fd(self, dest: Path) -> None:
+    def _place(self, dest: Path) -> None:
+        """Give the data the name *dest*: a hard link under a temporary name, renamed over *dest*."""
         tmp = _temp_name(dest)
         tmp.unlink(missing_ok=True)
         try:
-            os.link(f"/proc/self/fd/{self.fd}", tmp, follow_symlinks=True)
-        except OSError:  # no /proc: copy the bytes into a named file instead
+            if self.tmp is not None:
+                os.link(self.tmp, tmp)
+            else:
+                os.link(f"/proc/self/fd/{self.fd}", tmp, follow_symlinks=True)
+        except OSError:  # no /proc or no hard links here: copy the bytes into a named file instead
             with open(tmp, "wb") as out:
                 offset = 0
                 while chunk := os.pread(self.fd, 1 << 22, offset):
@@ -111,20 +114,9 @@ class _Serialised:
     def commit(self, paths: list[Path]) -> None:
         """fsync the data, give it every name in *paths* (each by an atomic rename), fsync the folders."""
         try:
-            if self.fd is not None:
-                os.fsync(self.fd)
-                for dest in paths:
-                    self._place_from_fd(dest)
-            else:
-                with open(self.tmp, "rb+") as fh:
-                    os.fsync(fh.fileno())
-                for dest in paths[:-1]:
-                    tmp = _temp_name(dest)
-                    tmp.unlink(missing_ok=True)
-                    os.link(self.tmp, tmp)
-                    os.replace(tmp, dest)
-                os.replace(self.tmp, paths[-1])
-                self.tmp = None
+            os.fsync(self.fd)
+            for dest in paths:
+                self._place(dest)
             for folder in dict.fromkeys(p.parent for p in paths):
                 _fsync_dir(folder)
         finally:
