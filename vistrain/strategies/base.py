@@ -103,20 +103,19 @@ class CheckpointWriter:
         )
         metric = metrics.get("val_top1")
         folder = self.ctx.checkpoint_dir
-        step = state.epoch, state.global_step
         if reason == "step":
             path = folder / step_checkpoint_name(self.prefix, state.global_step)
             paths = [path]
         else:
             path = self.path("last")
             paths = [path, folder / "last.pt"] if self.prefix else [path]
-        events = [CheckpointSaved(path=str(path), epoch=step[0], global_step=step[1], is_best=False, metric=metric,
-                                  reason=reason)]
+        events = [CheckpointSaved(path=str(path), epoch=state.epoch, global_step=state.global_step, is_best=False,
+                                  metric=metric, reason=reason)]
         if is_best:
             best = self.path("best")
             paths += [best, folder / "best.pt"] if self.prefix and self.final else [best]
-            events.append(CheckpointSaved(path=str(best), epoch=step[0], global_step=step[1], is_best=True,
-                                          metric=metric, reason="best"))
+            events.append(CheckpointSaved(path=str(best), epoch=state.epoch, global_step=state.global_step,
+                                          is_best=True, metric=metric, reason="best"))
 
         def saved() -> None:  # once the files are in place
             if reason == "step":
