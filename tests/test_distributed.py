@@ -173,13 +173,12 @@ def _rank_main(rank: int, world: int, store_path: str, out_dir: str) -> None:
         except StopRequested:
             results[f"stop{rank}"] = state.global_step
     finally:
-        # the DDP wrappers must go while the group is alive (see vistrain.engine.distributed.teardown): left to
-        # interpreter shutdown, gloo aborted the process in about 1 run in 4
-        import gc
+        # the DDP wrappers must go while the group is alive: teardown collects them before leaving it (left to
+        # interpreter shutdown, gloo aborted the process in about 1 run in 4)
+        from vistrain.engine.distributed import teardown
 
         model = opt = loader = None
-        gc.collect()
-        tdist.destroy_process_group()
+        teardown(barrier=False)
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results))
 
 
