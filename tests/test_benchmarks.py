@@ -35,3 +35,23 @@ def test_gpu_script_runs_on_the_cpu_and_says_what_it_skipped():
     out = _run("bash", "benchmarks/gpu.sh", timeout=300)
     assert "no CUDA device here: skipping the GPU throughput runs" in out
     assert "== summary" in out and "cpu fp32 eager (smoke)" in out and "nvml check: skipped" in out
+
+
+def test_dashboard_benchmark_times_the_real_command_in_a_terminal():
+    # one pair on the 8x8 digits: the dashboard really draws into the pseudo-terminal (many more bytes
+    # than headless lines), q closes it after the run, and both ratios are printed
+    out = _run(sys.executable, "benchmarks/dashboard_overhead.py", "--data", "digits", "--epochs", "1",
+               "--repeats", "1", timeout=300)
+    pair = re.search(r"terminal bytes (\d+) vs (\d+)", out)
+    assert pair and int(pair.group(2)) > 5 * int(pair.group(1)) > 0, out
+    assert re.search(r"until done [\d.]+ \(target <= 1.03\); the run's own time [\d.]+", out), out
+
+
+def test_best_rule_benchmark_replays_each_rule_on_every_epochs_test_top1():
+    out = _run(sys.executable, "benchmarks/best_rule.py", "--splits", "9", "--seeds", "0", "--set", "train.epochs=2",
+               "--set", "data.name=digits")
+    row = next(line for line in out.splitlines() if line.startswith("    9    0 |"))
+    cells = [c.split() for c in row.split("|")[1:]]
+    assert [c[1] for c in cells][2] == "2"  # last: the final epoch
+    assert all(0 < float(c[2].rstrip("%")) <= 100 for c in cells)
+    assert float(cells[3][2].rstrip("%")) >= max(float(c[2].rstrip("%")) for c in cells[:3])  # the test ceiling

@@ -73,3 +73,25 @@ def test_a_run_under_the_separate_process_dashboard(tmp_path):
     kinds = [k for k in kinds if k != "system_sample"]  # the sampler thread may land one after the end
     assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
     assert (tmp_path / "d" / "checkpoints" / "best.pt").exists()
+
+
+def test_vistrain_run_starts_the_dashboard_before_it_imports_torch(tmp_path):
+    # The dashboard process's start-up (Python, Textual, the first screen) then overlaps this process's
+    # torch import instead of the training; the real command, with stdout taken for a terminal.
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "sys.stdout.isatty = lambda: True\n"
+        "import vistrain.tui\n"
+        "def fake(cfg, **kw):\n"
+        "    print('TORCH_LOADED', 'torch' in sys.modules)\n"
+        "    return None\n"
+        "vistrain.tui.run_with_dashboard = fake\n"
+        "from vistrain.cli import main\n"
+        f"sys.exit(main(['run', '--epochs', '1', '--out', {str(tmp_path)!r}]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert "TORCH_LOADED False" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 0, out.stderr

@@ -59,9 +59,10 @@ def run(
         "data.download": True if download else None, "output.name": name, "output.dir": out,
         "train.deterministic": True if deterministic else None,
     }
-    from vistrain.engine import distributed as dist
+    # torch is imported by the run itself, not here: the dashboard process then starts while this one imports it
+    if nproc and nproc > 1 and int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:  # not yet under torchrun
+        from vistrain.engine import distributed as dist
 
-    if nproc and nproc > 1 and not dist.launched_by_torchrun():
         resolve_config(config, flags, set_)  # a config error stops here, not in N processes
         return dist.launch(nproc, _typed_arguments(ctx, exclude={"nproc"}), PREEMPTED_EXIT_CODE)
     main_rank = int(os.environ.get("RANK", "0") or 0) == 0
@@ -96,7 +97,10 @@ def run(
                 result = execute(cfg, listeners=listeners, control=control, resume=resume_ckpt, run_dir=run_dir)
         ok = True
     finally:
-        dist.teardown(barrier=ok)
+        if "vistrain.engine.distributed" in sys.modules:  # else no process group was ever joined
+            from vistrain.engine import distributed as dist
+
+            dist.teardown(barrier=ok)
     if result is None:
         return 0
     if main_rank:
