@@ -18,7 +18,7 @@ from vistrain.data.pipeline import TensorBatchLoader
 from vistrain.engine.checkpoint import atomic_torch_save, load_checkpoint, make_checkpoint
 from vistrain.engine.control import StopRequested, TrainControl
 from vistrain.engine.device import rng_state, select_device, set_rng_state
-from vistrain.engine.loop import TrainState, evaluate, fit, topk_correct, train_one_epoch
+from vistrain.engine.loop import TrainState, evaluate, fit, is_new_best, topk_correct, train_one_epoch
 from vistrain.errors import CheckpointError, ConfigError, NonFiniteLossError, OutputError
 
 CPU = torch.device("cpu")
@@ -54,6 +54,51 @@ def test_fit_learns_and_calls_save_each_epoch():
     assert state.epoch == 4 and state.global_step == 4 * 8
     assert state.best_metric > 0.9
     assert [s[0] for s in saves] == [1, 2, 3, 4] and saves[0][1] is True
+
+
+def _chosen(rule, vals, count=500):
+    state, chosen = TrainState(), None
+    for epoch, top1 in enumerate(vals, 1):
+        if is_new_best(state, top1, count, rule):
+            state.best_metric, state.best_epoch, chosen = top1, epoch, epoch
+    return chosen, state
+
+
+def test_best_checkpoint_rules():
+    # a noisy early peak on 500 val images: max keeps it, 1se moves on to later epochs within one
+    # standard error of it (sqrt(.994 * .006 / 500) = 0.35 points), last takes the final epoch
+    vals = [0.90, 0.994, 0.985, 0.991, 0.992, 0.989]
+    assert _chosen("max", vals)[0] == 2
+    assert _chosen("1se", vals)[0] == 5
+    assert _chosen("last", vals)[0] == 6
+    chosen, state = _chosen("1se", vals)
+    assert state.best_seen == 0.994 and state.best_metric == 0.992
+    # a larger split tells 0.3 points apart: the peak stays
+    assert _chosen("1se", vals, count=100_000)[0] == 2
+    # a clearly worse end (an overfitting or diverging tail) never replaces the peak under 1se
+    assert _chosen("1se", [0.5, 0.97, 0.60, 0.55])[0] == 2
+    # ties go to the later epoch under max, as before
+    assert _chosen("max", [0.9, 0.95, 0.95, 0.94])[0] == 3
+    with pytest.raises(ValueError, match="unknown best-checkpoint rule"):
+        is_new_best(TrainState(), 0.5, 10, "best")
+
+
+def test_fit_passes_the_rule_and_the_val_count():
+    x, y = blobs()
+    for rule, expect in (("last", [True] * 3), ("max", None)):
+        model = tiny_model()
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-2)
+        saves = []
+        state = fit(model, TensorBatchLoader(x, y, 32, True), TensorBatchLoader(x, y, 64, False), opt, device=CPU,
+                    epochs=3, best_rule=rule, save=lambda s, m, best, why: saves.append((m["val_top1"], best)))
+        if expect:
+            assert [b for _, b in saves] == expect and state.best_epoch == 3
+        else:  # max: best exactly when a val top-1 reaches the highest so far
+            running = -1.0
+            for top1, best in saves:
+                assert best == (top1 >= running)
+                running = max(running, top1)
+        assert state.best_seen == max(v for v, _ in saves)
 
 
 def test_batch_events_carry_throughput_and_data_wait():

@@ -224,7 +224,7 @@ def test_compare_prints_the_table_and_writes_the_overlay(cli, runs, tmp_path):
     assert code == 0, err
     lines = out.splitlines()
     header = lines[0]
-    assert header.split()[:2] == ["run", "status"] and "samples/s" in header and "best val top-1" in header
+    assert header.split()[:2] == ["run", "status"] and "samples/s" in header and "highest val top-1" in header
     done = next(line for line in lines if line.startswith("done"))
     killed = next(line for line in lines if line.startswith("killed"))
     assert " finished " in done and " killed " in killed

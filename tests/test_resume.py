@@ -275,3 +275,17 @@ def test_stale_temporary_files_of_dead_writers_are_removed(tmp_path):
         p.write_bytes(b"partial")
     assert clean_stale_temps(tmp_path) == [dead]
     assert alive.exists() and not dead.exists()
+
+
+def test_the_highest_val_so_far_survives_a_resume():
+    # the 1se rule measures from the highest val top-1 so far, which can be above best.pt's own
+    from vistrain.engine.loop import TrainState
+    from vistrain.engine.resume import restore_training, training_position
+
+    model = torch.nn.Linear(2, 2)
+    state = TrainState(epoch=3, global_step=3, best_metric=0.95, best_epoch=3, best_seen=0.97, steps_per_epoch=1)
+    ckpt = {"epoch": 3, "global_step": 3, "state_dict": model.state_dict(), **training_position(state, 5)}
+    back = restore_training(ckpt, model=torch.nn.Linear(2, 2), epochs=5, steps_per_epoch=1)
+    assert (back.best_metric, back.best_epoch, back.best_seen) == (0.95, 3, 0.97)
+    old = {k: v for k, v in ckpt.items() if k != "best_seen"}  # a checkpoint from before the rule: its best is the highest
+    assert restore_training(old, model=torch.nn.Linear(2, 2), epochs=5, steps_per_epoch=1).best_seen == 0.95

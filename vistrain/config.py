@@ -109,6 +109,10 @@ class TrainConfig(_Section):
 class CheckpointConfig(_Section):
     """Checkpoints between epochs, for preemptible jobs; ``last.pt`` and ``best.pt`` are written every epoch."""
 
+    best: Literal["1se", "max", "last"] = Field(
+        "1se", description="which epoch becomes best.pt: 1se, the latest within one standard error of the highest "
+                           "val top-1 (see README, 'Which epoch is best.pt'); max, the highest; last, the final one")
+
     every_steps: int | None = Field(None, ge=1, description="write step-N.pt every N optimizer steps")
     every_minutes: float | None = Field(30.0, gt=0.0, description="write step-N.pt at least this often")
     keep: int = Field(3, ge=1, description="step checkpoints kept (the newest)")

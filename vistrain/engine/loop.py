@@ -31,13 +31,39 @@ class TrainState:
 
     epoch: int = 0  # last completed epoch
     global_step: int = 0
-    best_metric: float = -math.inf
+    best_metric: float = -math.inf  # val top-1 of the epoch chosen for best.pt
     best_epoch: int = 0
+    best_seen: float = -math.inf  # the highest val top-1 so far (the 1se rule measures from it)
     history: list[dict[str, Any]] = field(default_factory=list)
     epoch_step: int = 0  # steps done in epoch ``epoch + 1``; a resume continues after them
     epoch_accum: dict[str, float] = field(default_factory=dict)  # that epoch's running sums, for exact metrics
     loader_state: dict[str, Any] = field(default_factory=dict)  # the training loader's ``state_dict()`` then
     steps_per_epoch: int = 0  # of the training loader (a resume with another count re-maps the schedule)
+
+
+BEST_RULES = ("1se", "max", "last")
+
+
+def is_new_best(state: TrainState, top1: float, count: int, rule: str = "1se") -> bool:
+    """Whether this evaluation's weights become ``best.pt``; updates ``state.best_seen``.
+
+    ``max``: the highest val top-1 (a tie goes to the later epoch). ``last``: every epoch. ``1se``
+    (the default): the latest epoch whose val top-1 is within one standard error of the highest
+    so far, the binomial ``sqrt(p(1-p)/count)`` of that highest ``p`` on *count* val images (the
+    one-standard-error rule). On a small val split the highest of many epochs is mostly noise; under
+    a schedule that anneals the rate this keeps the later, longer-trained weights unless an
+    earlier epoch was better by more than the split can tell apart.
+    """
+    state.best_seen = max(state.best_seen, top1)
+    if rule == "last":
+        return True
+    if rule == "max":
+        return top1 >= state.best_metric
+    if rule != "1se":
+        raise ValueError(f"unknown best-checkpoint rule {rule!r}; expected one of {', '.join(BEST_RULES)}")
+    p = state.best_seen
+    se = math.sqrt(max(p * (1.0 - p), 0.0) / count) if count > 0 else 0.0
+    return top1 >= p - se - 1e-12
 
 
 class StepCheckpoints:
@@ -315,12 +341,14 @@ def fit(
     save: Callable[[TrainState, dict[str, float], bool, str], None] | None = None,
     eval_every: int = 1,
     emit: Emit = _no_emit,
+    best_rule: str = "1se",
     **train_kwargs: Any,
 ) -> TrainState:
     """Train ``epochs`` epochs from ``state.epoch``, evaluating and calling *save* after each.
 
-    ``save(state, metrics, is_best, reason)`` writes checkpoints; the best model is chosen
-    by validation top-1. Extra keyword arguments go to :func:`train_one_epoch`.
+    ``save(state, metrics, is_best, reason)`` writes checkpoints; the best model is chosen from the
+    validation top-1 by *best_rule* (see :func:`is_new_best`). Extra keyword arguments go to
+    :func:`train_one_epoch`.
     """
     state = state or TrainState()
     state.steps_per_epoch = len(train_loader)
@@ -347,8 +375,7 @@ def fit(
         if val_loader is not None and (epoch % eval_every == 0 or epoch == epochs):
             val = evaluate(model, val_loader, device=device, amp_dtype=amp_dtype, epoch=epoch, stage=stage, emit=emit)
             metrics.update({f"val_{k}": v for k, v in val.items() if k != "num_samples"})
-            # a tie goes to the later epoch: a small val split ties often, and later epochs have trained longer
-            if val["top1"] >= state.best_metric:
+            if is_new_best(state, val["top1"], int(val.get("num_samples", 0)), best_rule):
                 state.best_metric, state.best_epoch, is_best = val["top1"], epoch, True
         elif val_loader is None:
             is_best = True

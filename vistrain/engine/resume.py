@@ -22,6 +22,7 @@ def training_position(state: TrainState, epochs: int) -> dict:
     """The checkpoint fields that say where training stands (added to every checkpoint; under DDP
     ``loader_state`` is rank 0's and ``rank_states`` holds every rank's)."""
     return {"best_metric": float(state.best_metric), "best_epoch": int(state.best_epoch),
+            "best_seen": float(state.best_seen),
             "epoch_step": int(state.epoch_step), "epoch_accum": dict(state.epoch_accum),
             "loader_state": dict(state.loader_state), "stage_epochs": int(epochs),
             "steps_per_epoch": int(state.steps_per_epoch)}
@@ -104,5 +105,6 @@ def restore_training(ckpt: dict, *, model, optimizer=None, scheduler=None, scale
     restore_rng(ckpt)
     return TrainState(epoch=int(ckpt["epoch"]), global_step=global_step,
                       best_metric=float(ckpt.get("best_metric", -math.inf)), best_epoch=int(ckpt.get("best_epoch", 0)),
+                      best_seen=float(ckpt.get("best_seen", ckpt.get("best_metric", -math.inf))),
                       epoch_step=int(ckpt.get("epoch_step", 0)), epoch_accum=dict(ckpt.get("epoch_accum") or {}),
                       loader_state=dict((_rank_state(ckpt) or ckpt).get("loader_state") or {}))

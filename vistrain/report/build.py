@@ -51,7 +51,7 @@ def _summary(doc: Document, run: RunData) -> None:
     rows += [["stages", ", ".join(s.name for s in run.stages) or "none yet"],
              ["epochs finished", sum(len(s.epochs) for s in run.stages)],
              ["final val top-1", _pct(final.top1) if final else "n/a"],
-             ["best val top-1", f"{_pct(best.top1)} ({best.stage}, epoch {best.epoch})" if best else "n/a"]]
+             ["highest val top-1", f"{_pct(best.top1)} ({best.stage}, epoch {best.epoch})" if best else "n/a"]]
     rows += [["held-out test top-1", f"{_pct(t.top1)} on {t.num_samples} images ({t.stage})"] for t in run.tests]
     resumed = f" over {len(run.sessions)} sessions (resumed)" if len(run.sessions) > 1 else ""
     rows += [["wall time", _secs(run.wall_s) + resumed],
@@ -101,6 +101,14 @@ def _val_section(sec: Section, ckpt: Path, predict: Callable, prefix: str, mista
              f"(true class → predicted class, confidence), out of {int((pred.predicted != pred.labels).sum())} mistakes.")
 
 
+def _best_saved(saved) -> str:
+    """``name.pt (epoch N, val top-1 X)`` of a stage's best checkpoint, chosen by the run's checkpoint.best rule."""
+    if saved is None:
+        return "none"
+    metric = f", val top-1 {_pct(saved.metric)}" if saved.metric is not None else ""
+    return f"{Path(saved.path).name} (epoch {saved.epoch}{metric})"
+
+
 def _stages(doc: Document, run: RunData, predict: Callable) -> None:
     for stage in run.stages:
         sec = doc.section(f"stage-{slug(stage.name)}", f"Stage: {stage.name}")
@@ -111,10 +119,10 @@ def _stages(doc: Document, run: RunData, predict: Callable) -> None:
                 ["model", f"{st.model} ({st.num_params:,} parameters)" if st and st.model else "?"],
                 ["epochs finished", f"{len(stage.epochs)} of {st.epochs if st else '?'}"],
                 ["final val top-1", _pct(stage.evals[-1].top1) if stage.evals else "n/a"],
-                ["best val top-1", f"{_pct(best.top1)} (epoch {best.epoch})" if best else "n/a"],
+                ["highest val top-1", f"{_pct(best.top1)} (epoch {best.epoch})" if best else "n/a"],
                 ["training time", _secs(sum(e.duration_s for e in stage.epochs))],
                 ["samples/s", f"{stage.samples_per_s():.0f}" if stage.samples_per_s() else "n/a"],
-                ["best checkpoint", stage.best_checkpoint or "none"]]
+                ["best checkpoint", _best_saved(stage.best_saved)]]
         sec.table(["", ""], rows)
         if stage.epochs or stage.evals or stage.steps:
             sec.image(f"curves-{slug(stage.name)}.png", figures.curves_figure([stage], stage.name), f"{stage.name} curves")

@@ -10,7 +10,7 @@ from typing import Any
 from vistrain.report.rundata import RunData, load_run
 
 IGNORED_KEYS = ("output.name", "output.dir")  # differ between any two runs and say nothing about them
-HEADER = ["run", "status", "strategy", "model", "epochs", "final val top-1", "best val top-1", "final val loss",
+HEADER = ["run", "status", "strategy", "model", "epochs", "final val top-1", "highest val top-1", "final val loss",
           "test top-1", "wall", "samples/s"]
 
 

@@ -35,14 +35,20 @@ class StageData:
 
     @property
     def best_eval(self) -> EvalEnd | None:
-        """The val evaluation with the highest top-1; a tie goes to the later epoch, as fit() picks best.pt."""
+        """The val evaluation with the highest top-1 (the later one on a tie). best.pt is chosen by the run's
+        ``checkpoint.best`` rule and need not be this epoch: see :attr:`best_saved`."""
         return max(reversed(self.evals), key=lambda e: e.top1, default=None)
+
+    @property
+    def best_saved(self) -> CheckpointSaved | None:
+        """The newest best checkpoint this stage wrote (its epoch and val top-1 are the chosen ones)."""
+        best = [c for c in self.checkpoints if c.is_best]
+        return best[-1] if best else None
 
     @property
     def best_checkpoint(self) -> str | None:
         """File name of the newest best checkpoint this stage wrote."""
-        best = [c for c in self.checkpoints if c.is_best]
-        return Path(best[-1].path).name if best else None
+        return Path(self.best_saved.path).name if self.best_saved else None
 
     def samples_per_s(self) -> float | None:
         """Training throughput over finished epochs."""
@@ -125,7 +131,7 @@ class RunData:
         return evals[-1] if evals else None
 
     def best_eval(self) -> EvalEnd | None:
-        """The best val evaluation over all stages (the later one on a tie)."""
+        """The val evaluation with the highest top-1 over all stages (the later one on a tie)."""
         evals = [e for s in self.stages for e in s.evals]
         return max(reversed(evals), key=lambda e: e.top1, default=None)
 

@@ -12,6 +12,16 @@ from vistrain.events import (
 from vistrain.hookspecs import hookimpl
 
 
+def result_summary(metrics: dict) -> str:
+    """``, best.pt (epoch N) val top-1 X%, test top-1 Y%`` from a finished run's metrics (parts it has)."""
+    best, epoch, test = metrics.get("best_val_top1"), metrics.get("best_epoch"), metrics.get("test_top1")
+    text = ""
+    if isinstance(best, float) and best >= 0:
+        where = f" (epoch {int(epoch)})" if isinstance(epoch, (int, float)) and epoch else ""
+        text = f", best.pt{where} val top-1 {_pct(best)}"
+    return text + (f", test top-1 {_pct(test)}" if isinstance(test, float) else "")
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
@@ -96,12 +106,8 @@ class ConsoleReporter:
             self._line(f"augment trial {event.trial}/{event.trials}: {event.policy} -> val top-1 {_pct(event.score)}")
         elif isinstance(event, RunFinished):
             self._stop_progress()
-            best = event.metrics.get("best_val_top1")
-            best_text = f", best val top-1 {_pct(best)}" if isinstance(best, float) and best >= 0 else ""
-            test = event.metrics.get("test_top1")
-            best_text += f", test top-1 {_pct(test)}" if isinstance(test, float) else ""
             word = "stopped" if event.stopped_early else "finished"
-            self._line(f"run {event.run_name} {word} in {event.duration_s:.1f}s{best_text}")
+            self._line(f"run {event.run_name} {word} in {event.duration_s:.1f}s{result_summary(event.metrics)}")
         elif isinstance(event, RunFailed):
             self._stop_progress()
 

@@ -397,8 +397,8 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
     try:
         state = fit(dist.wrap_model(stage.model, ctx.device), train_loader, val_loader, optimizer, device=ctx.device,
                     epochs=stage.epochs, state=state, stage=stage.name, scheduler=scheduler, save=writer,
-                    eval_every=cfg.train.eval_every, emit=ctx.emit, loss_fn=loss, amp_dtype=ctx.amp_dtype,
-                    scaler=scaler, grad_clip=cfg.train.grad_clip, batch_transform=batch_aug,
+                    eval_every=cfg.train.eval_every, emit=ctx.emit, best_rule=cfg.checkpoint.best, loss_fn=loss,
+                    amp_dtype=ctx.amp_dtype, scaler=scaler, grad_clip=cfg.train.grad_clip, batch_transform=batch_aug,
                     log_interval=cfg.train.log_interval, control=ctx.control,
                     step_checkpoints=StepCheckpoints(every.every_steps, every.every_minutes))
     except StopRequested:

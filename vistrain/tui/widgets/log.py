@@ -8,6 +8,7 @@ from textual.widget import Widget
 from vistrain.events import (
     CheckpointSaved, Event, Log, RunFailed, RunFinished, RunStarted, StageStarted, Unknown,
 )
+from vistrain.reporters.console import result_summary
 
 LEVEL_STYLES = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold red"}
 
@@ -60,12 +61,8 @@ class EventLog(Widget):
         elif isinstance(event, CheckpointSaved) and event.reason in ("user", "stop"):
             self.say(f"checkpoint saved ({event.reason}): {event.path}", "green", event.time)
         elif isinstance(event, RunFinished):
-            best = event.metrics.get("best_val_top1")
-            best_text = f", best val top-1 {100 * best:.2f}%" if isinstance(best, float) and best >= 0 else ""
-            test = event.metrics.get("test_top1")  # the held-out split, as the console's last line says
-            best_text += f", test top-1 {100 * test:.2f}%" if isinstance(test, float) else ""
-            word = "stopped" if event.stopped_early else "finished"
-            self.say(f"run {word} in {event.duration_s:.1f}s{best_text}", "bold green", event.time)
+            word = "stopped" if event.stopped_early else "finished"  # the same summary as the console's last line
+            self.say(f"run {word} in {event.duration_s:.1f}s{result_summary(event.metrics)}", "bold green", event.time)
         elif isinstance(event, RunFailed):
             self.say(f"run failed: {event.message}", "bold red", event.time)
         elif isinstance(event, Unknown):
