@@ -2,11 +2,12 @@
 
 Trains the default recipe once per (split, seed), keeps every epoch's weights, and afterwards
 evaluates each epoch on the run's held-out test split. Every rule then picks its epoch from the
-val top-1 alone (``vistrain.engine.loop.is_new_best``, the code the runs use), and its test
+val top-1 alone (``vistrain.engine.loop.update_best``, the code the runs use), and its test
 top-1 is printed; "oracle" is the epoch with the highest *test* top-1, which no rule can know,
 shown as a ceiling. The test split chooses nothing here: the rules only read val.
 
-    .venv/bin/python benchmarks/best_rule.py --splits 2,3,4 --seeds 0,1,2 [--jobs 2] [--set KEY=VALUE ...]
+    .venv/bin/python benchmarks/best_rule.py --splits 2,3,4 --seeds 0,1,2 [--jobs 2] [--set KEY=VALUE ...] [--save F]
+    .venv/bin/python benchmarks/best_rule.py --load F      # the table again from a saved run, without training
 
 ``--jobs 2`` runs two trainings side by side with one torch thread each (accuracy only; the
 wall time of a run is not a figure here).
@@ -61,13 +62,12 @@ def train_one(split: int, seed: int, overrides: list[str], out: Path) -> dict:
 
 def chosen_epoch(rule: str, val: dict[int, float], count: int) -> int:
     """The epoch *rule* leaves in best.pt, replaying the run's val top-1 through the engine's rule."""
-    from vistrain.engine.loop import TrainState, is_new_best
+    from vistrain.engine.loop import TrainState, update_best
 
-    state, chosen = TrainState(), 0
+    state = TrainState()
     for epoch in sorted(val):
-        if is_new_best(state, val[epoch], count, rule):
-            chosen = epoch
-    return chosen
+        update_best(state, epoch, val[epoch], count, rule)
+    return state.best_epoch
 
 
 def main() -> None:
@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2", help="train.seed values")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override KEY=VALUE")
     parser.add_argument("--jobs", type=int, default=1, help="trainings side by side (one torch thread each)")
+    parser.add_argument("--save", help="also write every run's per-epoch val and test top-1 to this JSON file")
+    parser.add_argument("--load", help="replay the rules on a --save file instead of training")
     parser.add_argument("--one", nargs=3, metavar=("SPLIT", "SEED", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # a worker: one training, its figures as JSON on stdout
@@ -95,8 +97,15 @@ def main() -> None:
                 raise RuntimeError(f"split {run[0]} seed {run[1]} failed:\n{proc.stderr[-2000:]}")
             return json.loads(proc.stdout.strip().splitlines()[-1])
 
-    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        results = list(pool.map(work, runs))
+    if args.load:
+        with open(args.load) as fh:
+            results = json.load(fh)
+    else:
+        with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            results = list(pool.map(work, runs))
+    if args.save:
+        with open(args.save, "w") as fh:
+            json.dump(results, fh)
     print(f"overrides: {args.overrides or 'none'}; test top-1 of the epoch each rule leaves in best.pt")
     print("split seed | " + " | ".join(f"{r:>14s}" for r in (*RULES, "oracle (test)")))
     totals = {r: 0.0 for r in (*RULES, "oracle")}

@@ -55,3 +55,17 @@ def test_best_rule_benchmark_replays_each_rule_on_every_epochs_test_top1():
     assert [c[1] for c in cells][2] == "2"  # last: the final epoch
     assert all(0 < float(c[2].rstrip("%")) <= 100 for c in cells)
     assert float(cells[3][2].rstrip("%")) >= max(float(c[2].rstrip("%")) for c in cells[:3])  # the test ceiling
+
+
+def test_best_rule_benchmark_tables_what_each_rule_keeps(tmp_path):
+    # a saved run with a noisy early val peak: max keeps epoch 2, 1se epoch 5, last epoch 6
+    import json
+
+    val = {1: 0.90, 2: 0.994, 3: 0.985, 4: 0.991, 5: 0.992, 6: 0.989}
+    test = {1: 0.89, 2: 0.981, 3: 0.982, 4: 0.983, 5: 0.984, 6: 0.985}
+    saved = tmp_path / "runs.json"
+    saved.write_text(json.dumps([{"split": 7, "seed": 1, "val": val, "test": test, "val_count": 500}]))
+    out = _run(sys.executable, "benchmarks/best_rule.py", "--load", str(saved))
+    row = next(line for line in out.splitlines() if line.startswith("    7    1 |"))
+    cells = [c.split() for c in row.split("|")[1:]]
+    assert [(c[1], c[2]) for c in cells] == [("2", "98.10%"), ("5", "98.40%"), ("6", "98.50%"), ("6", "98.50%")]

@@ -18,7 +18,7 @@ from vistrain.data.pipeline import TensorBatchLoader
 from vistrain.engine.checkpoint import atomic_torch_save, load_checkpoint, make_checkpoint
 from vistrain.engine.control import StopRequested, TrainControl
 from vistrain.engine.device import rng_state, select_device, set_rng_state
-from vistrain.engine.loop import TrainState, evaluate, fit, is_new_best, topk_correct, train_one_epoch
+from vistrain.engine.loop import TrainState, evaluate, fit, topk_correct, update_best, train_one_epoch
 from vistrain.errors import CheckpointError, ConfigError, NonFiniteLossError, OutputError
 
 CPU = torch.device("cpu")
@@ -57,11 +57,10 @@ def test_fit_learns_and_calls_save_each_epoch():
 
 
 def _chosen(rule, vals, count=500):
-    state, chosen = TrainState(), None
+    state = TrainState()
     for epoch, top1 in enumerate(vals, 1):
-        if is_new_best(state, top1, count, rule):
-            state.best_metric, state.best_epoch, chosen = top1, epoch, epoch
-    return chosen, state
+        update_best(state, epoch, top1, count, rule)
+    return state.best_epoch, state
 
 
 def test_best_checkpoint_rules():
@@ -80,7 +79,7 @@ def test_best_checkpoint_rules():
     # ties go to the later epoch under max, as before
     assert _chosen("max", [0.9, 0.95, 0.95, 0.94])[0] == 3
     with pytest.raises(ValueError, match="unknown best-checkpoint rule"):
-        is_new_best(TrainState(), 0.5, 10, "best")
+        update_best(TrainState(), 1, 0.5, 10, "best")
 
 
 def test_fit_passes_the_rule_and_the_val_count():

@@ -44,8 +44,9 @@ class TrainState:
 BEST_RULES = ("1se", "max", "last")
 
 
-def is_new_best(state: TrainState, top1: float, count: int, rule: str = "1se") -> bool:
-    """Whether this evaluation's weights become ``best.pt``; updates ``state.best_seen``.
+def update_best(state: TrainState, epoch: int, top1: float, count: int, rule: str = "1se") -> bool:
+    """Whether this evaluation's weights become ``best.pt``; updates ``state.best_seen`` and, when
+    they do, ``state.best_metric`` and ``state.best_epoch``.
 
     ``max``: the highest val top-1 (a tie goes to the later epoch). ``last``: every epoch. ``1se``
     (the default): the latest epoch whose val top-1 is within one standard error of the highest
@@ -54,16 +55,20 @@ def is_new_best(state: TrainState, top1: float, count: int, rule: str = "1se") -
     a schedule that anneals the rate this keeps the later, longer-trained weights unless an
     earlier epoch was better by more than the split can tell apart.
     """
+    if rule not in BEST_RULES:
+        raise ValueError(f"unknown best-checkpoint rule {rule!r}; expected one of {', '.join(BEST_RULES)}")
     state.best_seen = max(state.best_seen, top1)
     if rule == "last":
-        return True
-    if rule == "max":
-        return top1 >= state.best_metric
-    if rule != "1se":
-        raise ValueError(f"unknown best-checkpoint rule {rule!r}; expected one of {', '.join(BEST_RULES)}")
-    p = state.best_seen
-    se = math.sqrt(max(p * (1.0 - p), 0.0) / count) if count > 0 else 0.0
-    return top1 >= p - se - 1e-12
+        best = True
+    elif rule == "max":
+        best = top1 >= state.best_metric
+    else:
+        p = state.best_seen
+        se = math.sqrt(max(p * (1.0 - p), 0.0) / count) if count > 0 else 0.0
+        best = top1 >= p - se - 1e-12
+    if best:
+        state.best_metric, state.best_epoch = top1, epoch
+    return best
 
 
 class StepCheckpoints:
@@ -347,7 +352,7 @@ def fit(
     """Train ``epochs`` epochs from ``state.epoch``, evaluating and calling *save* after each.
 
     ``save(state, metrics, is_best, reason)`` writes checkpoints; the best model is chosen from the
-    validation top-1 by *best_rule* (see :func:`is_new_best`). Extra keyword arguments go to
+    validation top-1 by *best_rule* (see :func:`update_best`). Extra keyword arguments go to
     :func:`train_one_epoch`.
     """
     state = state or TrainState()
@@ -375,8 +380,7 @@ def fit(
         if val_loader is not None and (epoch % eval_every == 0 or epoch == epochs):
             val = evaluate(model, val_loader, device=device, amp_dtype=amp_dtype, epoch=epoch, stage=stage, emit=emit)
             metrics.update({f"val_{k}": v for k, v in val.items() if k != "num_samples"})
-            if is_new_best(state, val["top1"], int(val.get("num_samples", 0)), best_rule):
-                state.best_metric, state.best_epoch, is_best = val["top1"], epoch, True
+            is_best = update_best(state, epoch, val["top1"], int(val.get("num_samples", 0)), best_rule)
         elif val_loader is None:
             is_best = True
         metrics["epoch"] = epoch
