@@ -77,6 +77,37 @@ def test_rich_console_in_a_terminal():
     assert "top-1 95.00%" in out.getvalue()
 
 
+def test_the_terminal_progress_bar_is_redrawn_from_the_events_at_most_twice_a_second(monkeypatch):
+    # no refresh thread in the training process: rich draws only when the reporter asks it to
+    import vistrain.reporters.console as console
+    from vistrain.events import BatchEnd
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    clock = [100.0]
+    monkeypatch.setattr(console.time, "monotonic", lambda: clock[0])
+    out = Tty()
+    rep = ConsoleReporter(stream=out)
+    frames = []
+
+    def batch(step):
+        clock[0] += 1 / 128  # 128 steps a second (exact in binary)
+        size = len(out.getvalue())
+        rep.on_event(BatchEnd(stage="train", epoch=1, epochs=1, step=step, steps_per_epoch=200, global_step=step,
+                              loss=0.5, lr=1e-3, samples_per_s=1000.0, data_wait_s=0.0, step_time_s=1 / 128))
+        if len(out.getvalue()) > size:
+            frames.append(step)
+
+    for step in range(1, 201):
+        batch(step)
+    assert rep._progress is not None and not rep._progress.live.auto_refresh
+    assert frames == [1, 65, 129, 193, 200]  # at the start, every 0.5 s (64 steps), and the epoch's last step
+    assert "200/200" in out.getvalue()
+    rep.close()
+
+
 def test_system_sampler_reports_cpu_for_real():
     from vistrain.engine.system import SystemSampler
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import TextIO
 
 from vistrain.events import (
@@ -10,6 +11,9 @@ from vistrain.events import (
     RunStarted, StageStarted, AugmentTrial,
 )
 from vistrain.hookspecs import hookimpl
+
+
+REFRESH_S = 0.5  # seconds between progress-bar redraws in a terminal
 
 
 def result_summary(metrics: dict) -> str:
@@ -60,11 +64,14 @@ class ConsoleReporter:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._stop_progress()
+        # redrawn from the batch events at most REFRESH_S apart, in the training thread: rich's own refresh
+        # thread would take the GIL from training ten times a second
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"), console=self._console, transient=True,
+            TextColumn("{task.fields[info]}"), console=self._console, transient=True, auto_refresh=False,
         )
         self._progress.start()
+        self._drawn_at = time.monotonic()
         self._task = self._progress.add_task(description, total=total, info="")
 
     def _stop_progress(self) -> None:
@@ -122,6 +129,10 @@ class ConsoleReporter:
         if self._progress is None or e.step <= (self._progress.tasks[0].completed if self._progress.tasks else 0):
             self._start_progress(e.steps_per_epoch, f"epoch {e.epoch}/{e.epochs}")
         self._progress.update(self._task, completed=e.step, info=info)
+        now = time.monotonic()
+        if now - self._drawn_at >= REFRESH_S or e.step == e.steps_per_epoch:
+            self._drawn_at = now
+            self._progress.refresh()
 
     def _on_eval(self, e: EvalEnd) -> None:
         self._stop_progress()
