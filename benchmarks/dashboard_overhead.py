@@ -4,10 +4,12 @@
     .venv/bin/python benchmarks/dashboard_overhead.py --in-process  # execute() in this process
     .venv/bin/python benchmarks/dashboard_overhead.py --in-thread   # the old in-process dashboard
 
-By default both sides are the real command, as a user types it, in a pseudo-terminal of
-``--size`` (160x48): ``vistrain run`` (which opens the dashboard, since its output is a terminal)
-against ``vistrain run --headless``, same flags, alternating, who goes first alternating too. This
-script reads and discards everything written to the terminal, as a terminal would display it.
+By default both sides are the real command as a user types it: ``vistrain run`` in a
+pseudo-terminal of ``--size`` (160x48), so it opens the dashboard, against ``vistrain run
+--headless`` with its output to a pipe (plain lines, nothing drawn: the cheapest way to run, as on
+a cluster; ``--baseline terminal`` puts it in a terminal too, where it draws a progress bar). Same
+flags, alternating, who goes first alternating too. This script reads and discards everything
+written, as a terminal would display it.
 Per side it records:
 
 - **until done**: from starting the command until the run's ``run_finished`` line is in its
@@ -168,11 +170,15 @@ def _finished(events: Path) -> tuple[float, float] | None:
     return (times["run_started"], times["run_finished"]) if "run_finished" in times else None
 
 
-def run_in_terminal(cmd: list[str], run_dir: Path, size: tuple[int, int]) -> dict[str, float]:
-    """Run *cmd* on a new pseudo-terminal of *size*; seconds until its run finished, the run's own
-    seconds, seconds until the command exited, and the CPU seconds of it and its children."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+def run_in_terminal(cmd: list[str], run_dir: Path, size: tuple[int, int], terminal: bool = True) -> dict[str, float]:
+    """Run *cmd* on a new pseudo-terminal of *size* (else with its output to a pipe); seconds until its run
+    finished, the run's own seconds, seconds until the command exited, and the CPU seconds of it and
+    its children."""
+    if terminal:
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+    else:
+        master, slave = os.pipe()  # read end, write end: plain lines, as on a cluster or with > log
     env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(size[0]), LINES=str(size[1]))
     received = [0]
 
@@ -188,7 +194,8 @@ def run_in_terminal(cmd: list[str], run_dir: Path, size: tuple[int, int]) -> dic
 
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdin=slave if terminal else subprocess.DEVNULL, stdout=slave, stderr=slave, env=env,
+                            start_new_session=True)
     os.close(slave)
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
@@ -198,13 +205,18 @@ def run_in_terminal(cmd: list[str], run_dir: Path, size: tuple[int, int]) -> dic
             raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode} before its run finished")
         time.sleep(0.02)
     done = time.perf_counter() - t0
-    deadline = time.monotonic() + 60
-    while proc.poll() is None:  # the dashboard waits for q once the run has finished; headless exits by itself
-        os.write(master, b"q")
-        time.sleep(0.1)
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("the dashboard did not close on q")
+    for _ in range(3):  # the dashboard waits for q once the run has finished; headless exits by itself
+        if terminal and proc.poll() is None:
+            os.write(master, b"q")
+        try:
+            proc.wait(10)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    else:
+        os.killpg(proc.pid, 9)  # the whole session: the dashboard process too
+        proc.wait()
+        raise RuntimeError("the dashboard did not close on q")
     exited = time.perf_counter() - t0
     reader.join(5)
     os.close(master)
@@ -225,7 +237,8 @@ def main_terminal(args, size: tuple[int, int]) -> None:
             pair = {}
             for dashboard in order:
                 name = f"{'dashboard' if dashboard else 'headless'}-{i}"
-                pair[dashboard] = run_in_terminal(command_args(args, out, name, dashboard), Path(out) / name, size)
+                pair[dashboard] = run_in_terminal(command_args(args, out, name, dashboard), Path(out) / name, size,
+                                                  terminal=dashboard or args.baseline == "terminal")
             h, d = pair[False], pair[True]
             pairs.append((h, d))
             print(f"repeat {i + 1}: until done headless {h['done']:.2f}s dashboard {d['done']:.2f}s ratio "
@@ -236,8 +249,10 @@ def main_terminal(args, size: tuple[int, int]) -> None:
     def med(key: str) -> float:
         return statistics.median(d[key] / h[key] for h, d in pairs)
 
-    print(f"{args.data}, {args.epochs} epochs, {args.repeats} pairs, `vistrain run` in a {size[0]}x{size[1]} "
-          f"pseudo-terminal, with the dashboard vs --headless; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    where = "in the same terminal" if args.baseline == "terminal" else "with its output to a pipe"
+    print(f"{args.data}, {args.epochs} epochs, {args.repeats} pairs: `vistrain run` in a {size[0]}x{size[1]} "
+          f"pseudo-terminal vs `vistrain run --headless` {where}; load average {load[0]:.2f} {load[1]:.2f} "
+          f"{load[2]:.2f}")
     print(f"median headless: until done {statistics.median(h['done'] for h, _ in pairs):.2f}s, run "
           f"{statistics.median(h['run'] for h, _ in pairs):.2f}s; extra CPU with the dashboard: median "
           f"{statistics.median(d['cpu'] - h['cpu'] for h, d in pairs):.2f}s")
@@ -254,6 +269,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--size", default="160x48", help="dashboard terminal size WxH")
     parser.add_argument("--augment", default=None, help="augmentation spec (default: the default recipe's)")
+    parser.add_argument("--baseline", choices=("pipe", "terminal"), default="pipe",
+                        help="headless side's output: plain lines to a pipe (nothing drawn), or the same terminal "
+                             "(its progress bar)")
     parser.add_argument("--in-process", action="store_true", help="time execute() in this process instead")
     parser.add_argument("--in-thread", action="store_true", help="measure the in-process (thread) dashboard instead")
     args = parser.parse_args()

@@ -22,7 +22,7 @@ from vistrain.runner import execute
 
 
 def run_once(spec: str, overrides: list[str], out: str) -> dict[str, float]:
-    """Test top-1, final and best val top-1, and wall seconds of one run with augmentation *spec*."""
+    """Test top-1, final and best.pt val top-1, best.pt's epoch, and wall seconds of one run with augmentation *spec*."""
     cfg = resolve_config(None, {"augment.spec": spec, "output.dir": out}, overrides)
     t0 = time.perf_counter()
     result = execute(cfg)
@@ -31,7 +31,8 @@ def run_once(spec: str, overrides: list[str], out: str) -> dict[str, float]:
     # the final epoch's weights on the same test split, for comparison only (outside the timed run)
     last = evaluate_checkpoint(result.run_dir / "checkpoints" / "last.pt", cfg.data.name, split="test", device="cpu")
     return {"test": float(m.get("test_top1", float("nan"))), "test_last": float(last["top1"]),
-            "final": float(m.get("val_top1", 0.0)), "best": float(m.get("best_val_top1", 0.0)), "wall": wall,
+            "final": float(m.get("val_top1", 0.0)), "best": float(m.get("best_val_top1", 0.0)),
+            "epoch": int(m.get("best_epoch", 0)), "wall": wall,
             "load": os.getloadavg()[0]}
 
 
@@ -54,7 +55,7 @@ def main() -> None:
                 results.setdefault(label, []).append(r)
                 print(f"seed {seed} {label:16s} test top-1 {100 * r['test']:.2f}% (final epoch "
                       f"{100 * r['test_last']:.2f}%)  val top-1 final "
-                      f"{100 * r['final']:.2f}% best {100 * r['best']:.2f}%  wall {r['wall']:.1f}s  "
+                      f"{100 * r['final']:.2f}% best.pt {100 * r['best']:.2f}% (epoch {r['epoch']})  wall {r['wall']:.1f}s  "
                       f"(load average {r['load']:.2f})", flush=True)
     for label, rows in results.items():
         n = len(rows)
@@ -64,7 +65,7 @@ def main() -> None:
 
         print(f"mean of {n} seed(s) {label:16s}: test top-1 {100 * mean('test'):.2f}% (final epoch "
               f"{100 * mean('test_last'):.2f}%)  (val final "
-              f"{100 * mean('final'):.2f}%, best {100 * mean('best'):.2f}%)  wall {mean('wall'):.1f}s "
+              f"{100 * mean('final'):.2f}%, best.pt {100 * mean('best'):.2f}%)  wall {mean('wall'):.1f}s "
               f"(slowest {max(r['wall'] for r in rows):.1f}s)")
 
 
