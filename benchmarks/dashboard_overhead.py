@@ -141,9 +141,10 @@ def run_dashboard(cfg, size: tuple[int, int]) -> tuple[float, float]:
 
 
 def command_args(args, out: str, name: str, dashboard: bool) -> list[str]:
-    """``vistrain run`` with the benchmark's flags (the in-process config's, as command-line flags)."""
+    """``vistrain run`` as a user types it: the default recipe (its data loading and device augmentation
+    included), with only the data, epochs, seed and run folder given."""
     cmd = [sys.executable, "-m", "vistrain", "run", "--data", args.data, "--epochs", str(args.epochs), "--seed", "0",
-           "--out", out, "--name", name, "--set", "data.num_workers=0"]
+           "--out", out, "--name", name]
     if args.threads:
         cmd += ["--set", f"train.threads={args.threads}"]
     if args.augment:
