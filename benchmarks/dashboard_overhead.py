@@ -52,7 +52,8 @@ from vistrain.runner import execute
 
 
 def make_config(args, out: str, name: str):
-    """The benchmark's training config: small model, embedded data, fixed seed."""
+    """The in-process modes' training config: small model, embedded data, fixed seed. (num_workers=0, as
+    these modes always measured, turns the device augmentation off: per-image augmentation.)"""
     flags = {"data.name": args.data, "train.epochs": args.epochs, "output.dir": out, "output.name": name,
              "augment.spec": getattr(args, "augment", None),
              "data.num_workers": 0, "train.seed": 0, "train.threads": args.threads}
