@@ -62,12 +62,24 @@ def test_event_pipe_carries_the_events_in_order():
     assert [e.to_dict() for e in got] == [e.to_dict() for e in events]
 
 
-def test_a_run_under_the_separate_process_dashboard(tmp_path):
+def test_a_run_under_the_separate_process_dashboard(tmp_path, monkeypatch):
+    import subprocess
+
     from vistrain.tui.launch import run_with_dashboard
 
+    started, real_popen = [], subprocess.Popen
+
+    def popen(cmd, *args, **kwargs):
+        started.append(list(cmd))
+        return real_popen(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
     cfg = resolve_config(None, {"data.name": "digits", "model.name": "mlp", "train.epochs": 2, "output.dir": str(tmp_path),
-                                "output.name": "d", "augment.spec": "none", "output.system_interval_s": 0.2})
+                                "output.name": "d", "augment.spec": "none", "output.system_interval_s": 0.2,
+                                "output.dashboard_refresh_s": 0.5})
     result = run_with_dashboard(cfg, headless_size="100x30")
+    cmd = next(c for c in started if "vistrain.tui.process" in c)
+    assert cmd[cmd.index("--refresh-s") + 1] == "0.5"
     assert result.run_dir == tmp_path / "d" and not result.stopped_early
     kinds = [json.loads(line)["kind"] for line in (tmp_path / "d" / "events.jsonl").read_text().splitlines()]
     kinds = [k for k in kinds if k != "system_sample"]  # the sampler thread may land one after the end

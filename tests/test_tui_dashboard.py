@@ -143,3 +143,22 @@ def test_snapshot_80x24(snap_compare):
 
 def test_snapshot_160x48(snap_compare):
     assert snap_compare(replay_app(), terminal_size=(160, 48))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("refresh_s, frames", [(0.05, range(4, 40)), (30.0, range(0, 1))])
+async def test_the_busy_panels_redraw_every_refresh_s(refresh_s, frames):
+    import asyncio
+
+    app = DashboardApp(refresh_s=refresh_s)
+    count = [0]
+    real = app._frame
+
+    def counted():
+        count[0] += 1
+        real()
+
+    app._frame = counted
+    async with app.run_test(size=(80, 24)):
+        await asyncio.sleep(0.5)
+    assert count[0] in frames

@@ -131,6 +131,9 @@ class OutputConfig(_Section):
     dir: str = "runs"
     name: str | None = None  # default: <model>-<dataset>-<timestamp>
     system_interval_s: float = Field(2.0, gt=0.0)
+    dashboard_refresh_s: float = Field(
+        2.0, gt=0.0, description="seconds between the dashboard's redraws of its progress and system panels (the curves "
+                                 "every other time); each redraw takes CPU from training (see README, 'Dashboard overhead')")
     keep_last: bool = True
 
 

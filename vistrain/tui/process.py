@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vistrain.tui.process")
     parser.add_argument("--events-fd", type=int, required=True)
     parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--refresh-s", type=float, default=2.0, help="seconds between redraws of the busy panels")
     parser.add_argument("--headless", default=None, metavar="WxH",
                         help="draw with Textual's headless driver at this size, and close when the run ends "
                              "(benchmarks and tests)")
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 app.call_from_thread(app.exit)
 
-    app = DashboardApp(job=job, control=control)
+    app = DashboardApp(job=job, control=control, refresh_s=args.refresh_s)
     try:
         if args.headless:
             width, height = (int(v) for v in args.headless.lower().split("x"))
