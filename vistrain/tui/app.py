@@ -80,7 +80,7 @@ class DashboardApp(App):
         self.query_one("#augment").display = False
         # One frame timer for the high-rate panels: progress and system redraw every refresh_s, the curves
         # every other frame. A redraw takes one of the cores training wants: on 2 cores, 1 s frames cost
-        # 4-8 % of a 10-epoch run and 2 s frames none measurable (README, "Dashboard overhead").
+        # 2-6 % of a 10-epoch run, 2 s frames about nothing (README, "Dashboard overhead").
         self._frames = 0
         self.set_interval(self.refresh_s, self._frame)
         if self.mode == "live":
