@@ -162,3 +162,30 @@ async def test_the_busy_panels_redraw_every_refresh_s(refresh_s, frames):
     async with app.run_test(size=(80, 24)):
         await asyncio.sleep(0.5)
     assert count[0] in frames
+
+
+@pytest.mark.asyncio
+async def test_the_curves_show_the_first_epoch_at_the_next_frame_then_every_other_frame():
+    from vistrain.events import EpochEnd
+
+    def epoch(n):
+        return EpochEnd(stage="teacher", epoch=n, epochs=5, train_loss=0.5, train_top1=0.8, lr=1e-3, duration_s=1.0,
+                        samples=100)
+
+    app = DashboardApp(refresh_s=3600.0)  # frames driven by hand below
+    async with app.run_test(size=(120, 40)) as pilot:
+        curves = app.query_one(CurvesPanel)
+        app.feed(recorded_events(epochs=1)[:2])  # run and stage started: no points yet
+        app._frames = 0
+        app.apply_event(epoch(1))
+        app._frame()  # frame 1 (odd): drawn, since no epoch was shown yet
+        assert curves.drawn_epochs == 1
+        app.apply_event(epoch(2))
+        app._frame()  # frame 2 (even): drawn
+        assert curves.drawn_epochs == 2
+        app.apply_event(epoch(3))
+        app._frame()  # frame 3 (odd): the curves wait for the next even frame
+        assert curves.drawn_epochs == 2
+        app._frame()
+        assert curves.drawn_epochs == 3
+        await pilot.pause()

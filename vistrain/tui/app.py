@@ -94,8 +94,9 @@ class DashboardApp(App):
         self._frames += 1
         self.query_one(ProgressPanel).flush()
         self.query_one(SystemPanel).flush()
-        if self._frames % 2 == 0:
-            self.query_one(CurvesPanel).flush()
+        curves = self.query_one(CurvesPanel)
+        if self._frames % 2 == 0 or not curves.drawn_epochs:  # the first epoch's points as soon as they come
+            curves.flush()
 
     def on_unmount(self) -> None:
         # A UI that goes away while training still runs must not leave it running without a checkpoint.

@@ -21,6 +21,7 @@ class CurvesPanel(Horizontal):
         self._offset = 0  # epochs finished in earlier stages, so stages follow each other on the x axis
         self._last_x = 0
         self._dirty = True
+        self.drawn_epochs = 0  # epoch points in the last drawing: until the first, the app draws every frame
 
     def compose(self) -> ComposeResult:
         yield LinePlot("loss", id="loss-plot")
@@ -58,6 +59,7 @@ class CurvesPanel(Horizontal):
         if not self._dirty or not self.is_mounted:
             return
         self._dirty = False
+        self.drawn_epochs = len(self.series["train_acc"][0]) + len(self.series["val_acc"][0])
         self._draw(self.query_one("#loss-plot", LinePlot),
                    [("step_loss", "step", "grey50"), ("train_loss", "train", "blue"), ("val_loss", "val", "dark_orange")])
         self._draw(self.query_one("#acc-plot", LinePlot),
