@@ -60,12 +60,14 @@ def run(
         "train.deterministic": True if deterministic else None,
     }
     # torch is imported by the run itself, not here: the dashboard process then starts while this one imports it
-    if nproc and nproc > 1 and int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:  # not yet under torchrun
+    from vistrain.engine.launchenv import env_rank, launched_by_torchrun
+
+    if nproc and nproc > 1 and not launched_by_torchrun():
         from vistrain.engine import distributed as dist
 
         resolve_config(config, flags, set_)  # a config error stops here, not in N processes
         return dist.launch(nproc, _typed_arguments(ctx, exclude={"nproc"}), PREEMPTED_EXIT_CODE)
-    main_rank = int(os.environ.get("RANK", "0") or 0) == 0
+    main_rank = env_rank() == 0
     resume_ckpt, run_dir = None, None
     if resume is not None:
         resume_ckpt, run_dir = _find_resume(resume, config, flags, set_, quiet=not main_rank)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as tdist
 
+from vistrain.engine.launchenv import env_local_rank, launched_by_torchrun
 from vistrain.errors import ConfigError
 
 
@@ -36,11 +36,6 @@ class DistInfo:
         return self.rank == 0
 
 
-def launched_by_torchrun() -> bool:
-    """Whether the environment describes a multi-process job (``WORLD_SIZE`` > 1)."""
-    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
-
-
 def is_distributed() -> bool:
     """Whether a process group with more than one rank is up."""
     return tdist.is_available() and tdist.is_initialized() and tdist.get_world_size() > 1
@@ -50,7 +45,7 @@ def info() -> DistInfo:
     """This process's rank, world size, local rank and backend (rank 0 of 1 when not distributed)."""
     if not is_distributed():
         return DistInfo()
-    return DistInfo(tdist.get_rank(), tdist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0") or 0),
+    return DistInfo(tdist.get_rank(), tdist.get_world_size(), env_local_rank(),
                     str(tdist.get_backend()))
 
 
@@ -65,7 +60,7 @@ def setup(device_name: str = "auto", timeout_s: float = 600.0) -> DistInfo:
         return info()
     from datetime import timedelta
 
-    local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    local_rank = env_local_rank()
     use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda") or device_name.startswith("cuda:")
     if use_cuda:
         if local_rank >= torch.cuda.device_count():
