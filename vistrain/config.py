@@ -106,10 +106,13 @@ class TrainConfig(_Section):
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's")
 
 
+BEST_RULES = ("1se", "max", "last")  # checkpoint.best: how an epoch becomes best.pt (engine.loop.update_best)
+
+
 class CheckpointConfig(_Section):
     """Checkpoints between epochs, for preemptible jobs; ``last.pt`` and ``best.pt`` are written every epoch."""
 
-    best: Literal["1se", "max", "last"] = Field(
+    best: Literal[BEST_RULES] = Field(
         "1se", description="which epoch becomes best.pt: 1se, the latest within one standard error of the highest "
                            "val top-1 (see README, 'Which epoch is best.pt'); max, the highest; last, the final one")
 

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from vistrain.config import BEST_RULES
 from vistrain.data.pipeline import TimedIterator
 from vistrain.engine import distributed as dist
 from vistrain.engine.control import StopRequested, TrainControl
@@ -39,9 +40,6 @@ class TrainState:
     epoch_accum: dict[str, float] = field(default_factory=dict)  # that epoch's running sums, for exact metrics
     loader_state: dict[str, Any] = field(default_factory=dict)  # the training loader's ``state_dict()`` then
     steps_per_epoch: int = 0  # of the training loader (a resume with another count re-maps the schedule)
-
-
-BEST_RULES = ("1se", "max", "last")
 
 
 def update_best(state: TrainState, epoch: int, top1: float, count: int, rule: str = "1se") -> bool:

@@ -48,7 +48,8 @@ class StageData:
     @property
     def best_checkpoint(self) -> str | None:
         """File name of the newest best checkpoint this stage wrote."""
-        return Path(self.best_saved.path).name if self.best_saved else None
+        saved = self.best_saved
+        return Path(saved.path).name if saved else None
 
     def samples_per_s(self) -> float | None:
         """Training throughput over finished epochs."""
