@@ -33,12 +33,32 @@ def resolve_input(entry: Entry, model_cfg, native_size: tuple[int, int] | None, 
         size = int(model_cfg.input_size)
     else:
         default = int(meta.get("input_size") or (native_size[0] if native_size else 224))
-        lo = int(meta.get("min_size", default))
-        hi = int(meta.get("max_size", default))
+        lo, hi = _size_range(meta, default)
         native = native_size[0] if native_size and native_size[0] == native_size[1] else None
         size = native if native is not None and lo <= native <= hi else default
     mean, std = _norm(meta, channels)
     return InputSpec(channels, size, mean, std)
+
+
+def _size_range(meta: dict, default: int) -> tuple[int, int]:
+    """The sizes a model accepts natively (``min_size``..``max_size``), else just its *default*."""
+    return int(meta.get("min_size", default)), int(meta.get("max_size", default))
+
+
+def upscale_warning(model_cfg, native_size: tuple[int, int] | None, input_spec: InputSpec) -> str | None:
+    """A warning when :func:`resolve_input` fell back to a default input 4x the data's side or more (VGG's
+    224 px for 8x8 digits), naming the smallest ``model.input_size`` the model accepts; else None."""
+    side = max(native_size) if native_size else None
+    size = input_spec.size
+    if not side or model_cfg.input_size or model_cfg.pretrained or size < 4 * side:
+        return None
+    from vistrain.plugins import registry
+
+    entry, _arg = registry("model").get(model_cfg.name)
+    smallest, _ = _size_range(entry.meta, size)
+    return (f"{model_cfg.name} trains at {size}x{size} px, its default: the {side}x{side} images are upscaled "
+            f"{size / side:.0f}x, so each step costs about {(size / side) ** 2:.0f}x the compute; "
+            f"--set model.input_size={max(smallest, side)} is the smallest it accepts")
 
 
 def model_spec(entry_name: str, num_classes: int, input_spec: InputSpec, model_cfg) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from vistrain.engine.loop import StepCheckpoints, TrainState, fit, predict_logit
 from vistrain.engine.resume import restore_training
 from vistrain.errors import CheckpointError
 from vistrain.events import StageStarted
-from vistrain.models.factory import create_model
+from vistrain.models.factory import create_model, upscale_warning
 from vistrain.plugins import registry
 from vistrain.strategies.base import CheckpointWriter, RunContext
 
@@ -104,14 +104,9 @@ def build_stage_model(ctx: RunContext, model_cfg, num_classes: int | None = None
     """
     source = ctx.data.source
     built = create_model(model_cfg, num_classes or len(ctx.data.classes), source.image_size, source.channels)
-    side = max(source.image_size) if source.image_size else None
-    size = built[2].size
-    if side and not model_cfg.input_size and not model_cfg.pretrained and size >= 4 * side:
-        entry, _ = registry("model").get(model_cfg.name)
-        smallest = int(entry.meta.get("min_size") or size)
-        ctx.log(f"{model_cfg.name} trains at {size}x{size} px, its default: the {side}x{side} images are upscaled "
-                f"{size / side:.0f}x, so each step costs about {(size / side) ** 2:.0f}x the compute; "
-                f"--set model.input_size={max(smallest, side)} is the smallest it accepts", level="warning")
+    warning = upscale_warning(model_cfg, source.image_size, built[2])
+    if warning:
+        ctx.log(warning, level="warning")
     return built
 
 
