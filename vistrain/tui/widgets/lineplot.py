@@ -1,17 +1,17 @@
-"""A light braille line plot: NumPy rasterisation into one rich Text, cheap enough to share the GIL."""
+"""A light braille line plot: braille rasterisation into one rich Text, with no NumPy to import."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-import numpy as np
 from rich.text import Text
 from textual.widget import Widget
 
 from vistrain.report.axes import focus_range
 
 # bit of each dot in a braille cell, indexed [row % 4][column % 2]
-_DOT_BITS = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]], dtype=np.uint8)
+_DOT_BITS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
 Y_LABEL_WIDTH = 8
 
 
@@ -20,32 +20,40 @@ def _fmt(v: float) -> str:
 
 
 def rasterise(series: Sequence[tuple[Sequence[float], Sequence[float]]], cols: int, rows: int,
-              x_range: tuple[float, float], y_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Braille bits (rows, cols) and the index+1 of the last series drawn in each cell (0 = empty)."""
+              x_range: tuple[float, float], y_range: tuple[float, float]) -> tuple[list[list[int]], list[list[int]]]:
+    """Braille bits [row][col] and the index+1 of the last series drawn in each cell (0 = empty).
+
+    Plain Python rather than NumPy: importing NumPy costs the dashboard process a quarter of a
+    second of CPU at start-up (and starts BLAS threads), taken from the training it shares the
+    machine with; at the dashboard's sizes this loop is as fast.
+    """
     w, h = cols * 2, rows * 4
-    bits = np.zeros((rows, cols), np.uint8)
-    owner = np.zeros((rows, cols), np.int16)
+    bits = [[0] * cols for _ in range(rows)]
+    owner = [[0] * cols for _ in range(rows)]
     x0, x1 = x_range
     y0, y1 = y_range
+    sx, sy = (w - 1) / (x1 - x0), (h - 1) / (y1 - y0)
     for k, (xs, ys) in enumerate(series, start=1):
-        if len(xs) == 0:
+        pixels = (((float(x) - x0) * sx, (h - 1) - (float(y) - y0) * sy) for x, y in zip(xs, ys))
+        points = [(px, py) for px, py in pixels if math.isfinite(px) and math.isfinite(py)]
+        if not points:
             continue
-        px = (np.asarray(xs, float) - x0) / (x1 - x0) * (w - 1)
-        py = (1 - (np.asarray(ys, float) - y0) / (y1 - y0)) * (h - 1)
-        ok = np.isfinite(px) & np.isfinite(py)
-        px, py = px[ok], py[ok]
-        if len(px) == 0:
-            continue
-        if len(px) > 1:  # join consecutive points with enough samples to leave no gaps
-            n = np.maximum(np.ceil(np.maximum(np.abs(np.diff(px)), np.abs(np.diff(py)))).astype(int), 1)
-            t = np.concatenate([np.arange(m) / m for m in n])
-            idx = np.repeat(np.arange(len(n)), n)
-            px = np.append(px[idx] + t * np.diff(px)[idx], px[-1])
-            py = np.append(py[idx] + t * np.diff(py)[idx], py[-1])
-        xi = np.clip(np.rint(px).astype(int), 0, w - 1)
-        yi = np.clip(np.rint(py).astype(int), 0, h - 1)
-        np.bitwise_or.at(bits, (yi // 4, xi // 2), _DOT_BITS[yi % 4, xi % 2])
-        owner[yi // 4, xi // 2] = k
+        dots = set()
+        add = dots.add
+        ax, ay = points[0]
+        for bx, by in points[1:]:  # join consecutive points with enough samples to leave no gaps
+            dx, dy = bx - ax, by - ay
+            n = max(math.ceil(max(abs(dx), abs(dy))), 1)
+            for i in range(n):
+                add((round(ax + i / n * dx), round(ay + i / n * dy)))
+            ax, ay = bx, by
+        add((round(ax), round(ay)))
+        w_max, h_max = w - 1, h - 1
+        for xi, yi in dots:
+            xi = 0 if xi < 0 else (w_max if xi > w_max else xi)
+            yi = 0 if yi < 0 else (h_max if yi > h_max else yi)
+            bits[yi >> 2][xi >> 1] |= _DOT_BITS[yi & 3][xi & 1]
+            owner[yi >> 2][xi >> 1] = k
     return bits, owner
 
 
@@ -69,7 +77,7 @@ class LinePlot(Widget):
             fitted = focus_range(drawn, floor=self.floor, cap=self.cap)
             if fitted is not None:
                 return fitted
-        all_y = [v for _, ys in drawn for v in ys if np.isfinite(v)]
+        all_y = [v for _, ys in drawn for v in ys if math.isfinite(v)]
         lo, hi = min(all_y), max(all_y)
         pad = (hi - lo) * 0.05 or max(abs(hi) * 0.05, 1e-3)
         # non-negative data (losses, accuracies) keeps a floor of 0 rather than a negative label
@@ -90,7 +98,7 @@ class LinePlot(Widget):
         cols, rows = width - Y_LABEL_WIDTH, height - 2
         drawn = [(xs, ys) for _, xs, ys, _ in self.series]
         all_x = [v for xs, _ in drawn for v in xs]
-        all_y = [v for _, ys in drawn for v in ys if np.isfinite(v)]
+        all_y = [v for _, ys in drawn for v in ys if math.isfinite(v)]
         if cols < 4 or rows < 1 or not all_x or not all_y:
             head.truncate(max(width, 1))
             return Text("\n").join([head, Text("waiting for data…", style="dim")])
@@ -104,12 +112,12 @@ class LinePlot(Widget):
         for r in range(rows):
             label = _fmt(y_range[1]) if r == 0 else (_fmt(y_range[0]) if r == rows - 1 else "")
             line = Text(f"{label:>{Y_LABEL_WIDTH - 1}} ", style="dim")
-            chars = "".join(chr(0x2800 + int(b)) for b in bits[r])
+            chars = "".join(chr(0x2800 + b) for b in bits[r])
             row_owner = owner[r]
             start = 0
             for c in range(1, cols + 1):  # one span per run of cells owned by the same series
                 if c == cols or row_owner[c] != row_owner[start]:
-                    k = int(row_owner[start])
+                    k = row_owner[start]
                     line.append(chars[start:c], style=colors[k - 1] if k else "")
                     start = c
             lines.append(line)
