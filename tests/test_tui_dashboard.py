@@ -189,3 +189,39 @@ async def test_the_curves_show_the_first_epoch_at_the_next_frame_then_every_othe
         app._frame()
         assert curves.drawn_epochs == 3
         await pilot.pause()
+
+
+@pytest.mark.asyncio
+async def test_batch_events_wait_for_the_next_frame_and_keep_their_order():
+    import threading
+
+    from vistrain.tui.messages import RunEvent
+
+    def batch(n):
+        return BatchEnd(stage="teacher", epoch=1, epochs=5, step=n, steps_per_epoch=20, global_step=n, loss=1.0 / n,
+                        lr=1e-3, samples_per_s=640.0, data_wait_s=0.0, step_time_s=0.1)
+
+    app = DashboardApp(refresh_s=3600.0)  # frames driven by hand below
+    posted = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.feed(recorded_events(epochs=1)[:2])
+        progress, curves = app.query_one(ProgressPanel), app.query_one(CurvesPanel)
+        real_post = app.post_message
+        app.post_message = lambda message: (isinstance(message, RunEvent) and posted.append(message)) or real_post(message)
+        sender = threading.Thread(target=lambda: [app.receive(batch(n)) for n in (1, 2, 3)])  # as the pipe reader does
+        sender.start()
+        sender.join()
+        await pilot.pause()
+        assert posted == [] and progress.global_step == 0  # no message per batch: nothing applied yet
+        app._frame()
+        assert progress.global_step == 3 and curves.series["step_loss"][1] == [1.0, 0.5, 1 / 3]
+
+        app.receive(batch(4))
+        app.receive(batch(5))
+        app.receive(EpochEnd(stage="teacher", epoch=1, epochs=5, train_loss=0.3, train_top1=0.9, lr=1e-3,
+                             duration_s=1.0, samples=100))
+        await pilot.pause()
+        assert [type(m) for m in posted] == [RunEvent]  # the epoch end is posted at once...
+        # ...and the batches before it are applied first, in order
+        assert curves.series["step_loss"][1][-2:] == [0.25, 0.2] and curves.series["train_loss"][1] == [0.3]
+        assert progress.global_step == 5 and progress.step == 20

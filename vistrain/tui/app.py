@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer
 
-from vistrain.events import AugmentTrial, Event, PseudoLabelStats, RunFailed, RunFinished, RunStarted, StageStarted
+from vistrain.events import (AugmentTrial, BatchEnd, Event, PseudoLabelStats, RunFailed, RunFinished, RunStarted,
+                             StageStarted, SystemSample)
 from vistrain.tui.bridge import DashboardBridge, follow_events
-from vistrain.tui.messages import BatchProgress, RunEnded, RunEvent, SystemUpdate, message_for
+from vistrain.tui.messages import RunEnded, RunEvent
 from vistrain.tui.screens import ConfirmQuitScreen, HelpScreen
 from vistrain.tui.widgets.augment import AugmentLeaderboard
 from vistrain.tui.widgets.curves import CurvesPanel
@@ -26,6 +28,10 @@ from vistrain.tui.widgets.pseudo import PseudoLabelPanel
 from vistrain.tui.widgets.system import SystemPanel
 
 Job = Callable[[DashboardBridge, Any], Any]  # (listener, control) -> RunResult
+# Events that only feed the panels redrawn by the frame timer: they wait for the next frame (or the next
+# other event) instead of waking the UI thread each. A message per batch cost about 0.7 ms of the
+# dashboard's CPU, taken from the training beside it.
+FRAME_EVENTS = (BatchEnd, SystemSample)
 
 
 class DashboardApp(App):
@@ -60,6 +66,8 @@ class DashboardApp(App):
         self.quitting = False
         self.job_done = threading.Event()
         self._stop_follow = threading.Event()
+        self._pending: deque[Event] = deque()  # FRAME_EVENTS received since the last drain, in order
+        self._panels: tuple | None = None
 
     def compose(self) -> ComposeResult:
         yield RunHeader(mode=self.mode, id="header")
@@ -92,6 +100,7 @@ class DashboardApp(App):
 
     def _frame(self) -> None:
         self._frames += 1
+        self._drain()
         self.query_one(ProgressPanel).flush()
         self.query_one(SystemPanel).flush()
         curves = self.query_one(CurvesPanel)
@@ -113,7 +122,7 @@ class DashboardApp(App):
     @work(thread=True, exit_on_error=False, name="training")
     def _train(self) -> None:
         try:
-            result = self.job(DashboardBridge(self.post_message), self.control)
+            result = self.job(DashboardBridge(self.receive), self.control)
         except BaseException as exc:  # noqa: BLE001 - handed to the UI thread, re-raised by run_with_dashboard
             self.post_message(RunEnded(error=exc))
         else:
@@ -124,10 +133,23 @@ class DashboardApp(App):
     @work(thread=True, exit_on_error=False, name="follow")
     def _follow(self) -> None:
         try:
-            follow_events(self.events_path, lambda event: self.post_message(message_for(event)), self._stop_follow)
+            follow_events(self.events_path, self.receive, self._stop_follow)
         except OSError as exc:
             self.post_message(RunEvent(RunFailed(run_name="", error=type(exc).__name__,
                                                  message=f"cannot read {self.events_path}: {exc}")))
+
+    def receive(self, event: Event) -> None:
+        """Take one event from any thread: batch progress and system samples are applied at the next
+        frame, every other event at once (after those before it, so the order is kept)."""
+        if isinstance(event, FRAME_EVENTS):
+            self._pending.append(event)
+        else:
+            self.post_message(RunEvent(event))
+
+    def _drain(self) -> None:
+        """Apply the events waiting for a frame (UI thread)."""
+        while self._pending:
+            self.apply_event(self._pending.popleft())
 
     def feed(self, events: Iterable[Event]) -> None:
         """Apply recorded events directly (on the UI thread); used by replays and tests."""
@@ -138,19 +160,15 @@ class DashboardApp(App):
 
     # -- messages ------------------------------------------------------------------------
     def on_run_event(self, message: RunEvent) -> None:
-        self.apply_event(message.event)
-
-    def on_batch_progress(self, message: BatchProgress) -> None:
-        self.apply_event(message.event)
-
-    def on_system_update(self, message: SystemUpdate) -> None:
+        self._drain()
         self.apply_event(message.event)
 
     def apply_event(self, event: Event) -> None:
         """Route one event to every panel and track the run state."""
-        for panel in (self.header, self.query_one(ProgressPanel), self.query_one(SystemPanel),
-                      self.query_one(CurvesPanel), self.query_one(EventLog), self.query_one(PseudoLabelPanel),
-                      self.query_one(AugmentLeaderboard)):
+        if self._panels is None:  # looked up once: this runs for every event
+            self._panels = tuple(self.query_one(kind) for kind in (RunHeader, ProgressPanel, SystemPanel, CurvesPanel,
+                                                                   EventLog, PseudoLabelPanel, AugmentLeaderboard))
+        for panel in self._panels:
             panel.apply(event)
         if isinstance(event, (PseudoLabelStats, AugmentTrial, StageStarted)):
             side = self.query_one(PseudoLabelPanel).display or self.query_one(AugmentLeaderboard).display
@@ -168,6 +186,7 @@ class DashboardApp(App):
             self.refresh_bindings()
 
     def on_run_ended(self, message: RunEnded) -> None:
+        self._drain()
         self.run_over = True
         if message.error is not None:
             self.error = message.error

@@ -13,18 +13,15 @@ from vistrain.hookspecs import hookimpl
 
 
 class DashboardBridge:
-    """``on_event`` listener that hands every event to *post* (``app.post_message`` is thread-safe)."""
+    """``on_event`` listener that hands every event to *receive* (``DashboardApp.receive``, thread-safe)."""
 
-    def __init__(self, post: Callable[[object], object]):
-        from vistrain.tui.messages import message_for
-
-        self._post = post
-        self._wrap = message_for
+    def __init__(self, receive: Callable[[Event], object]):
+        self._receive = receive
 
     @hookimpl
     def on_event(self, event: Event) -> None:
-        """Post the event to the UI thread; never blocks the training loop (batch messages coalesce there)."""
-        self._post(self._wrap(event))
+        """Hand the event to the UI; never blocks the training loop."""
+        self._receive(event)
 
 
 def events_file(run_dir: str | Path) -> Path:

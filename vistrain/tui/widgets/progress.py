@@ -44,7 +44,7 @@ class ProgressPanel(Widget):
             self.refresh()
 
     def apply(self, event: Event) -> None:
-        """Update the counters from *event* and redraw."""
+        """Update the counters from *event*; batch and epoch ends are drawn at the next :meth:`flush`."""
         if isinstance(event, StageStarted):
             self.epochs, self.steps_per_epoch = event.epochs, event.steps_per_epoch
             self.epoch, self.step, self.seconds_per_step = 0, 0, None
@@ -64,9 +64,11 @@ class ProgressPanel(Widget):
             self.samples_per_s, self.data_wait = event.samples_per_s, event.data_wait_fraction
             self._dirty = True
             return
-        elif isinstance(event, EpochEnd):
+        elif isinstance(event, EpochEnd):  # several a second on small data: drawn with the next frame too
             self.epoch, self.epochs = event.epoch, event.epochs
             self.step = self.steps_per_epoch
+            self._dirty = True
+            return
         else:
             return
         self.refresh()
