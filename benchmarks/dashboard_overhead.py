@@ -1,6 +1,8 @@
 """Training time with the live dashboard vs headless, same run; prints the paired ratio (target ≤ 1.03).
 
     .venv/bin/python benchmarks/dashboard_overhead.py [--data mnist5k] [--epochs 10] [--repeats 7]
+    .venv/bin/python benchmarks/dashboard_overhead.py --repeats 20 --save a.json  # keep the pairs
+    .venv/bin/python benchmarks/dashboard_overhead.py --load a.json b.json  # pool saved invocations
     .venv/bin/python benchmarks/dashboard_overhead.py --in-process  # execute() in this process
     .venv/bin/python benchmarks/dashboard_overhead.py --in-thread   # the old in-process dashboard
 
@@ -18,7 +20,10 @@ Per side it records:
 - **run**: ``run_finished`` minus ``run_started`` in the same file, the run's own clock.
 - **CPU**: user+system seconds of the command and every process it started (the dashboard too).
 
-The median of the per-pair ratios is printed for both times, with the load average.
+The median of the per-pair ratios is printed for both times, with a 90 % bootstrap interval and the
+load average, and the dashboard process's own CPU until the run finished (from /proc). One pair varies
+by about ±15 % on a shared 2-core machine, so one invocation of 20 pairs pins the median to a few
+per cent at best: ``--save`` each invocation and ``--load`` them together to pool.
 
 ``--in-process`` times ``execute`` in this process instead (torch already imported, so the
 dashboard process starts up during the run rather than during the command's start-up);
@@ -34,6 +39,7 @@ import io
 import json
 import os
 import pty
+import random
 import resource
 import statistics
 import struct
@@ -172,6 +178,28 @@ def _finished(events: Path) -> tuple[float, float] | None:
     return (times["run_started"], times["run_finished"]) if "run_finished" in times else None
 
 
+def dashboard_cpu(pid: int) -> float | None:
+    """CPU seconds so far of the dashboard process that command *pid* started (None where /proc can't tell)."""
+    try:
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) != pid:  # the parent pid, after the state field
+                    continue
+                with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                    if b"vistrain.tui.process" not in fh.read():
+                        continue
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+            except (OSError, IndexError, ValueError):
+                continue
+    except OSError:
+        return None
+    return None
+
+
 def run_in_terminal(cmd: list[str], run_dir: Path, size: tuple[int, int], terminal: bool = True) -> dict[str, float]:
     """Run *cmd* on a new pseudo-terminal of *size* (else with its output to a pipe); seconds until its run
     finished, the run's own seconds, seconds until the command exited, and the CPU seconds of it and
@@ -207,6 +235,7 @@ def run_in_terminal(cmd: list[str], run_dir: Path, size: tuple[int, int], termin
             raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode} before its run finished")
         time.sleep(0.02)
     done = time.perf_counter() - t0
+    ui_cpu = dashboard_cpu(proc.pid) if terminal else None
     for _ in range(3):  # the dashboard waits for q once the run has finished; headless exits by itself
         if terminal and proc.poll() is None:
             os.write(master, b"q")
@@ -226,14 +255,24 @@ def run_in_terminal(cmd: list[str], run_dir: Path, size: tuple[int, int], termin
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}")
     cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
-    return {"done": done, "run": span[1] - span[0], "exited": exited, "cpu": cpu, "bytes": received[0]}
+    return {"done": done, "run": span[1] - span[0], "exited": exited, "cpu": cpu, "bytes": received[0],
+            "ui_cpu": ui_cpu}
 
 
-def main_terminal(args, size: tuple[int, int]) -> None:
-    """Alternate the real command headless and with the dashboard; print each pair and the medians."""
+def bootstrap_median(values: list[float], level: float = 0.9, resamples: int = 4000) -> tuple[float, float]:
+    """A percentile bootstrap interval for the median of *values* (fixed seed, so a rerun on the same
+    pairs prints the same interval)."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    tail = (1 - level) / 2
+    return medians[int(tail * resamples)], medians[int((1 - tail) * resamples) - 1]
+
+
+def measure_pairs(args, size: tuple[int, int]) -> list[dict]:
+    """Alternate the real command headless and with the dashboard; print and return each pair."""
+    pairs = []
     with tempfile.TemporaryDirectory() as out:
         run_in_terminal(command_args(args, out, "warmup", False), Path(out) / "warmup", size)  # file caches
-        pairs = []
         for i in range(args.repeats):
             order = [False, True] if i % 2 == 0 else [True, False]
             pair = {}
@@ -242,24 +281,54 @@ def main_terminal(args, size: tuple[int, int]) -> None:
                 pair[dashboard] = run_in_terminal(command_args(args, out, name, dashboard), Path(out) / name, size,
                                                   terminal=dashboard or args.baseline == "terminal")
             h, d = pair[False], pair[True]
-            pairs.append((h, d))
+            pairs.append({"headless": h, "dashboard": d, "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+                          "load1": os.getloadavg()[0]})
+            ui = f"; dashboard process CPU {d['ui_cpu']:.2f}s" if d.get("ui_cpu") is not None else ""
             print(f"repeat {i + 1}: until done headless {h['done']:.2f}s dashboard {d['done']:.2f}s ratio "
                   f"{d['done'] / h['done']:.3f}; run {h['run']:.2f}s vs {d['run']:.2f}s ratio {d['run'] / h['run']:.3f}; "
-                  f"CPU {h['cpu']:.2f}s vs {d['cpu']:.2f}s; terminal bytes {h['bytes']} vs {d['bytes']}", flush=True)
+                  f"CPU {h['cpu']:.2f}s vs {d['cpu']:.2f}s{ui}; terminal bytes {h['bytes']} vs {d['bytes']}", flush=True)
+    return pairs
+
+
+def summarise(pairs: list[dict], what: str) -> None:
+    """The medians of the per-pair ratios, each with a 90 % bootstrap interval."""
+    def ratios(key: str) -> list[float]:
+        return [p["dashboard"][key] / p["headless"][key] for p in pairs]
+
+    def shown(key: str) -> str:
+        lo, hi = bootstrap_median(ratios(key))
+        return f"{statistics.median(ratios(key)):.3f} (90 % interval {lo:.3f}-{hi:.3f})"
+
+    print(f"{what}, {len(pairs)} pairs")
+    print(f"median headless: until done {statistics.median(p['headless']['done'] for p in pairs):.2f}s, run "
+          f"{statistics.median(p['headless']['run'] for p in pairs):.2f}s, CPU "
+          f"{statistics.median(p['headless']['cpu'] for p in pairs):.2f}s; extra CPU with the dashboard: median "
+          f"{statistics.median(p['dashboard']['cpu'] - p['headless']['cpu'] for p in pairs):.2f}s")
+    ui = [p["dashboard"]["ui_cpu"] for p in pairs if p["dashboard"].get("ui_cpu") is not None]
+    if ui:
+        print(f"the dashboard process's own CPU until the run finished: median {statistics.median(ui):.2f}s")
+    print(f"median per-pair ratio dashboard/headless: until done {shown('done')} (target <= 1.03); "
+          f"the run's own time {shown('run')}; until the command exited (after q) {statistics.median(ratios('exited')):.3f}")
+
+
+def main_terminal(args, size: tuple[int, int]) -> None:
+    """Measure (or --load) pairs of the real command, --save them, print the summary."""
+    if args.load:
+        pairs = []
+        for path in args.load:
+            with open(path) as fh:
+                pairs += json.load(fh)["pairs"]
+        summarise(pairs, f"{len(args.load)} saved file(s): {', '.join(args.load)}")
+        return
+    pairs = measure_pairs(args, size)
     load = os.getloadavg()
-
-    def med(key: str) -> float:
-        return statistics.median(d[key] / h[key] for h, d in pairs)
-
     where = "in the same terminal" if args.baseline == "terminal" else "with its output to a pipe"
-    print(f"{args.data}, {args.epochs} epochs, {args.repeats} pairs: `vistrain run` in a {size[0]}x{size[1]} "
-          f"pseudo-terminal vs `vistrain run --headless` {where}; load average {load[0]:.2f} {load[1]:.2f} "
-          f"{load[2]:.2f}")
-    print(f"median headless: until done {statistics.median(h['done'] for h, _ in pairs):.2f}s, run "
-          f"{statistics.median(h['run'] for h, _ in pairs):.2f}s; extra CPU with the dashboard: median "
-          f"{statistics.median(d['cpu'] - h['cpu'] for h, d in pairs):.2f}s")
-    print(f"median per-pair ratio dashboard/headless: until done {med('done'):.3f} (target <= 1.03); the run's own "
-          f"time {med('run'):.3f}; until the command exited (after q) {med('exited'):.3f}")
+    what = (f"{args.data}, {args.epochs} epochs: `vistrain run` in a {size[0]}x{size[1]} pseudo-terminal vs "
+            f"`vistrain run --headless` {where}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if args.save:
+        with open(args.save, "w") as fh:
+            json.dump({"what": what, "pairs": pairs}, fh, indent=1)
+    summarise(pairs, what)
 
 
 def main() -> None:
@@ -274,6 +343,8 @@ def main() -> None:
     parser.add_argument("--baseline", choices=("pipe", "terminal"), default="pipe",
                         help="headless side's output: plain lines to a pipe (nothing drawn), or the same terminal "
                              "(its progress bar)")
+    parser.add_argument("--save", help="also write every pair's timings to this JSON file")
+    parser.add_argument("--load", nargs="+", help="summarise pairs from --save files (pooled) instead of measuring")
     parser.add_argument("--in-process", action="store_true", help="time execute() in this process instead")
     parser.add_argument("--in-thread", action="store_true", help="measure the in-process (thread) dashboard instead")
     args = parser.parse_args()

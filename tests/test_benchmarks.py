@@ -37,14 +37,42 @@ def test_gpu_script_runs_on_the_cpu_and_says_what_it_skipped():
     assert "== summary" in out and "cpu fp32 eager (smoke)" in out and "nvml check: skipped" in out
 
 
-def test_dashboard_benchmark_times_the_real_command_in_a_terminal():
+def test_dashboard_benchmark_times_the_real_command_in_a_terminal(tmp_path):
     # one pair on the 8x8 digits: the dashboard really draws into the pseudo-terminal (many more bytes
-    # than headless lines), q closes it after the run, and both ratios are printed
+    # than headless lines), q closes it after the run, both ratios are printed, and the pair is saved
+    import json
+
+    saved = tmp_path / "pairs.json"
     out = _run(sys.executable, "benchmarks/dashboard_overhead.py", "--data", "digits", "--epochs", "1",
-               "--repeats", "1", timeout=300)
+               "--repeats", "1", "--save", str(saved), timeout=300)
     pair = re.search(r"terminal bytes (\d+) vs (\d+)", out)
     assert pair and int(pair.group(2)) > 5 * int(pair.group(1)) > 0, out
-    assert re.search(r"until done [\d.]+ \(target <= 1.03\); the run's own time [\d.]+", out), out
+    assert re.search(r"until done [\d.]+ \(90 % interval [\d.]+-[\d.]+\) \(target <= 1.03\); "
+                     r"the run's own time [\d.]+", out), out
+    (only,) = json.loads(saved.read_text())["pairs"]
+    # the dashboard process was found and had started up (Textual alone is tenths of a second of CPU)
+    assert only["dashboard"]["ui_cpu"] > 0.1 and only["headless"]["ui_cpu"] is None
+    assert re.search(r"dashboard process's own CPU until the run finished: median [\d.]+s", out)
+
+    pooled = _run(sys.executable, "benchmarks/dashboard_overhead.py", "--load", str(saved), str(saved))
+    ratio = only["dashboard"]["done"] / only["headless"]["done"]
+    assert "2 saved file(s)" in pooled and ", 2 pairs" in pooled
+    # two copies of one pair: the median and every resample are that pair's ratio
+    assert f"until done {ratio:.3f} (90 % interval {ratio:.3f}-{ratio:.3f})" in pooled, pooled
+
+
+def test_bootstrap_interval_of_a_median():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dashboard_overhead", ROOT / "benchmarks" / "dashboard_overhead.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    values = [float(v) for v in range(1, 102)]  # median 51
+    lo, hi = module.bootstrap_median(values)
+    assert lo < 51 < hi and hi - lo < 30  # around the median, far narrower than the data
+    assert module.bootstrap_median(values) == (lo, hi)  # seeded
+    wide = module.bootstrap_median(values[::10])  # 11 of them: a wider interval
+    assert wide[1] - wide[0] > hi - lo
 
 
 def test_best_rule_benchmark_replays_each_rule_on_every_epochs_test_top1():

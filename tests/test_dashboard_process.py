@@ -9,7 +9,7 @@ import time
 from vistrain.config import resolve_config
 from vistrain.engine.control import TrainControl
 from vistrain.engine.control_channel import RemoteControl, serve_control
-from vistrain.events import Log, RunFinished, from_dict
+from vistrain.events import BatchEnd, Log, RunFinished, from_dict
 from vistrain.reporters.pipe import EventPipeWriter
 
 
@@ -60,6 +60,35 @@ def test_event_pipe_carries_the_events_in_order():
     with os.fdopen(r, "rb") as stream:
         got = [from_dict(json.loads(line)) for line in stream]
     assert [e.to_dict() for e in got] == [e.to_dict() for e in events]
+
+
+def test_batch_events_go_down_the_pipe_in_bundles_and_in_order():
+    import select
+
+    r, w = os.pipe()
+    writer = EventPipeWriter(w, batch_interval_s=3600.0)
+    batches = [BatchEnd(stage="s", epoch=1, step=i, steps_per_epoch=9, global_step=i, loss=1.0 / i, lr=0.1,
+                        samples_per_s=1.0, data_wait_s=0.0, step_time_s=0.1) for i in range(1, 9)]
+    for event in batches[:5]:
+        writer.on_event(event)
+    time.sleep(0.2)
+    assert select.select([r], [], [], 0)[0] == []  # held back: the reader was not woken
+    writer.on_event(Log(level="info", message="epoch over"))  # any other event sends them, before itself
+    for event in batches[5:]:
+        writer.on_event(event)
+    writer.close()  # and close sends the rest
+    with os.fdopen(r, "rb") as stream:
+        got = [from_dict(json.loads(line)).to_dict() for line in stream]
+    expected = batches[:5] + [Log(level="info", message="epoch over")] + batches[5:]
+    assert [{k: v for k, v in e.items() if k != "time"} for e in got] == \
+        [{k: v for k, v in e.to_dict().items() if k != "time"} for e in expected]
+
+    r, w = os.pipe()
+    writer = EventPipeWriter(w, batch_interval_s=0.0)  # the interval passed: each batch is sent at once
+    writer.on_event(batches[0])
+    assert select.select([r], [], [], 5)[0] == [r]
+    writer.close()
+    os.close(r)
 
 
 def test_a_run_under_the_separate_process_dashboard(tmp_path, monkeypatch):
