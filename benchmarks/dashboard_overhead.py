@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/dashboard_overhead.py [--data mnist5k] [--epochs 10] [--repeats 7]
     .venv/bin/python benchmarks/dashboard_overhead.py --repeats 20 --save a.json  # keep the pairs
     .venv/bin/python benchmarks/dashboard_overhead.py --load a.json b.json  # pool saved invocations
+    .venv/bin/python benchmarks/dashboard_overhead.py --event-cost 1000  # the dashboard's CPU per batch event
     .venv/bin/python benchmarks/dashboard_overhead.py --in-process  # execute() in this process
     .venv/bin/python benchmarks/dashboard_overhead.py --in-thread   # the old in-process dashboard
 
@@ -331,6 +332,44 @@ def main_terminal(args, size: tuple[int, int]) -> None:
     summarise(pairs, what)
 
 
+def event_cost(count: int, gap_s: float, size: tuple[int, int]) -> None:
+    """Feed *count* synthetic batch events (an epoch end every 28), *gap_s* apart, to a headless dashboard
+    process with no periodic redraws, and print its CPU per event: what receiving events costs alone."""
+    from vistrain.events import BatchEnd, EpochEnd
+
+    events_r, events_w = os.pipe()
+    control_r, control_w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "vistrain.tui.process", "--events-fd", str(events_r),
+                             "--control-fd", str(control_w), "--headless", f"{size[0]}x{size[1]}",
+                             "--refresh-s", "3600"], pass_fds=(events_r, control_w))
+    os.close(events_r)
+    os.close(control_w)
+
+    def cpu() -> float:
+        with open(f"/proc/{proc.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    with os.fdopen(events_w, "wb", buffering=0) as stream:
+        time.sleep(2.0)  # started up
+        before = cpu()
+        for i in range(count):
+            lines = [BatchEnd(stage="s", epoch=1 + i // 28, epochs=1 + count // 28, step=1 + i % 28, steps_per_epoch=28,
+                              global_step=i + 1, loss=1.0 / (i + 1), lr=0.1, samples_per_s=5000.0, data_wait_s=0.0,
+                              step_time_s=gap_s)]
+            if (i + 1) % 28 == 0:
+                lines.append(EpochEnd(stage="s", epoch=1 + i // 28, epochs=1 + count // 28, train_loss=0.5,
+                                      train_top1=0.9, lr=0.1, duration_s=28 * gap_s, samples=3584))
+            stream.write(b"".join(json.dumps(e.to_dict()).encode() + b"\n" for e in lines))
+            time.sleep(gap_s)
+        time.sleep(0.5)
+        spent = cpu() - before
+    os.close(control_r)
+    proc.wait(30)
+    print(f"{count} batch events {1000 * gap_s:.0f} ms apart (and an epoch end every 28), no periodic redraws: "
+          f"the dashboard process used {spent:.2f}s of CPU, {1000 * spent / count:.2f} ms per batch event")
+
+
 def main() -> None:
     """Alternate headless and dashboard runs, print each pair and the median of the per-pair ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -345,10 +384,15 @@ def main() -> None:
                              "(its progress bar)")
     parser.add_argument("--save", help="also write every pair's timings to this JSON file")
     parser.add_argument("--load", nargs="+", help="summarise pairs from --save files (pooled) instead of measuring")
+    parser.add_argument("--event-cost", type=int, metavar="N",
+                        help="instead: the dashboard process's CPU per batch event, over N synthetic events")
     parser.add_argument("--in-process", action="store_true", help="time execute() in this process instead")
     parser.add_argument("--in-thread", action="store_true", help="measure the in-process (thread) dashboard instead")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
+    if args.event_cost:
+        event_cost(args.event_cost, 0.01, size)
+        return
     if not (args.in_process or args.in_thread):
         main_terminal(args, size)
         return

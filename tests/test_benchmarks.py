@@ -97,3 +97,10 @@ def test_best_rule_benchmark_tables_what_each_rule_keeps(tmp_path):
     row = next(line for line in out.splitlines() if line.startswith("    7    1 |"))
     cells = [c.split() for c in row.split("|")[1:]]
     assert [(c[1], c[2]) for c in cells] == [("2", "98.10%"), ("5", "98.40%"), ("6", "98.50%"), ("6", "98.50%")]
+
+
+def test_dashboard_event_cost_feeds_the_dashboard_process():
+    out = _run(sys.executable, "benchmarks/dashboard_overhead.py", "--event-cost", "60", timeout=120)
+    match = re.search(r"60 batch events 10 ms apart .* used ([\d.]+)s of CPU, ([\d.]+) ms per batch event", out)
+    assert match, out
+    assert abs(float(match.group(2)) - 1000 * float(match.group(1)) / 60) < 0.01
