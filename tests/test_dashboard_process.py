@@ -90,6 +90,15 @@ def test_batch_events_go_down_the_pipe_in_bundles_and_in_order():
     writer.close()
     os.close(r)
 
+    r, w = os.pipe()
+    writer = EventPipeWriter(w, batch_interval_s=0.3)
+    writer.on_event(batches[0])  # then nothing more, as when training is paused
+    assert select.select([r], [], [], 0.1)[0] == []
+    assert select.select([r], [], [], 5)[0] == [r]  # the writer sends it by itself
+    assert from_dict(json.loads(os.read(r, 65536))).global_step == 1
+    writer.close()
+    os.close(r)
+
 
 def test_a_run_under_the_separate_process_dashboard(tmp_path, monkeypatch):
     import subprocess

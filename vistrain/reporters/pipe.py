@@ -3,8 +3,9 @@
 Writing happens in a thread behind a queue, so a slow reader (a dashboard busy drawing) never
 blocks the training loop; the events arrive in order and the last one is flushed on :meth:`close`.
 Batch events (several a second, and only drawn at the dashboard's next frame) are sent in bundles,
-at most every ``batch_interval_s`` or with the next other event, so neither this writer's thread
-nor the dashboard wakes for each: every wake-up takes one of the cores training is using.
+every ``batch_interval_s`` or with the next other event, so neither this writer's thread nor the
+dashboard wakes for each: every wake-up takes one of the cores training is using. A bundle is never
+held longer than about twice that interval, even when no event follows (a pause).
 """
 
 from __future__ import annotations
@@ -51,7 +52,13 @@ class EventPipeWriter:
 
     def _drain(self) -> None:
         while True:
-            line = self._queue.get()
+            try:
+                line = self._queue.get(timeout=self.batch_interval_s or None)
+            except queue.Empty:  # no event for a while (a pause, a long evaluation): send what is held
+                with self._lock:
+                    if self._held and time.monotonic() - self._sent_at >= self.batch_interval_s:
+                        self._send(time.monotonic())
+                continue
             if line is None:
                 break
             try:
