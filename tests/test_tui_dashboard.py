@@ -225,3 +225,30 @@ async def test_batch_events_wait_for_the_next_frame_and_keep_their_order():
         # ...and the batches before it are applied first, in order
         assert curves.series["step_loss"][1][-2:] == [0.25, 0.2] and curves.series["train_loss"][1] == [0.3]
         assert progress.global_step == 5 and progress.step == 20
+
+
+def test_curves_of_a_resumed_run_replace_the_replayed_points():
+    # events.jsonl of a run killed in epoch 3 (after epoch 2's checkpoint) and resumed: the stage starts
+    # again and epoch 3's first steps are logged twice; `vistrain attach` must draw them once, in place
+    from vistrain.events import EpochEnd
+
+    def batch(epoch, step, loss):
+        return BatchEnd(stage="teacher", epoch=epoch, epochs=4, step=step, steps_per_epoch=4, global_step=0,
+                        loss=loss, lr=1e-3, samples_per_s=1.0, data_wait_s=0.0, step_time_s=0.1)
+
+    def epoch_end(n):
+        return EpochEnd(stage="teacher", epoch=n, epochs=4, train_loss=1.0 / n, train_top1=0.5, lr=1e-3,
+                        duration_s=1.0, samples=100)
+
+    start = StageStarted(stage="teacher", index=1, total=2, epochs=4, steps_per_epoch=4)
+    killed = [start] + [e for n in (1, 2) for e in (batch(n, 2, 1.0), batch(n, 4, 0.9), epoch_end(n))] + [
+        batch(3, 2, 0.8)]
+    resumed = [start, batch(3, 2, 0.7), batch(3, 4, 0.6), epoch_end(3), batch(4, 2, 0.5), batch(4, 4, 0.4),
+               epoch_end(4), StageStarted(stage="student", index=2, total=2, epochs=1, steps_per_epoch=4),
+               batch(1, 4, 0.3), epoch_end(1)]
+    panel = CurvesPanel()
+    for event in killed + resumed:
+        panel.apply(event)
+    xs, ys = panel.series["step_loss"]
+    assert xs == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0] and ys[4] == 0.7  # the replay's loss, once
+    assert panel.series["train_loss"][0] == [1, 2, 3, 4, 5]  # the student follows the resumed teacher

@@ -19,6 +19,7 @@ class CurvesPanel(Horizontal):
         self.series: dict[str, tuple[list[float], list[float]]] = {
             name: ([], []) for name in ("step_loss", "train_loss", "val_loss", "train_acc", "val_acc")}
         self._offset = 0  # epochs finished in earlier stages, so stages follow each other on the x axis
+        self._stage_offsets: dict[str, float] = {}  # a stage seen again (a resume) keeps its place
         self._last_x = 0
         self._dirty = True
         self.drawn_epochs = 0  # epoch points in the last drawing: until the first, the app draws every frame
@@ -33,6 +34,9 @@ class CurvesPanel(Horizontal):
 
     def _add(self, name: str, x: float, y: float) -> None:
         xs, ys = self.series[name]
+        while xs and xs[-1] >= x:  # a resumed run replays what the killed one logged past its checkpoint
+            xs.pop()
+            ys.pop()
         xs.append(x)
         ys.append(y)
         if name == "step_loss" and len(xs) > MAX_STEP_POINTS:
@@ -42,7 +46,7 @@ class CurvesPanel(Horizontal):
     def apply(self, event: Event) -> None:
         """Add the points *event* carries; drawing waits for :meth:`flush`."""
         if isinstance(event, StageStarted):
-            self._offset = self._last_x
+            self._offset = self._stage_offsets.setdefault(event.stage, self._last_x)
         elif isinstance(event, BatchEnd) and event.steps_per_epoch:
             self._add("step_loss", self._offset + event.epoch - 1 + event.step / event.steps_per_epoch, event.loss)
         elif isinstance(event, EpochEnd):
