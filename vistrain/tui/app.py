@@ -67,6 +67,7 @@ class DashboardApp(App):
         self.job_done = threading.Event()
         self._stop_follow = threading.Event()
         self._pending: deque[Event] = deque()  # FRAME_EVENTS received since the last drain, in order
+        self._at_once = False  # while paused, FRAME_EVENTS are applied as they come
         self._panels: tuple | None = None
 
     def compose(self) -> ComposeResult:
@@ -140,8 +141,9 @@ class DashboardApp(App):
 
     def receive(self, event: Event) -> None:
         """Take one event from any thread: batch progress and system samples are applied at the next
-        frame, every other event at once (after those before it, so the order is kept)."""
-        if isinstance(event, FRAME_EVENTS):
+        frame (at once while paused), every other event at once (after those before it, so the order
+        is kept)."""
+        if isinstance(event, FRAME_EVENTS) and not self._at_once:
             self._pending.append(event)
         else:
             self.post_message(RunEvent(event))
@@ -229,6 +231,10 @@ class DashboardApp(App):
         """Pause or resume the training loop."""
         if self.check_action("toggle_pause", ()):
             paused = self.control.toggle_pause()
+            self._at_once = paused  # nothing trains while paused: show each event as it comes
+            if paused:
+                self._drain()
+                self.query_one(ProgressPanel).flush()
             self.header.state = "paused" if paused else "running"
             self.query_one(EventLog).say("paused" if paused else "resumed", "yellow")
 
