@@ -252,3 +252,42 @@ def test_curves_of_a_resumed_run_replace_the_replayed_points():
     xs, ys = panel.series["step_loss"]
     assert xs == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0] and ys[4] == 0.7  # the replay's loss, once
     assert panel.series["train_loss"][0] == [1, 2, 3, 4, 5]  # the student follows the resumed teacher
+
+
+@pytest.mark.asyncio
+async def test_while_paused_batch_events_are_applied_as_they_come():
+    import threading
+
+    release = threading.Event()
+
+    class Control:  # what the app asks of RemoteControl / TrainControl
+        paused = False
+
+        def toggle_pause(self):
+            self.paused = not self.paused
+            return self.paused
+
+        def request_stop(self):
+            release.set()
+
+    def batch(n):
+        return BatchEnd(stage="teacher", epoch=1, epochs=5, step=n, steps_per_epoch=20, global_step=n, loss=1.0,
+                        lr=1e-3, samples_per_s=640.0, data_wait_s=0.0, step_time_s=0.1)
+
+    app = DashboardApp(job=lambda bridge, control: release.wait(30), control=Control(), refresh_s=3600.0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.feed(recorded_events(epochs=1)[:2])
+        progress = app.query_one(ProgressPanel)
+        app.receive(batch(1))
+        await pilot.pause()
+        assert progress.global_step == 0  # running: it waits for the next frame
+        await pilot.press("p")
+        assert app.control.paused and progress.global_step == 1  # the pause shows what had arrived
+        app.receive(batch(2))  # the step that was in flight
+        await pilot.pause()
+        assert progress.global_step == 2  # paused: applied as it comes
+        await pilot.press("p")
+        app.receive(batch(3))
+        await pilot.pause()
+        assert progress.global_step == 2  # running again: back to the frames
+        release.set()
