@@ -100,6 +100,8 @@ class DashboardApp(App):
             self._follow()
 
     def _frame(self) -> None:
+        if not self.query(ProgressPanel):  # a tick while the app closes, after its panels went
+            return
         self._frames += 1
         self._drain()
         self.query_one(ProgressPanel).flush()
