@@ -56,8 +56,9 @@ class EventPipeWriter:
                 line = self._queue.get(timeout=self.batch_interval_s or None)
             except queue.Empty:  # no event for a while (a pause, a long evaluation): send what is held
                 with self._lock:
-                    if self._held and time.monotonic() - self._sent_at >= self.batch_interval_s:
-                        self._send(time.monotonic())
+                    now = time.monotonic()
+                    if self._held and now - self._sent_at >= self.batch_interval_s:
+                        self._send(now)
                 continue
             if line is None:
                 break

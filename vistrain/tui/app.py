@@ -100,13 +100,13 @@ class DashboardApp(App):
             self._follow()
 
     def _frame(self) -> None:
-        if not self.query(ProgressPanel):  # a tick while the app closes, after its panels went
+        if self.closing or not self.query(ProgressPanel):  # a tick while the app closes, after its panels went
             return
         self._frames += 1
         self._drain()
-        self.query_one(ProgressPanel).flush()
-        self.query_one(SystemPanel).flush()
-        curves = self.query_one(CurvesPanel)
+        _, progress, system, curves, *_ = self.panels
+        progress.flush()
+        system.flush()
         if self._frames % 2 == 0 or not curves.drawn_epochs:  # the first epoch's points as soon as they come
             curves.flush()
 
@@ -117,9 +117,18 @@ class DashboardApp(App):
             self.control.request_stop()
 
     @property
+    def panels(self) -> tuple:
+        """The seven panels, in the order header, progress, system, curves, log, pseudo-labels, augment;
+        looked up once, since every event and frame goes through them."""
+        if self._panels is None:
+            self._panels = tuple(self.query_one(kind) for kind in (RunHeader, ProgressPanel, SystemPanel, CurvesPanel,
+                                                                   EventLog, PseudoLabelPanel, AugmentLeaderboard))
+        return self._panels
+
+    @property
     def header(self) -> RunHeader:
         """The header panel."""
-        return self.query_one(RunHeader)
+        return self.panels[0]
 
     # -- event sources -----------------------------------------------------------------
     @work(thread=True, exit_on_error=False, name="training")
@@ -159,8 +168,8 @@ class DashboardApp(App):
         """Apply recorded events directly (on the UI thread); used by replays and tests."""
         for event in events:
             self.apply_event(event)
-        for panel in (ProgressPanel, SystemPanel, CurvesPanel):
-            self.query_one(panel).flush()
+        for panel in self.panels[1:4]:  # progress, system, curves
+            panel.flush()
 
     # -- messages ------------------------------------------------------------------------
     def on_run_event(self, message: RunEvent) -> None:
@@ -169,10 +178,7 @@ class DashboardApp(App):
 
     def apply_event(self, event: Event) -> None:
         """Route one event to every panel and track the run state."""
-        if self._panels is None:  # looked up once: this runs for every event
-            self._panels = tuple(self.query_one(kind) for kind in (RunHeader, ProgressPanel, SystemPanel, CurvesPanel,
-                                                                   EventLog, PseudoLabelPanel, AugmentLeaderboard))
-        for panel in self._panels:
+        for panel in self.panels:
             panel.apply(event)
         if isinstance(event, (PseudoLabelStats, AugmentTrial, StageStarted)):
             side = self.query_one(PseudoLabelPanel).display or self.query_one(AugmentLeaderboard).display
@@ -182,7 +188,7 @@ class DashboardApp(App):
         elif isinstance(event, RunFinished):
             self.run_over = True
             self.header.state = "stopped" if event.stopped_early else "finished"
-            self.query_one(CurvesPanel).flush()
+            self.panels[3].flush()  # the curves
             self.refresh_bindings()  # only on state changes: it rebuilds the footer
         elif isinstance(event, RunFailed):
             self.run_over = True
@@ -197,11 +203,27 @@ class DashboardApp(App):
             self.exit(return_code=2)
             return
         self.result = message.result
+        if self.closing:  # closed mid-run: the stop it asked for has ended the run
+            return
         if self.quitting:
             self.exit(self.result)
         else:
             self.notify("Training finished. Press q to close the dashboard.", timeout=8)
         self.refresh_bindings()
+
+    @property
+    def closing(self) -> bool:
+        """True once the app is shutting down and its screens are gone; the run's last events and its
+        end can still arrive then (closing mid-run stops it with a checkpoint)."""
+        try:
+            return not self.screen_stack
+        except KeyError:  # no current mode any more
+            return True
+
+    def refresh_bindings(self) -> None:
+        """Rebuild the footer's keys (on state changes); nothing while the app is closing."""
+        if not self.closing:
+            super().refresh_bindings()
 
     # -- keys ------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
