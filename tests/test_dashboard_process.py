@@ -6,6 +6,8 @@ import json
 import os
 import time
 
+import pytest
+
 from vistrain.config import resolve_config
 from vistrain.engine.control import TrainControl
 from vistrain.engine.control_channel import RemoteControl, serve_control
@@ -114,10 +116,11 @@ def test_a_run_under_the_separate_process_dashboard(tmp_path, monkeypatch):
     monkeypatch.setattr(subprocess, "Popen", popen)
     cfg = resolve_config(None, {"data.name": "digits", "model.name": "mlp", "train.epochs": 2, "output.dir": str(tmp_path),
                                 "output.name": "d", "augment.spec": "none", "output.system_interval_s": 0.2,
-                                "output.dashboard_refresh_s": 0.5})
+                                "output.dashboard_refresh_s": 0.5, "output.dashboard_nice": 7})
     result = run_with_dashboard(cfg, headless_size="100x30")
     cmd = next(c for c in started if "vistrain.tui.process" in c)
     assert cmd[cmd.index("--refresh-s") + 1] == "0.5"
+    assert cmd[cmd.index("--nice") + 1] == "7"
     assert result.run_dir == tmp_path / "d" and not result.stopped_early
     kinds = [json.loads(line)["kind"] for line in (tmp_path / "d" / "events.jsonl").read_text().splitlines()]
     kinds = [k for k in kinds if k != "system_sample"]  # the sampler thread may land one after the end
@@ -145,3 +148,19 @@ def test_vistrain_run_starts_the_dashboard_before_it_imports_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert "TORCH_LOADED False" in out.stdout, out.stdout + out.stderr
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="no os.nice on this platform")
+@pytest.mark.parametrize("niceness", [0, 4])
+def test_the_dashboard_process_lowers_its_own_priority(niceness):
+    # In a child, so this test process keeps its priority: the niceness goes up by exactly what was asked
+    # (0: left alone), and the function says what it became.
+    import subprocess
+    import sys
+
+    probe = ("import os\nfrom vistrain.tui.process import lower_priority\nbefore = os.nice(0)\n"
+             f"got = lower_priority({niceness})\nprint(before, os.nice(0), got)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    before, after, got = int(out[0]), int(out[1]), out[2]
+    assert after == min(before + niceness, 19)
+    assert got == ("None" if niceness == 0 else str(after))

@@ -137,6 +137,10 @@ class OutputConfig(_Section):
     dashboard_refresh_s: float = Field(
         2.0, gt=0.0, description="seconds between the dashboard's redraws of its progress and system panels (the curves "
                                  "every other time); each redraw takes CPU from training (see README, 'Dashboard overhead')")
+    dashboard_nice: int = Field(
+        10, ge=0, le=19, description="niceness added to the dashboard process (0 keeps the terminal's): the "
+                                     "scheduler then gives training the cores first and draws in the gaps; keys still "
+                                     "answer at once (see README, 'Dashboard overhead')")
     keep_last: bool = True
 
 

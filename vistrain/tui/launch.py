@@ -29,7 +29,8 @@ def run_with_dashboard(cfg, *, resume: dict | None = None, run_dir: Path | None 
     events_r, events_w = os.pipe()
     control_r, control_w = os.pipe()
     cmd = [sys.executable, "-m", "vistrain.tui.process", "--events-fd", str(events_r), "--control-fd", str(control_w),
-           "--refresh-s", repr(float(cfg.output.dashboard_refresh_s))]
+           "--refresh-s", repr(float(cfg.output.dashboard_refresh_s)),
+           "--nice", str(int(cfg.output.dashboard_nice))]
     child = subprocess.Popen(cmd + (["--headless", headless_size] if headless_size else []),
                              pass_fds=(events_r, control_w))
     os.close(events_r)

@@ -42,6 +42,24 @@ def pipe_job(fd: int):
     return job
 
 
+def lower_priority(niceness: int) -> int | None:
+    """Add *niceness* to this process (before Textual is imported, so its start-up yields too) and
+    return the new value; None where the platform has no ``os.nice`` or refuses it.
+
+    The dashboard then takes a core only when training leaves one free or the scheduler's fair share
+    comes round, instead of waking in the middle of a step: every redraw and event it handles at the
+    same priority takes one of the cores both training threads need (README, "Dashboard overhead").
+    A lower priority never starves it: it still gets its share of a busy core, several times what it
+    uses, and a key press is answered at once.
+    """
+    if niceness <= 0 or not hasattr(os, "nice"):
+        return None
+    try:
+        return os.nice(niceness)
+    except OSError:
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the dashboard on this terminal for the run whose events arrive on ``--events-fd``."""
     parser = argparse.ArgumentParser(prog="python -m vistrain.tui.process")
@@ -51,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--headless", default=None, metavar="WxH",
                         help="draw with Textual's headless driver at this size, and close when the run ends "
                              "(benchmarks and tests)")
+    parser.add_argument("--nice", type=int, default=0, help="niceness to add to this process before drawing")
     args = parser.parse_args(argv)
+    lower_priority(args.nice)
     from vistrain.tui.app import DashboardApp
 
     control = RemoteControl(args.control_fd)
