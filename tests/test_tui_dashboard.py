@@ -307,3 +307,32 @@ async def test_the_runs_end_arriving_while_the_app_closes_is_kept_without_raisin
     app.apply_event(recorded_events(epochs=1, finished=True)[-1])
     app.on_run_ended(RunEnded(result="the result"))
     assert app.run_over and app.result == "the result" and app.header.state == "finished"
+
+
+@pytest.mark.asyncio
+async def test_q_pressed_as_the_run_ends_closes_the_dashboard_instead_of_asking_to_stop_a_finished_run():
+    # The run's end reaches the dashboard a moment after it is on disk: q pressed in between opened
+    # "Stop training?", which then stayed up over a finished run (and a benchmark pressing q hung).
+    import asyncio
+    import threading
+
+    from vistrain.tui.screens import ConfirmQuitScreen
+
+    release = threading.Event()
+
+    class Control:
+        def request_stop(self):
+            raise AssertionError("nothing is running that could be stopped")
+
+    app = DashboardApp(job=lambda bridge, control: release.wait(30) and "the result", control=Control(),
+                       refresh_s=3600.0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmQuitScreen)
+        release.set()
+        for _ in range(100):
+            if app.return_value is not None:
+                break
+            await asyncio.sleep(0.02)
+    assert app.return_value == "the result" and not app.quitting

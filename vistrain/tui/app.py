@@ -207,6 +207,8 @@ class DashboardApp(App):
             return
         if self.quitting:
             self.exit(self.result)
+        elif isinstance(self.screen, ConfirmQuitScreen):  # q came as the run ended: nothing is left to stop
+            self.exit(self.result)
         else:
             self.notify("Training finished. Press q to close the dashboard.", timeout=8)
         self.refresh_bindings()
