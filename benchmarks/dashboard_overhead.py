@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/dashboard_overhead.py [--data mnist5k] [--epochs 10] [--repeats 7]
     .venv/bin/python benchmarks/dashboard_overhead.py --repeats 20 --save a.json  # keep the pairs
     .venv/bin/python benchmarks/dashboard_overhead.py --load a.json b.json  # pool saved invocations
+    .venv/bin/python benchmarks/dashboard_overhead.py --set output.dashboard_nice=0  # any setting, both sides
     .venv/bin/python benchmarks/dashboard_overhead.py --event-cost 1000  # the dashboard's CPU per batch event
     .venv/bin/python benchmarks/dashboard_overhead.py --in-process  # execute() in this process
     .venv/bin/python benchmarks/dashboard_overhead.py --in-thread   # the old in-process dashboard
@@ -157,6 +158,8 @@ def command_args(args, out: str, name: str, dashboard: bool) -> list[str]:
         cmd += ["--set", f"train.threads={args.threads}"]
     if args.augment:
         cmd += ["--augment", args.augment]
+    for setting in args.set or ():
+        cmd += ["--set", setting]
     return cmd + ([] if dashboard else ["--headless"])
 
 
@@ -179,8 +182,9 @@ def _finished(events: Path) -> tuple[float, float] | None:
     return (times["run_started"], times["run_finished"]) if "run_finished" in times else None
 
 
-def dashboard_cpu(pid: int) -> float | None:
-    """CPU seconds so far of the dashboard process that command *pid* started (None where /proc can't tell)."""
+def dashboard_cpu(pid: int) -> tuple[float, int] | tuple[None, None]:
+    """CPU seconds so far and niceness of the dashboard process that command *pid* started (None where
+    /proc can't tell)."""
     try:
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
@@ -193,12 +197,13 @@ def dashboard_cpu(pid: int) -> float | None:
                 with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
                     if b"vistrain.tui.process" not in fh.read():
                         continue
-                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+                # utime and stime (fields 14 and 15 of stat), nice (field 19)
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[16])
             except (OSError, IndexError, ValueError):
                 continue
     except OSError:
-        return None
-    return None
+        return None, None
+    return None, None
 
 
 def run_in_terminal(cmd: list[str], run_dir: Path, size: tuple[int, int], terminal: bool = True) -> dict[str, float]:
@@ -236,7 +241,7 @@ def run_in_terminal(cmd: list[str], run_dir: Path, size: tuple[int, int], termin
             raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode} before its run finished")
         time.sleep(0.02)
     done = time.perf_counter() - t0
-    ui_cpu = dashboard_cpu(proc.pid) if terminal else None
+    ui_cpu, ui_nice = dashboard_cpu(proc.pid) if terminal else (None, None)
     for _ in range(3):  # the dashboard waits for q once the run has finished; headless exits by itself
         if terminal and proc.poll() is None:
             os.write(master, b"q")
@@ -257,7 +262,7 @@ def run_in_terminal(cmd: list[str], run_dir: Path, size: tuple[int, int], termin
         raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}")
     cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
     return {"done": done, "run": span[1] - span[0], "exited": exited, "cpu": cpu, "bytes": received[0],
-            "ui_cpu": ui_cpu}
+            "ui_cpu": ui_cpu, "ui_nice": ui_nice}
 
 
 def bootstrap_median(values: list[float], level: float = 0.9, resamples: int = 4000) -> tuple[float, float]:
@@ -324,7 +329,8 @@ def main_terminal(args, size: tuple[int, int]) -> None:
     pairs = measure_pairs(args, size)
     load = os.getloadavg()
     where = "in the same terminal" if args.baseline == "terminal" else "with its output to a pipe"
-    what = (f"{args.data}, {args.epochs} epochs: `vistrain run` in a {size[0]}x{size[1]} pseudo-terminal vs "
+    settings = "".join(f" --set {s}" for s in args.set or ())
+    what = (f"{args.data}, {args.epochs} epochs{settings}: `vistrain run` in a {size[0]}x{size[1]} pseudo-terminal vs "
             f"`vistrain run --headless` {where}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if args.save:
         with open(args.save, "w") as fh:
@@ -382,6 +388,8 @@ def main() -> None:
     parser.add_argument("--baseline", choices=("pipe", "terminal"), default="pipe",
                         help="headless side's output: plain lines to a pipe (nothing drawn), or the same terminal "
                              "(its progress bar)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="a setting for both sides' command, e.g. output.dashboard_nice=0 (repeatable)")
     parser.add_argument("--save", help="also write every pair's timings to this JSON file")
     parser.add_argument("--load", nargs="+", help="summarise pairs from --save files (pooled) instead of measuring")
     parser.add_argument("--event-cost", type=int, metavar="N",

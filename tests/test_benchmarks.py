@@ -44,12 +44,16 @@ def test_dashboard_benchmark_times_the_real_command_in_a_terminal(tmp_path):
 
     saved = tmp_path / "pairs.json"
     out = _run(sys.executable, "benchmarks/dashboard_overhead.py", "--data", "digits", "--epochs", "1",
-               "--repeats", "1", "--save", str(saved), timeout=300)
+               "--repeats", "1", "--save", str(saved), "--set", "output.dashboard_nice=3", timeout=300)
     pair = re.search(r"terminal bytes (\d+) vs (\d+)", out)
     assert pair and int(pair.group(2)) > 5 * int(pair.group(1)) > 0, out
     assert re.search(r"until done [\d.]+ \(90 % interval [\d.]+-[\d.]+\) \(target <= 1.03\); "
                      r"the run's own time [\d.]+", out), out
-    (only,) = json.loads(saved.read_text())["pairs"]
+    saved_run = json.loads(saved.read_text())
+    (only,) = saved_run["pairs"]
+    # --set reached both commands: the dashboard process of the real command ran 3 steps nicer than this one
+    assert "--set output.dashboard_nice=3" in saved_run["what"]
+    assert only["dashboard"]["ui_nice"] == min(os.nice(0) + 3, 19) and only["headless"]["ui_nice"] is None
     # the dashboard process was found and had started up (Textual alone is tenths of a second of CPU)
     assert only["dashboard"]["ui_cpu"] > 0.1 and only["headless"]["ui_cpu"] is None
     assert re.search(r"dashboard process's own CPU until the run finished: median [\d.]+s", out)
