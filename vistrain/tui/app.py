@@ -6,7 +6,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -32,6 +32,18 @@ Job = Callable[[DashboardBridge, Any], Any]  # (listener, control) -> RunResult
 # other event) instead of waking the UI thread each. A message per batch cost about 0.7 ms of the
 # dashboard's CPU, taken from the training beside it.
 FRAME_EVENTS = (BatchEnd, SystemSample)
+
+
+class Panels(NamedTuple):
+    """The dashboard's panels, looked up once (every event and frame goes through them)."""
+
+    header: RunHeader
+    progress: ProgressPanel
+    system: SystemPanel
+    curves: CurvesPanel
+    log: EventLog
+    pseudo: PseudoLabelPanel
+    augment: AugmentLeaderboard
 
 
 class DashboardApp(App):
@@ -68,7 +80,7 @@ class DashboardApp(App):
         self._stop_follow = threading.Event()
         self._pending: deque[Event] = deque()  # FRAME_EVENTS received since the last drain, in order
         self._at_once = False  # while paused, FRAME_EVENTS are applied as they come
-        self._panels: tuple | None = None
+        self._panels: Panels | None = None
 
     def compose(self) -> ComposeResult:
         yield RunHeader(mode=self.mode, id="header")
@@ -104,11 +116,11 @@ class DashboardApp(App):
             return
         self._frames += 1
         self._drain()
-        _, progress, system, curves, *_ = self.panels
-        progress.flush()
-        system.flush()
-        if self._frames % 2 == 0 or not curves.drawn_epochs:  # the first epoch's points as soon as they come
-            curves.flush()
+        panels = self.panels
+        panels.progress.flush()
+        panels.system.flush()
+        if self._frames % 2 == 0 or not panels.curves.drawn_epochs:  # the first epoch's points as soon as they come
+            panels.curves.flush()
 
     def on_unmount(self) -> None:
         # A UI that goes away while training still runs must not leave it running without a checkpoint.
@@ -117,18 +129,17 @@ class DashboardApp(App):
             self.control.request_stop()
 
     @property
-    def panels(self) -> tuple:
-        """The seven panels, in the order header, progress, system, curves, log, pseudo-labels, augment;
-        looked up once, since every event and frame goes through them."""
+    def panels(self) -> Panels:
+        """The panels (looked up at the first use)."""
         if self._panels is None:
-            self._panels = tuple(self.query_one(kind) for kind in (RunHeader, ProgressPanel, SystemPanel, CurvesPanel,
-                                                                   EventLog, PseudoLabelPanel, AugmentLeaderboard))
+            self._panels = Panels(*(self.query_one(kind) for kind in (RunHeader, ProgressPanel, SystemPanel, CurvesPanel,
+                                                                      EventLog, PseudoLabelPanel, AugmentLeaderboard)))
         return self._panels
 
     @property
     def header(self) -> RunHeader:
         """The header panel."""
-        return self.panels[0]
+        return self.panels.header
 
     # -- event sources -----------------------------------------------------------------
     @work(thread=True, exit_on_error=False, name="training")
@@ -168,7 +179,7 @@ class DashboardApp(App):
         """Apply recorded events directly (on the UI thread); used by replays and tests."""
         for event in events:
             self.apply_event(event)
-        for panel in self.panels[1:4]:  # progress, system, curves
+        for panel in (self.panels.progress, self.panels.system, self.panels.curves):
             panel.flush()
 
     # -- messages ------------------------------------------------------------------------
@@ -181,14 +192,14 @@ class DashboardApp(App):
         for panel in self.panels:
             panel.apply(event)
         if isinstance(event, (PseudoLabelStats, AugmentTrial, StageStarted)):
-            side = self.query_one(PseudoLabelPanel).display or self.query_one(AugmentLeaderboard).display
+            side = self.panels.pseudo.display or self.panels.augment.display
             self.query_one("#bottom").set_class(side, "-side")
         if isinstance(event, RunStarted) and self.mode != "attach":
             self.header.state = "running"
         elif isinstance(event, RunFinished):
             self.run_over = True
             self.header.state = "stopped" if event.stopped_early else "finished"
-            self.panels[3].flush()  # the curves
+            self.panels.curves.flush()
             self.refresh_bindings()  # only on state changes: it rebuilds the footer
         elif isinstance(event, RunFailed):
             self.run_over = True
@@ -205,9 +216,7 @@ class DashboardApp(App):
         self.result = message.result
         if self.closing:  # closed mid-run: the stop it asked for has ended the run
             return
-        if self.quitting:
-            self.exit(self.result)
-        elif isinstance(self.screen, ConfirmQuitScreen):  # q came as the run ended: nothing is left to stop
+        if self.quitting or isinstance(self.screen, ConfirmQuitScreen):  # a q as the run ended: nothing left to stop
             self.exit(self.result)
         else:
             self.notify("Training finished. Press q to close the dashboard.", timeout=8)
@@ -248,7 +257,7 @@ class DashboardApp(App):
             self.quitting = True
             self.control.request_stop()
             self.header.state = "stopping"
-            self.query_one(EventLog).say("stop requested: saving a checkpoint…", "yellow")
+            self.panels.log.say("stop requested: saving a checkpoint…", "yellow")
             self.refresh_bindings()
         elif stop:
             self.exit(self.result)
@@ -260,9 +269,9 @@ class DashboardApp(App):
             self._at_once = paused  # nothing trains while paused: show each event as it comes
             if paused:
                 self._drain()
-                self.query_one(ProgressPanel).flush()
+                self.panels.progress.flush()
             self.header.state = "paused" if paused else "running"
-            self.query_one(EventLog).say("paused" if paused else "resumed", "yellow")
+            self.panels.log.say("paused" if paused else "resumed", "yellow")
 
     def action_save_now(self) -> None:
         """Ask the loop to write a checkpoint after the current step."""
