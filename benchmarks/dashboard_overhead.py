@@ -182,6 +182,14 @@ def _finished(events: Path) -> tuple[float, float] | None:
     return (times["run_started"], times["run_finished"]) if "run_finished" in times else None
 
 
+def proc_stat(pid: int | str) -> tuple[float, int, int]:
+    """(CPU seconds so far, niceness, parent pid) of *pid* from /proc/PID/stat (utime + stime are fields 14
+    and 15, nice 19, ppid 4); OSError when it is gone."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()  # from field 3 (the state) on: the name may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[16]), int(fields[1])
+
+
 def dashboard_cpu(pid: int) -> tuple[float, int] | tuple[None, None]:
     """CPU seconds so far and niceness of the dashboard process that command *pid* started (None where
     /proc can't tell)."""
@@ -190,15 +198,13 @@ def dashboard_cpu(pid: int) -> tuple[float, int] | tuple[None, None]:
             if not entry.name.isdigit():
                 continue
             try:
-                with open(f"/proc/{entry.name}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-                if int(fields[1]) != pid:  # the parent pid, after the state field
+                cpu, nice, parent = proc_stat(entry.name)
+                if parent != pid:
                     continue
                 with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
                     if b"vistrain.tui.process" not in fh.read():
                         continue
-                # utime and stime (fields 14 and 15 of stat), nice (field 19)
-                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[16])
+                return cpu, nice
             except (OSError, IndexError, ValueError):
                 continue
     except OSError:
@@ -351,14 +357,9 @@ def event_cost(count: int, gap_s: float, size: tuple[int, int]) -> None:
     os.close(events_r)
     os.close(control_w)
 
-    def cpu() -> float:
-        with open(f"/proc/{proc.pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
     with os.fdopen(events_w, "wb", buffering=0) as stream:
         time.sleep(2.0)  # started up
-        before = cpu()
+        before = proc_stat(proc.pid)[0]
         for i in range(count):
             lines = [BatchEnd(stage="s", epoch=1 + i // 28, epochs=1 + count // 28, step=1 + i % 28, steps_per_epoch=28,
                               global_step=i + 1, loss=1.0 / (i + 1), lr=0.1, samples_per_s=5000.0, data_wait_s=0.0,
@@ -369,7 +370,7 @@ def event_cost(count: int, gap_s: float, size: tuple[int, int]) -> None:
             stream.write(b"".join(json.dumps(e.to_dict()).encode() + b"\n" for e in lines))
             time.sleep(gap_s)
         time.sleep(0.5)
-        spent = cpu() - before
+        spent = proc_stat(proc.pid)[0] - before
     os.close(control_r)
     proc.wait(30)
     print(f"{count} batch events {1000 * gap_s:.0f} ms apart (and an epoch end every 28), no periodic redraws: "
