@@ -13,7 +13,6 @@ from vistrain.engine.control import TrainControl
 from vistrain.errors import DataError
 from vistrain.runner import execute
 from vistrain.tui.app import DashboardApp
-from vistrain.tui.launch import finish
 from vistrain.tui.screens import ConfirmQuitScreen
 from vistrain.tui.widgets.log import EventLog
 from vistrain.tui.widgets.progress import ProgressPanel
@@ -32,6 +31,17 @@ def live_app(cfg) -> DashboardApp:
     """The same app ``run_with_dashboard`` builds, for ``run_test``."""
     return DashboardApp(job=lambda bridge, control: execute(cfg, listeners=[bridge], control=control),
                         control=TrainControl())
+
+
+def finish(app):
+    """After the app closed: make sure training ended, then return its result or raise its error."""
+    if not app.job_done.is_set():
+        app.control.request_stop()
+        app.job_done.wait()
+    if app.error is not None:
+        raise app.error
+    assert app.return_code in (0, None), app.return_code
+    return app.result
 
 
 async def wait_until(pilot, predicate, timeout: float = 60.0) -> None:
@@ -79,8 +89,11 @@ async def test_keys_pause_save_and_quit_with_checkpoint(tmp_path):
         step = progress.global_step
         await wait_until(pilot, lambda: progress.global_step > step)
 
-        await pilot.press("q", "y")
-        assert app.quitting and app.control.stop_requested
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmQuitScreen))
+        await pilot.press("y")  # the answer's callback runs after the screen is gone, not inside press()
+        await wait_until(pilot, lambda: app.quitting)
+        assert app.control.stop_requested
         await wait_until(pilot, lambda: app.job_done.is_set())
         await pilot.pause(0.2)
     result = finish(app)

@@ -78,24 +78,25 @@ def run(
     else:
         cfg = resolve_config(config, flags, set_)
     use_dashboard = not headless and sys.stdout.isatty() and main_rank
-    stop_signal: list[str] = []
+    stop_signal: list[int] = []  # the signals that asked for a stop, in order
     ok = False
+    from vistrain.engine.control import TrainControl
+
+    control = TrainControl()
     try:
-        if use_dashboard:
-            from vistrain.tui import run_with_dashboard
+        with _stop_on_signals(control, stop_signal):
+            if use_dashboard:
+                from vistrain.tui import run_with_dashboard
 
-            result = run_with_dashboard(cfg, resume=resume_ckpt, run_dir=run_dir)
-        else:
-            from vistrain.engine.control import TrainControl
-            from vistrain.reporters.console import ConsoleReporter
-            from vistrain.runner import execute
+                result = run_with_dashboard(cfg, control=control, resume=resume_ckpt, run_dir=run_dir)
+            else:
+                from vistrain.reporters.console import ConsoleReporter
+                from vistrain.runner import execute
 
-            listeners = [ConsoleReporter(every=log_every)] if main_rank else []
-            control = TrainControl()
-            if main_rank and os.environ.get("SLURM_JOB_ID"):
-                typer.echo(f"SLURM job {os.environ['SLURM_JOB_ID']}: SIGUSR1 or SIGTERM saves a checkpoint and "
-                           f"exits with code {PREEMPTED_EXIT_CODE}")
-            with _stop_on_signals(control, stop_signal):
+                listeners = [ConsoleReporter(every=log_every)] if main_rank else []
+                if main_rank and os.environ.get("SLURM_JOB_ID"):
+                    typer.echo(f"SLURM job {os.environ['SLURM_JOB_ID']}: SIGUSR1 or SIGTERM saves a checkpoint and "
+                               f"exits with code {PREEMPTED_EXIT_CODE}")
                 result = execute(cfg, listeners=listeners, control=control, resume=resume_ckpt, run_dir=run_dir)
         ok = True
     finally:
@@ -109,7 +110,9 @@ def run(
         typer.echo(f"run folder: {result.run_dir}")
     if stop_signal and result.stopped_early:
         if main_rank:
-            typer.echo(f"stopped by {stop_signal[0]}: checkpoint saved; resume with: "
+            import signal
+
+            typer.echo(f"stopped by {signal.Signals(stop_signal[0]).name}: checkpoint saved; resume with: "
                        f"vistrain run --headless --resume {result.run_dir}"
                        f"{' (or requeue the job with --resume auto)' if os.environ.get('SLURM_JOB_ID') else ''}")
         return PREEMPTED_EXIT_CODE
@@ -119,7 +122,7 @@ def run(
 class _stop_on_signals:
     """SIGUSR1 (SLURM's warning signal) and SIGTERM (preemption, time limit): finish the step, save, stop."""
 
-    def __init__(self, control, received: list[str]):
+    def __init__(self, control, received: list[int]):
         self.control, self.received = control, received
         self.previous: dict = {}
 
@@ -127,8 +130,8 @@ class _stop_on_signals:
         import signal
 
         def handler(signum, frame):
-            if not self.received:
-                self.received.append(signal.Signals(signum).name)
+            # only stores flags: no lock, no I/O (the main thread may be inside a lock when this runs)
+            self.received.append(signum)
             self.control.request_stop()
 
         for sig in (signal.SIGTERM, signal.SIGUSR1):

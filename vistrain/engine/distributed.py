@@ -240,13 +240,23 @@ def torchrun_args(nproc: int, argv: Sequence[str], nnodes: str | None = None) ->
     return args + ["-m", "vistrain", *argv]
 
 
+# what torch.distributed.run changes in the process that runs it, and never puts back
+_TORCHRUN_SIGNALS = ("SIGUSR1", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
+_TORCHRUN_ENV = ("OMP_NUM_THREADS", "TORCHELASTIC_SIGNALS_TO_HANDLE")
+
+
 def launch(nproc: int, argv: Sequence[str], preempted_code: int) -> int:
     """Run ``torch.distributed.run`` in this process for *nproc* local workers; returns an exit code.
 
     SIGUSR1 and SIGTERM are passed on to the workers as SIGUSR1 (each then finishes its step, rank 0
     saves, and all exit with *preempted_code*), which is returned; a failing worker's code is returned.
+    The signal handler only records the signal: a thread sends it on, since a handler runs between two
+    bytecodes of the main thread and must not wait for a lock that thread may hold. The signal
+    handlers and environment variables torchrun changes are put back afterwards.
     """
+    import os
     import signal
+    import threading
 
     import psutil
     from torch.distributed import run as trun
@@ -254,16 +264,30 @@ def launch(nproc: int, argv: Sequence[str], preempted_code: int) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     got: list[int] = []
+    done = threading.Event()
 
-    def forward(signum, frame):
+    def record(signum, frame):
         got.append(signum)
-        for child in psutil.Process().children(recursive=True):
-            try:
-                child.send_signal(signal.SIGUSR1)
-            except psutil.Error:
-                pass
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGUSR1, signal.SIGTERM)}
+    def forward() -> None:
+        sent = 0
+        while not done.wait(0.05):
+            if sent == len(got):
+                continue
+            sent = len(got)
+            for child in psutil.Process().children(recursive=True):
+                try:
+                    child.send_signal(signal.SIGUSR1)
+                except psutil.Error:
+                    pass
+
+    handled = [getattr(signal, name) for name in _TORCHRUN_SIGNALS if hasattr(signal, name)]
+    previous = {s: signal.getsignal(s) for s in handled}
+    env = {k: os.environ.get(k) for k in _TORCHRUN_ENV}
+    forwarder = threading.Thread(target=forward, name="vistrain-signal-forward", daemon=True)
+    for s in (signal.SIGUSR1, signal.SIGTERM):
+        signal.signal(s, record)
+    forwarder.start()
     try:
         trun.run(trun.get_args_parser().parse_args(torchrun_args(nproc, argv)))
         return 0
@@ -275,5 +299,12 @@ def launch(nproc: int, argv: Sequence[str], preempted_code: int) -> int:
             return preempted_code
         return next((c for c in codes if c not in (0, None) and c > 0), 1)
     finally:
+        done.set()
+        forwarder.join()
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

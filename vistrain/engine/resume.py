@@ -29,8 +29,9 @@ def training_position(state: TrainState, epochs: int) -> dict:
 
 
 def per_rank_states(state: TrainState) -> dict:
-    """RNG and loader fields for a checkpoint: this process's, and under DDP every rank's (a collective call)."""
-    own = {"rng": rng_state(), "loader_state": dict(state.loader_state)}
+    """RNG, loader and running-sum fields for a checkpoint: this process's, and under DDP every rank's (a
+    collective call). Each rank counts its own images and hits within the epoch."""
+    own = {"rng": rng_state(), "loader_state": dict(state.loader_state), "epoch_accum": dict(state.epoch_accum)}
     ranks = dist.gather_objects(own) if dist.is_distributed() else None
     out = {"rng": own["rng"]}
     if ranks is not None and len(ranks) > 1:
@@ -106,5 +107,6 @@ def restore_training(ckpt: dict, *, model, optimizer=None, scheduler=None, scale
     return TrainState(epoch=int(ckpt["epoch"]), global_step=global_step,
                       best_metric=float(ckpt.get("best_metric", -math.inf)), best_epoch=int(ckpt.get("best_epoch", 0)),
                       best_seen=float(ckpt.get("best_seen", ckpt.get("best_metric", -math.inf))),
-                      epoch_step=int(ckpt.get("epoch_step", 0)), epoch_accum=dict(ckpt.get("epoch_accum") or {}),
+                      epoch_step=int(ckpt.get("epoch_step", 0)),
+                      epoch_accum=dict((_rank_state(ckpt) or ckpt).get("epoch_accum") or {}),
                       loader_state=dict((_rank_state(ckpt) or ckpt).get("loader_state") or {}))

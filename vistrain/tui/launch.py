@@ -10,13 +10,15 @@ from typing import Any
 from vistrain.tui.bridge import events_file, follow_events
 
 
-def run_with_dashboard(cfg, *, resume: dict | None = None, run_dir: Path | None = None,
+def run_with_dashboard(cfg, *, control=None, resume: dict | None = None, run_dir: Path | None = None,
                        headless_size: str | None = None) -> Any:
     """Train *cfg* here, in the main thread as headless, with the dashboard drawn by a child process.
 
     The child (``python -m vistrain.tui.process``) gets the events on one pipe and sends the keys
     back on another, so drawing never competes with training for this process's GIL. Returns the
-    RunResult and re-raises run errors after the child has restored the terminal. *headless_size*
+    RunResult and re-raises run errors after the child has restored the terminal. *control* (a
+    :class:`~vistrain.engine.control.TrainControl`) also takes the caller's requests, such as a
+    signal's stop; *headless_size*
     (``"WxH"``) draws off-screen and closes at the end of the run (benchmarks, tests).
     """
     import subprocess
@@ -35,7 +37,7 @@ def run_with_dashboard(cfg, *, resume: dict | None = None, run_dir: Path | None 
                              pass_fds=(events_r, control_w))
     os.close(events_r)
     os.close(control_w)
-    control = TrainControl()
+    control = control or TrainControl()
     serve_control(control_r, control)
     try:
         result = execute(cfg, listeners=[EventPipeWriter(events_w)], control=control, resume=resume, run_dir=run_dir)
@@ -57,18 +59,6 @@ def _wait_for(child) -> None:
             return
         except KeyboardInterrupt:
             continue
-
-
-def finish(app) -> Any:
-    """After the app closed: make sure training ended, then return its result or raise its error."""
-    if not app.job_done.is_set():
-        app.control.request_stop()  # the UI went away first (it crashed): stop with a checkpoint
-        app.job_done.wait()
-    if app.error is not None:
-        raise app.error
-    if app.return_code not in (0, None):
-        raise RuntimeError("the dashboard closed with an error; training was stopped and a checkpoint saved")
-    return app.result
 
 
 def attach_dashboard(run_dir: str | Path) -> None:
