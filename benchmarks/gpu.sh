@@ -8,7 +8,10 @@
 # throughput comparison instead, so the script itself is checked anywhere.
 #
 #   bash benchmarks/gpu.sh                 # PYTHON=... to pick the interpreter; OUT=dir keeps the logs
+#   bash benchmarks/gpu.sh --smoke         # seconds: LeNet-5 only, 2 steps, on the GPU when there is one
 set -uo pipefail
+SMOKE=0
+[ "${1:-}" = "--smoke" ] && SMOKE=1
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 OUT=${OUT:-$(mktemp -d)}
@@ -26,8 +29,13 @@ if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'
   "$PY" -c 'import torch; print("GPU:", torch.cuda.get_device_name(0), "| torch", torch.__version__)'
   MODELS=vgg16,timm:resnet50
   COMMON=(--models "$MODELS" --device cuda --batch 64 --steps 8 --rounds 3)
-  for cfg in "fp32 eager|" "bf16|--amp" "bf16 channels_last|--amp --channels-last" \
-             "bf16 channels_last compile|--amp --channels-last --compile"; do
+  CONFIGS=("fp32 eager|" "bf16|--amp" "bf16 channels_last|--amp --channels-last"
+           "bf16 channels_last compile|--amp --channels-last --compile")
+  if [ "$SMOKE" = 1 ]; then
+    COMMON=(--models lenet5 --device cuda --steps 2 --rounds 1)
+    CONFIGS=("cuda fp32 eager (smoke)|")
+  fi
+  for cfg in "${CONFIGS[@]}"; do
     name=${cfg%%|*}; flags=${cfg#*|}
     log="$OUT/throughput-${name// /-}.log"
     echo "== throughput: $name"

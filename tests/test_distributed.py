@@ -1,8 +1,11 @@
 """DDP on localhost with gloo: torchrun, ``vistrain run --nproc 2``, and two simulated nodes.
 
 Two ranks with batch 32 each see, at every step, exactly the images one process with batch 64
-sees (``DistributedSampler`` interleaving), so without augmentation the accuracy must match a
-single-process run up to float rounding.
+sees (``DistributedSampler`` interleaving), and DDP averages their gradients: with plain SGD and a
+training split that divides into whole batches (1,024 images: no padded last batch), the weights
+and every validation figure match a single-process run up to float rounding. (Adam-family
+optimizers turn rounding differences in near-zero gradients into whole steps of the learning
+rate, and a padded last batch counts one image twice; neither is a DDP error, so neither is used here.)
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 import pytest
 
 COMMON = ["--headless", "--data", "digits", "--epochs", "2", "--augment", "none", "--device", "cpu",
+          "--optimizer", "sgd", "--lr", "0.05", "--set", "data.val_fraction=0.23",  # 1,024 training images
           "--set", "train.threads=1", "--set", "output.system_interval_s=0.3"]
 # Seen once on a fresh machine: the first gloo start aborts while the ranks connect.
 TRANSIENT = re.compile(r"gloo|connect|rendezvous|SIGABRT|Signals\.SIGABRT|timed out|address already in use", re.I)
@@ -52,8 +56,21 @@ def launch(attempt, out_dir: Path) -> str:
     return text
 
 
-def val_top1(run: Path) -> float:
-    return float(list(csv.DictReader((run / "metrics.csv").open()))[-1]["val_top1"])
+def assert_same_training(run: Path, reference: Path) -> None:
+    """The DDP run ends with the single-process run's weights (up to float rounding) and validation figures."""
+    import torch
+
+    got = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    ref = torch.load(reference / "checkpoints" / "last.pt", weights_only=True)
+    assert got["global_step"] == ref["global_step"]
+    for key, value in ref["state_dict"].items():
+        diff = (got["state_dict"][key] - value).abs().max().item()
+        assert diff < 1e-5, f"{key} differs by {diff} from the single-process run"
+
+    def rows(folder):
+        return [{k: v for k, v in r.items() if k.startswith("val_")} for r in csv.DictReader((folder / "metrics.csv").open())]
+
+    assert rows(run) == rows(reference)
 
 
 def check_rank0_alone_wrote(out_dir: Path, world: int) -> Path:
@@ -80,7 +97,7 @@ def single_process(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("single")
     assert main(["run", *COMMON, "--batch-size", "64", "--out", str(out), "--name", "one"]) == 0
-    return val_top1(out / "one")
+    return out / "one"
 
 
 def test_torchrun_two_processes(tmp_path, single_process):
@@ -91,7 +108,7 @@ def test_torchrun_two_processes(tmp_path, single_process):
         "-m", "vistrain", "run", *COMMON, "--batch-size", "32", "--out", str(out), "--name", "ddp"]]), out)
     assert "DDP: 2 processes (gloo)" in text
     run = check_rank0_alone_wrote(out, 2)
-    assert abs(val_top1(run) - single_process) <= 0.02
+    assert_same_training(run, single_process)
 
 
 def test_vistrain_run_nproc_2(tmp_path, single_process, cli):
@@ -103,7 +120,7 @@ def test_vistrain_run_nproc_2(tmp_path, single_process, cli):
 
     launch(in_process, out)
     run = check_rank0_alone_wrote(out, 2)
-    assert abs(val_top1(run) - single_process) <= 0.02
+    assert_same_training(run, single_process)
 
 
 def test_two_nodes_simulated_on_localhost(tmp_path, single_process):
@@ -118,7 +135,7 @@ def test_two_nodes_simulated_on_localhost(tmp_path, single_process):
 
     launch(two_nodes, out)
     run = check_rank0_alone_wrote(out, 2)
-    assert abs(val_top1(run) - single_process) <= 0.02
+    assert_same_training(run, single_process)
 
 
 def _rank_main(rank: int, world: int, store_path: str, out_dir: str) -> None:

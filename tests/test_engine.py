@@ -157,18 +157,29 @@ def test_evaluate_with_class_map():
 
 
 @pytest.mark.parametrize("name", ["onecycle", "cosine", "step", "constant"])
-def test_schedulers_step_per_batch(name):
+def test_the_engine_steps_the_scheduler_once_per_batch(name):
+    """fit() steps the scheduler after every optimizer step: the learning rate each batch reports is the
+    schedule's own value after that many steps (a per-epoch step would hold it flat within an epoch)."""
+    from vistrain.events import BatchEnd
+
+    def schedule(model):
+        opt = plugins.registry("optimizer").entry("adamw").load()(model.parameters(), OptimConfig(lr=0.01))
+        return opt, plugins.registry("scheduler").entry(name).load()(opt, SchedConfig(step_epochs=1), 15, 5)
+
+    x, y = blobs(n=80)
     model = tiny_model()
-    opt = plugins.registry("optimizer").entry("adamw").load()(model.parameters(), OptimConfig(lr=0.01))
-    sched = plugins.registry("scheduler").entry(name).load()(opt, SchedConfig(step_epochs=1), 20, 10)
-    lrs = []
-    for _ in range(20):
-        opt.step()
-        sched.step()
-        lrs.append(opt.param_groups[0]["lr"])
-    assert all(math.isfinite(v) and v >= 0 for v in lrs)
-    if name in ("onecycle", "cosine", "step"):
-        assert lrs[-1] < max(lrs)
+    opt, sched = schedule(model)
+    seen = []
+    fit(model, TensorBatchLoader(x, y, 16, True), None, opt, device=CPU, epochs=3, scheduler=sched, log_interval=1,
+        emit=lambda e: seen.append(e.lr) if isinstance(e, BatchEnd) else None)
+    ref_opt, ref_sched = schedule(tiny_model())
+    expected = []
+    for _ in range(15):
+        ref_opt.step()
+        ref_sched.step()
+        expected.append(ref_opt.param_groups[0]["lr"])
+    assert seen == pytest.approx(expected, rel=1e-12)
+    assert len(set(expected)) == 1 if name == "constant" else len(set(expected)) > 2
 
 
 @pytest.mark.parametrize("name", ["onecycle", "cosine", "step", "constant"])
@@ -329,9 +340,18 @@ def test_foreign_torch_file_is_not_a_vistrain_checkpoint(tmp_path):
         load_checkpoint(path)
 
 
+def test_auto_device_prefers_cuda_then_mps_then_the_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert select_device("auto") == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert select_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert select_device("auto") == torch.device("cpu")
+
+
 def test_device_selection():
-    assert select_device("auto").type in ("cpu", "cuda", "mps")
-    assert select_device("cpu").type == "cpu"
+    assert select_device("cpu") == torch.device("cpu")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             select_device("cuda")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 import torch
@@ -11,9 +9,6 @@ import torch
 from vistrain.config import Config
 from vistrain.engine.checkpoint import atomic_torch_save, make_checkpoint
 from vistrain.inference import load_model
-
-HAS_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime", "onnxscript"))
-
 
 @pytest.fixture
 def checkpoint(tmp_path):
@@ -60,7 +55,6 @@ def test_torchscript_round_trip(cli, checkpoint, tmp_path):
         assert torch.allclose(loaded(x), _reference(checkpoint, x), atol=1e-5)
 
 
-@pytest.mark.skipif(not HAS_ONNX, reason="the onnx extra is not installed")
 def test_onnx_round_trip(cli, checkpoint):
     import onnxruntime as ort
 

@@ -183,13 +183,49 @@ def test_transfer_from_a_timm_weights_file(cli, tmp_path, suffix, gray_stem):
 # --- distillation ------------------------------------------------------------------------------
 
 
-def test_distill_from_a_checkpoint_and_its_bad_inputs(cli, tmp_path, teacher_ckpt):
-    code, out, err = cli("run", *TINY, "--model", "mlp", "--out", tmp_path, "--name", "d", "--strategy", "distill",
-                         "--set", "model.kwargs.hidden=64", "--set", f"strategy.params.teacher={teacher_ckpt}",
-                         "--set", "strategy.params.temperature=3")
-    assert code == 0, err
-    assert "distill: student mlp from the teacher (T=3, alpha=0.9)" in out
-    assert load_checkpoint(tmp_path / "d" / "checkpoints" / "student-best.pt")["model"]["name"] == "mlp"
+def val_predictions_of(checkpoint, run_dir):
+    """(predicted class, true label) over the val split of the run that wrote *checkpoint*."""
+    from vistrain.data.pipeline import ImageTransform, build_loader
+    from vistrain.data.prepare import load_source, prepare_data
+    from vistrain.engine.loop import predict_logits
+    from vistrain.inference import load_model, saved_data_config
+
+    model, ckpt, spec = load_model(checkpoint)
+    cfg = saved_data_config(ckpt)
+    val = prepare_data(load_source(cfg.name, cfg), cfg).val
+    logits, labels = predict_logits(model, build_loader(val, ImageTransform(spec), 512, shuffle=False, num_workers=0),
+                                    device=torch.device("cpu"))
+    return logits.argmax(1).numpy(), labels.numpy()
+
+
+def test_distill_learns_what_the_teacher_says_not_the_labels(cli, tmp_path, teacher_ckpt):
+    """A teacher whose outputs are moved one class on (it says 1 for a 0, 2 for a 1...): with alpha=1 only the
+    teacher's term is left, and the student predicts the moved classes; with alpha=0 only the labels' term is,
+    and it predicts the true ones."""
+    ck = load_checkpoint(teacher_ckpt)
+    moved = dict(ck["state_dict"])
+    for key in ("classifier.weight", "classifier.bias"):
+        moved[key] = torch.roll(moved[key], 1, dims=0)  # output j is the old output j-1
+    shifted = tmp_path / "shifted-teacher.pt"
+    atomic_torch_save({**ck, "state_dict": moved}, shifted)
+    teacher_pred, truth = val_predictions_of(shifted, None)
+    assert (teacher_pred == (truth + 1) % 10).mean() > 0.7
+    top1 = {}
+    for alpha in (1.0, 0.0):
+        name = f"alpha{alpha:g}"
+        code, out, err = cli("run", *TINY, "--epochs", "4", "--model", "mlp", "--set", "model.kwargs.hidden=128",
+                             "--out", tmp_path, "--name", name, "--strategy", "distill",
+                             "--set", f"strategy.params.teacher={shifted}", "--set", f"strategy.params.alpha={alpha}",
+                             "--set", "strategy.params.temperature=2", "--set", "train.label_smoothing=0")
+        assert code == 0, err
+        assert f"distill: student mlp from the teacher (T=2, alpha={alpha:g})" in out
+        pred, truth = val_predictions_of(tmp_path / name / "checkpoints" / "student-last.pt", None)
+        top1[alpha] = ((pred == truth).mean(), (pred == (truth + 1) % 10).mean())
+    assert top1[1.0][1] > 0.6 and top1[1.0][0] < 0.15, top1  # the teacher's word, against the labels
+    assert top1[0.0][0] > 0.5 and top1[0.0][1] < 0.15, top1  # the labels alone
+
+
+def test_distill_bad_inputs(cli, tmp_path, teacher_ckpt):
     other = lenet_checkpoint(tmp_path / "letters.pt", classes=list("abcdefghij"))
     for params, message in [([f"strategy.params.teacher={other}"], "teacher .* and student class names differ"),
                             ([f"strategy.params.teacher={tmp_path / 'nope.pt'}"], "teacher checkpoint .*nope.pt.* not found"),
@@ -217,11 +253,40 @@ def test_pseudo_label_bad_inputs(cli, tmp_path, teacher_ckpt):
         import re
 
         assert code == 2 and len(err.strip().splitlines()) == 1 and re.search(message, err), err
+
+
+def test_pseudo_labels_are_the_teachers_confident_predictions(cli, tmp_path, teacher_ckpt, recorder):
+    """The student trains on exactly the pool images the teacher predicts with confidence >= threshold, labelled
+    with the teacher's class (not the true one), and the statistics say so."""
+    from vistrain.data.pipeline import ImageTransform, build_loader
+    from vistrain.data.prepare import load_source, prepare_data
+    from vistrain.engine.loop import predict_logits
+    from vistrain.inference import load_model
+    from vistrain.strategies.stages import targets_hash
+
     code, out, err = cli("run", *TINY, "--out", tmp_path, "--name", "pl", "--strategy", "pseudo-label",
                          "--labels-per-class", "20", "--set", f"strategy.params.teacher={teacher_ckpt}",
-                         "--set", "strategy.params.threshold=0.2")
+                         "--set", "strategy.params.threshold=0.5")
     assert code == 0, err
-    assert "pseudo labels round 1: accepted" in out and (tmp_path / "pl" / "checkpoints" / "student-best.pt").exists()
+    # the same pool, labelled independently with the teacher
+    cfg = load_checkpoint(tmp_path / "pl" / "checkpoints" / "student-best.pt")
+    from vistrain.config import Config
+
+    data_cfg = Config.model_validate(cfg["config"]).data
+    pool = prepare_data(load_source("digits", data_cfg), data_cfg).unlabeled
+    teacher, _, spec = load_model(teacher_ckpt)
+    logits, truth = predict_logits(teacher, build_loader(pool, ImageTransform(spec), 512, shuffle=False, num_workers=0),
+                                   device=torch.device("cpu"))
+    probs = torch.softmax(logits, dim=1)
+    conf, hard = probs.max(1)
+    accepted = (conf >= 0.5).numpy()
+    (stats,) = recorder.of("pseudo_label_stats")
+    assert stats.acceptance_rate == pytest.approx(accepted.mean()) and 0.05 < accepted.mean() < 1
+    assert stats.counts_before == np.bincount(hard.numpy()[accepted], minlength=10).tolist()
+    assert stats.accuracy == pytest.approx((hard.numpy()[accepted] == truth.numpy()[accepted]).mean())
+    assert stats.accuracy < 1.0  # some labels are wrong: the teacher's, not the truth, went to the student
+    assert cfg["stage_state"]["labels_hash"] == targets_hash(hard.numpy()[accepted])
+    assert f"pseudo labels round 1: accepted {100 * accepted.mean():.2f}%" in out
 
 
 @pytest.fixture(scope="module")
