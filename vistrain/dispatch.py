@@ -91,11 +91,6 @@ class EventDispatcher:
         # built-in listeners are part of vistrain: their errors are bugs to surface, not plugins to disable
         return name in self._trusted or is_builtin(name)
 
-    @property
-    def listener_names(self) -> list[str]:
-        """Names of every listener of this run, in registration order."""
-        return [name for name, _ in self._pm.list_name_plugin()]
-
     def _call_guarded(self, name: str, function, event: Event) -> None:
         if name in self.disabled:
             return

@@ -206,7 +206,7 @@ def registry(kind: str) -> Registry:
     with _lock:
         reg = _registries.get(kind)
         if reg is None:
-            reg = Registry(kind, REGISTRY_HOOKS[kind], loader=_fill)
+            reg = Registry(kind, REGISTRY_HOOKS[kind], loader=_fill, unknown_note=failed_plugins_note)
             _registries[kind] = reg
         return reg
 

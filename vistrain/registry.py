@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,12 +50,14 @@ class Entry:
 class Registry:
     """A dictionary of entries of one kind (models, datasets, ...), filled lazily from plugins."""
 
-    def __init__(self, kind: str, hook_name: str, loader: Callable[[Registry], None] | None = None):
+    def __init__(self, kind: str, hook_name: str, loader: Callable[[Registry], None] | None = None,
+                 unknown_note: Callable[[], str] = str):
         self.kind = kind
         self.hook_name = hook_name
         self._entries: dict[str, Entry] = {}
         self._loader = loader
         self._loaded = loader is None
+        self._unknown_note = unknown_note  # appended to an unknown name's hint (e.g. which plugins failed to load)
 
     def _ensure_loaded(self) -> None:
         if not self._loaded:
@@ -122,20 +123,14 @@ class Registry:
             entry = self._entries.get(prefix)
             if entry is not None and entry.meta.get("takes_arg"):
                 return entry, arg
-        from vistrain.plugins import failed_plugins_note
-
         command = LIST_COMMANDS.get(self.kind)
         where = f"run '{command}' to see them all" if command else "known: " + ", ".join(sorted(self._entries))
         raise UnknownNameError(
             f"unknown {self.kind} {spec!r}.{suggest(prefix if sep else spec, self._entries)}",
-            hint=f"{where}{failed_plugins_note()}",
+            hint=f"{where}{self._unknown_note()}",
         )
 
     def entry(self, spec: str) -> Entry:
         """The entry for *spec*, ignoring any ``:arg`` part."""
         return self.get(spec)[0]
 
-
-def warn_plugin(message: str) -> None:
-    """Emit a warning about a plugin; kept in one place so tests can filter it."""
-    warnings.warn(message, RuntimeWarning, stacklevel=3)

@@ -60,13 +60,5 @@ def parse_params(strategy: str, raw: dict[str, Any]) -> Any:
         got = err.get("input")
         got_text = f" (got {got!r})" if not isinstance(got, dict) else ""
         raise ConfigError(f"strategy {strategy!r} parameter 'strategy.params.{key}': {err['msg'].lower()}{got_text}{more}",
-                          hint="see 'vistrain strategies list' and the README for its parameters") from None
+                          hint="see 'vistrain strategies list' and docs/strategies.md for its parameters") from None
 
-
-def describe_params(model: type[BaseModel]) -> str:
-    """``name=default, ...`` for listings."""
-    parts = []
-    for name, field in model.model_fields.items():
-        default = field.get_default(call_default_factory=True)
-        parts.append(f"{name}={default!r}" if default is not None else name)
-    return ", ".join(parts)
