@@ -55,7 +55,7 @@ from pathlib import Path
 
 from vistrain.config import resolve_config
 from vistrain.engine.control import TrainControl
-from vistrain.reporters.console import ConsoleReporter
+from vistrain.listeners.console import ConsoleReporter
 from vistrain.runner import execute
 
 

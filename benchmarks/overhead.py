@@ -41,14 +41,15 @@ def main() -> None:
     from vistrain.data.pipeline import ImageTransform, TensorBatchLoader
     from vistrain.data.prepare import load_source, prepare_data
     from vistrain.dispatch import EventDispatcher
-    from vistrain.engine.checkpoint import CheckpointCommitter, make_checkpoint
+    from vistrain.checkpoint import make_checkpoint
+    from vistrain.durable import DurableWriter
     from vistrain.engine.control import TrainControl
     from vistrain.engine.loop import TrainState, soft_cross_entropy, train_one_epoch
     from vistrain.engine.system import SystemSampler
     from vistrain.models.factory import create_model
-    from vistrain.reporters.console import ConsoleReporter
-    from vistrain.reporters.csv import MetricsCsvWriter
-    from vistrain.reporters.jsonl import JsonlWriter
+    from vistrain.listeners.console import ConsoleReporter
+    from vistrain.listeners.csv import MetricsCsvWriter
+    from vistrain.listeners.jsonl import JsonlWriter
     from vistrain.data.pipeline import materialise
 
     cfg = resolve_config(None, None, [
@@ -74,7 +75,7 @@ def main() -> None:
     sampler = SystemSampler(emit, cfg.output.system_interval_s)
     sampler.start()
     state, control = TrainState(), TrainControl()
-    committer = CheckpointCommitter()  # as run_stage's CheckpointWriter: fsync and rename beside the next epoch
+    committer = DurableWriter()  # as run_stage's CheckpointWriter: fsync and rename beside the next epoch
 
     # --- raw side: the same architecture, data tensors, optimizer and schedule, by hand -----
     from vistrain.models.lenet import LeNet5

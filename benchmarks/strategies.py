@@ -5,7 +5,7 @@ here as an in-process dataset plugin) removes a stratified 20 % of NAME's images
 ``test``. vistrain then splits the rest into train/val as usual and picks checkpoints on val; the
 test split is used only for the figures printed here, never to pick a checkpoint or a setting.
 
-    python benchmarks/strategies.py                  # all four, the settings in the README
+    python benchmarks/strategies.py                  # all four, the settings in benchmarks/README.md
     python benchmarks/strategies.py --only noisy --quick   # a few epochs, to check it runs
 
 Printed per experiment: held-out error of every model and the ratio the acceptance asks for.
@@ -57,12 +57,12 @@ class HeldOutPlugin:
 def run(out: Path, name: str, sets: list[str]) -> Path:
     """One headless run; returns its checkpoints folder. A run folder left by an interrupted
     benchmark (same --out) is resumed from its ``last.pt`` instead of started again."""
-    from vistrain.engine.checkpoint import load_checkpoint
+    from vistrain.checkpoint import load_checkpoint
 
     # data.test_fraction=0: the held-out split is heldout:NAME's own test split, carved before val;
     # val_fraction pinned so the figures do not move with the default
     # the augmentation is pinned too (the default recipe's before it gained elastic distortion), so
-    # teacher, students and baselines keep the jitter the README's figures were measured with, and so
+    # teacher, students and baselines keep the jitter the figures in benchmarks/README.md were measured with, and so
     # is the best.pt rule (max, the highest val top-1: the default before it became 1se)
     cfg = resolve_config(None, {"output.dir": str(out), "output.name": name},
                          ["data.test_fraction=0", "data.val_fraction=0.2", f"augment.spec={SPEC}",

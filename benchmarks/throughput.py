@@ -247,7 +247,7 @@ def main() -> None:
 
     from vistrain import plugins
     from vistrain.dispatch import EventDispatcher
-    from vistrain.reporters.jsonl import JsonlWriter
+    from vistrain.listeners.jsonl import JsonlWriter
 
     device = torch.device(args.device)
     if args.threads:

@@ -108,7 +108,7 @@ def child(args: list[str], log: Path, pause_seed: int | None, pauses: Path | Non
 
 def one_run(out: Path, name: str, rng: random.Random, nproc: int, train_s: float, pause: bool) -> dict:
     """Start a run, signal it at a random moment of its training, and check how it ended."""
-    from vistrain.engine.checkpoint import load_checkpoint
+    from vistrain.checkpoint import load_checkpoint
 
     args = ARGS + ["--out", str(out), "--name", name] + (["--nproc", str(nproc)] if nproc > 1 else [])
     run = out / name
@@ -120,12 +120,16 @@ def one_run(out: Path, name: str, rng: random.Random, nproc: int, train_s: float
     # evaluated) or a step that writes a step checkpoint reports (the checkpoint is being written)
     target = rng.choices(["uniform", "epoch end", "step checkpoint"], weights=[6, 2, 2])[0]
     epoch_to_hit = rng.randrange(1, 4)
-    step_to_hit = 3 * rng.randrange(1, 30)
+    where = rng.random()  # how far into the run the step checkpoint to hit lies
+    step_to_hit = None
     follow, deadline, started = EventTail(run / "events.jsonl"), time.time() + 120, None
     while time.time() < deadline:
         if os.waitpid(pid, os.WNOHANG)[0]:
             raise RuntimeError(f"{name} ended before the signal: {(out / f'{name}.log').read_text()[-2000:]}")
         new = follow.read()
+        for e in new:
+            if e["kind"] == "stage_started" and step_to_hit is None:  # a step that writes a step checkpoint
+                step_to_hit = 3 * max(1, int(where * e["epochs"] * e["steps_per_epoch"] / 3) - 1)
         if started is None and any(e["kind"] == "batch_end" for e in new):
             started = time.time()
             if target == "uniform":
@@ -133,8 +137,8 @@ def one_run(out: Path, name: str, rng: random.Random, nproc: int, train_s: float
                 break
         if target == "epoch end" and any(e["kind"] == "epoch_end" and e["epoch"] == epoch_to_hit for e in new):
             break
-        if target == "step checkpoint" and any(e["kind"] == "batch_end" and e["global_step"] >= step_to_hit
-                                               for e in new):
+        if target == "step checkpoint" and step_to_hit is not None and any(
+                e["kind"] == "batch_end" and e["global_step"] >= step_to_hit for e in new):
             break
         time.sleep(0.002)
     t_signal = time.time()

@@ -77,8 +77,9 @@ def test_a_checkpoint_predicts_exactly_as_the_model_did_before_it_was_saved(tmp_
     import torch.nn.functional as F
 
     from vistrain.config import ModelConfig
-    from vistrain.engine.checkpoint import atomic_torch_save, make_checkpoint
-    from vistrain.inference import load_model
+    from vistrain.checkpoint import make_checkpoint
+    from vistrain.durable import atomic_torch_save
+    from vistrain.models.factory import load_model
     from vistrain.models.factory import create_model
 
     torch.manual_seed(0)
@@ -108,10 +109,10 @@ def held_out_digits(run, classes: list[str], root):
     import cv2
 
     from vistrain.data.prepare import load_source, prepare_data
-    from vistrain.engine.checkpoint import load_checkpoint
-    from vistrain.inference import saved_data_config
+    from vistrain.checkpoint import load_checkpoint
+    from vistrain.checkpoint import saved_config
 
-    cfg = saved_data_config(load_checkpoint(run / "checkpoints" / "best.pt"))
+    cfg = saved_config(load_checkpoint(run / "checkpoints" / "best.pt")).data
     data = prepare_data(load_source("digits", cfg), cfg)
     paths = []
     for i in range(len(data.test)):
@@ -151,7 +152,7 @@ def test_eval_on_the_training_dataset_uses_its_held_out_splits(cli, trained_run)
 def test_predict_prints_the_models_top_k_classes_and_probabilities(cli, trained_run, tmp_path):
     from vistrain.data.imagefolder import read_image
     from vistrain.data.pipeline import ImageTransform
-    from vistrain.inference import load_model
+    from vistrain.models.factory import load_model
 
     best = trained_run / "checkpoints" / "best.pt"
     (image,) = held_out_digits(trained_run, ["4"], tmp_path / "p")[:1]

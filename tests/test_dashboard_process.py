@@ -12,7 +12,7 @@ from vistrain.config import resolve_config
 from vistrain.engine.control import TrainControl
 from vistrain.engine.control_channel import RemoteControl, serve_control
 from vistrain.events import BatchEnd, Log, RunFinished, from_dict
-from vistrain.reporters.pipe import EventPipeWriter
+from vistrain.listeners.pipe import EventPipeWriter
 
 
 def _until(predicate, timeout: float = 5.0) -> bool:

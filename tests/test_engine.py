@@ -15,7 +15,8 @@ from torch import nn
 from vistrain import plugins
 from vistrain.config import OptimConfig, SchedConfig
 from vistrain.data.pipeline import TensorBatchLoader
-from vistrain.engine.checkpoint import atomic_torch_save, load_checkpoint, make_checkpoint
+from vistrain.checkpoint import load_checkpoint, make_checkpoint
+from vistrain.durable import atomic_torch_save
 from vistrain.engine.control import StopRequested, TrainControl
 from vistrain.engine.device import rng_state, select_device, set_rng_state
 from vistrain.engine.loop import TrainState, evaluate, fit, topk_correct, update_best, train_one_epoch
@@ -278,9 +279,9 @@ def test_several_names_without_an_unnamed_file(tmp_path, monkeypatch, fallback):
 
 
 def test_background_commit_lands_in_order_and_reports_after_the_files_exist(tmp_path):
-    from vistrain.engine.checkpoint import CheckpointCommitter
+    from vistrain.durable import DurableWriter
 
-    committer, seen = CheckpointCommitter(), []
+    committer, seen = DurableWriter(), []
     path = tmp_path / "last.pt"
     for step in (1, 2, 3):
         ck = {**_ckpt(tiny_model()), "global_step": step}
@@ -292,9 +293,9 @@ def test_background_commit_lands_in_order_and_reports_after_the_files_exist(tmp_
 
 
 def test_a_background_commit_that_fails_raises_at_the_next_save_and_keeps_the_old_file(tmp_path):
-    from vistrain.engine.checkpoint import CheckpointCommitter
+    from vistrain.durable import DurableWriter
 
-    committer = CheckpointCommitter()
+    committer = DurableWriter()
     good, blocked = tmp_path / "last.pt", tmp_path / "best.pt"
     atomic_torch_save(_ckpt(tiny_model()), good)
     before = good.read_bytes()

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from vistrain import events as ev
-from vistrain.reporters.console import ConsoleReporter
+from vistrain.listeners.console import ConsoleReporter
 
 SAMPLES = [
     ev.RunStarted(run_name="r", run_dir="/tmp/r", strategy="supervised", model="lenet5", dataset="mnist5k", device="cpu"),
@@ -79,7 +79,7 @@ def test_rich_console_in_a_terminal():
 
 def test_the_terminal_progress_bar_is_redrawn_from_the_events_at_most_twice_a_second(monkeypatch):
     # no refresh thread in the training process: rich draws only when the reporter asks it to
-    import vistrain.reporters.console as console
+    import vistrain.listeners.console as console
     from vistrain.events import BatchEnd
 
     class Tty(io.StringIO):

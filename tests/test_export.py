@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from vistrain.config import Config
-from vistrain.engine.checkpoint import atomic_torch_save, make_checkpoint
-from vistrain.inference import load_model
+from vistrain.checkpoint import make_checkpoint
+from vistrain.durable import atomic_torch_save
+from vistrain.models.factory import load_model
 
 @pytest.fixture
 def checkpoint(tmp_path):

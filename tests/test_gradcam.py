@@ -99,7 +99,8 @@ def test_layer_errors():
 
 
 def test_viz_cam_command(cli, tmp_path):
-    from vistrain.engine.checkpoint import atomic_torch_save, make_checkpoint
+    from vistrain.checkpoint import make_checkpoint
+    from vistrain.durable import atomic_torch_save
     from vistrain.models.factory import create_model
 
     model, spec, input_spec = create_model(Config().model, 3, (28, 28), 1)

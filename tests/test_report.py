@@ -21,7 +21,7 @@ import yaml
 
 from vistrain import events as ev
 from vistrain import plugins
-from vistrain.reporters.jsonl import JsonlWriter
+from vistrain.listeners.jsonl import JsonlWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--headless", "--data", "digits", "--set", "data.batch_size=128", "--set", "output.system_interval_s=0.5"]
@@ -107,7 +107,7 @@ def test_report_on_a_killed_run(cli, runs, tmp_path):
 
 def test_report_errors_are_one_line(cli, tmp_path):
     code, out, err = cli("report", tmp_path / "nope")
-    assert code == 2 and "not found" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
     code, out, err = cli("report", tmp_path)
     assert code == 2 and "no events.jsonl" in err
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vistrain.engine.checkpoint import find_resume_checkpoint
+from vistrain.checkpoint import find_resume_checkpoint
 
 STEPS_PER_EPOCH = 20  # digits: 1259 training images in batches of 64
 EPOCHS = 2
@@ -121,7 +121,7 @@ def test_sigterm_prints_the_resume_line_exits_75_and_resumes_exactly(uninterrupt
 
 
 def test_find_resume_checkpoint_skips_unloadable_files_newest_first(tmp_path):
-    from vistrain.engine.checkpoint import atomic_torch_save
+    from vistrain.durable import atomic_torch_save
 
     folder = tmp_path / "run" / "checkpoints"
     folder.mkdir(parents=True)
@@ -130,7 +130,7 @@ def test_find_resume_checkpoint_skips_unloadable_files_newest_first(tmp_path):
         os.utime(folder / name, ns=(10**18 + i * 10**9,) * 2)
     (folder / "step-00000010.pt").write_bytes(b"PK\x03\x04 torn")
     (folder / ".last.pt.tmp-999999").write_bytes(b"stale")
-    ckpt, path, skipped = find_resume_checkpoint(tmp_path / "run")
+    ckpt, path, skipped = find_resume_checkpoint(folder)
     assert path.name == "last.pt" and ckpt["name"] == "last.pt"  # best.pt is never a resume point
     assert [(p.name, "corrupt" in why) for p, why in skipped] == [("step-00000010.pt", True)]
 
@@ -288,7 +288,7 @@ def test_a_two_rank_run_killed_at_random_steps_resumes_bitwise(tmp_path, cli):
 def test_metrics_rows_past_the_checkpoint_are_dropped_on_resume(tmp_path):
     import csv
 
-    from vistrain.reporters.csv import COLUMNS, trim_after_checkpoint
+    from vistrain.listeners.csv import COLUMNS, trim_after_checkpoint
 
     path = tmp_path / "metrics.csv"
 
@@ -348,7 +348,7 @@ def test_step_checkpoints_every_n_steps_or_m_minutes():
 
 
 def test_stale_temporary_files_of_dead_writers_are_removed(tmp_path):
-    from vistrain.engine.checkpoint import clean_stale_temps
+    from vistrain.durable import clean_stale_temps
 
     dead = tmp_path / ".last.pt.tmp-999999999"
     alive = tmp_path / f".last.pt.tmp-{os.getppid()}"  # a writer that still runs keeps its file
@@ -360,13 +360,13 @@ def test_stale_temporary_files_of_dead_writers_are_removed(tmp_path):
 
 def test_the_highest_val_so_far_survives_a_resume():
     # the 1se rule measures from the highest val top-1 so far, which can be above best.pt's own
+    from vistrain.checkpoint import make_checkpoint
     from vistrain.engine.loop import TrainState
-    from vistrain.engine.resume import restore_training, training_position
+    from vistrain.engine.resume import restore_training
 
     model = torch.nn.Linear(2, 2)
     state = TrainState(epoch=3, global_step=3, best_metric=0.95, best_epoch=3, best_seen=0.97, steps_per_epoch=1)
-    ckpt = {"epoch": 3, "global_step": 3, "state_dict": model.state_dict(), **training_position(state, 5)}
+    ckpt = make_checkpoint(model=model, model_spec={}, input_spec={}, classes=[], epoch=3, global_step=3, state=state,
+                           stage_epochs=5)
     back = restore_training(ckpt, model=torch.nn.Linear(2, 2), epochs=5, steps_per_epoch=1)
     assert (back.best_metric, back.best_epoch, back.best_seen) == (0.95, 3, 0.97)
-    old = {k: v for k, v in ckpt.items() if k != "best_seen"}  # a checkpoint from before the rule: its best is the highest
-    assert restore_training(old, model=torch.nn.Linear(2, 2), epochs=5, steps_per_epoch=1).best_seen == 0.95

@@ -11,9 +11,8 @@ from vistrain.config import resolve_config
 from vistrain.data.pipeline import ImageTransform, InputSpec, MixedBatchLoader, TensorBatchLoader, build_loader
 from vistrain.data.source import ArrayImageSet, ConcatImageSet, TargetImageSet
 from vistrain.errors import ConfigError
-from vistrain.strategies.stages import (
-    DistillationLoss, TeacherView, build_optimizer, distillation_loss, retarget, smooth_targets, _with_smoothing,
-)
+from vistrain.strategies.distill import DistillationLoss, TeacherView, distillation_loss, retarget
+from vistrain.strategies.stages import _with_smoothing, build_optimizer, smooth_targets
 
 FAST = ["--headless", "--data", "digits", "--epochs", "1", "--set", "data.batch_size=128",
         "--set", "output.system_interval_s=0.2"]
@@ -130,12 +129,12 @@ def test_unknown_or_mistyped_strategy_parameter_is_one_line_exit_2(cli, tmp_path
 
 
 def test_supervised_writes_the_stage_into_checkpoints(cli, tmp_path):
-    from vistrain.engine.checkpoint import load_checkpoint
+    from vistrain.checkpoint import load_checkpoint
 
     code, _, err = cli("run", *FAST, "--out", tmp_path, "--name", "r")
     assert code == 0, err
     ck = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")
-    assert ck["stage"] == "supervised" and ck["stage_state"]["epochs"] == 1
+    assert ck["stage"] == "supervised" and ck["stage_epochs"] == 1
 
 
 def test_params_model_rejects_bad_types():

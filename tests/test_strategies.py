@@ -9,7 +9,8 @@ import torch
 from vistrain import plugins
 from vistrain.data.pipeline import InputSpec
 from vistrain.data.source import ArrayImageSet
-from vistrain.engine.checkpoint import atomic_torch_save, load_checkpoint, make_checkpoint
+from vistrain.checkpoint import load_checkpoint, make_checkpoint
+from vistrain.durable import atomic_torch_save
 from vistrain.errors import ConfigError
 from vistrain.events import PseudoLabelStats
 from vistrain.models.lenet import LeNet5
@@ -188,10 +189,11 @@ def val_predictions_of(checkpoint, run_dir):
     from vistrain.data.pipeline import ImageTransform, build_loader
     from vistrain.data.prepare import load_source, prepare_data
     from vistrain.engine.loop import predict_logits
-    from vistrain.inference import load_model, saved_data_config
+    from vistrain.checkpoint import saved_config
+    from vistrain.models.factory import load_model
 
     model, ckpt, spec = load_model(checkpoint)
-    cfg = saved_data_config(ckpt)
+    cfg = saved_config(ckpt).data
     val = prepare_data(load_source(cfg.name, cfg), cfg).val
     logits, labels = predict_logits(model, build_loader(val, ImageTransform(spec), 512, shuffle=False, num_workers=0),
                                     device=torch.device("cpu"))
@@ -261,8 +263,8 @@ def test_pseudo_labels_are_the_teachers_confident_predictions(cli, tmp_path, tea
     from vistrain.data.pipeline import ImageTransform, build_loader
     from vistrain.data.prepare import load_source, prepare_data
     from vistrain.engine.loop import predict_logits
-    from vistrain.inference import load_model
-    from vistrain.strategies.stages import targets_hash
+    from vistrain.models.factory import load_model
+    from vistrain.strategies.labelling import targets_hash
 
     code, out, err = cli("run", *TINY, "--out", tmp_path, "--name", "pl", "--strategy", "pseudo-label",
                          "--labels-per-class", "20", "--set", f"strategy.params.teacher={teacher_ckpt}",

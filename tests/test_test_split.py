@@ -41,7 +41,7 @@ def test_fractions_must_leave_training_data():
 
 def test_run_reports_best_checkpoint_on_the_test_split(tmp_path, recorder, capsys):
     from vistrain.inference import evaluate_checkpoint
-    from vistrain.reporters.console import ConsoleReporter
+    from vistrain.listeners.console import ConsoleReporter
     from vistrain.runner import execute
 
     cfg = resolve_config(None, {"output.dir": str(tmp_path), "output.name": "t"},
@@ -56,9 +56,3 @@ def test_run_reports_best_checkpoint_on_the_test_split(tmp_path, recorder, capsy
     # `vistrain eval` on the training dataset picks the same held-out split by default
     again = evaluate_checkpoint(tmp_path / "t" / "checkpoints" / "best.pt", "digits", device="cpu")
     assert again["split"] == "test" and again["top1"] == pytest.approx(tests[0].top1)
-
-
-def test_old_checkpoints_without_test_fraction_get_no_test_split():
-    from vistrain.inference import saved_data_config
-
-    assert saved_data_config({"config": {"data": {"name": "mnist5k", "val_fraction": 0.2}}}).test_fraction == 0.0

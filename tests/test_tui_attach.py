@@ -14,7 +14,7 @@ from vistrain.errors import DataError
 from vistrain.events import RunFinished
 from vistrain.runner import execute
 from vistrain.tui.app import DashboardApp
-from vistrain.tui.bridge import events_file, follow_events
+from vistrain.runfolder import check_events, existing, follow_events
 from vistrain.tui.widgets.curves import CurvesPanel
 from vistrain.tui.widgets.log import EventLog
 from vistrain.tui.widgets.progress import ProgressPanel
@@ -31,7 +31,7 @@ def finished_run(tmp_path_factory):
 async def test_attach_finished_run_shows_final_metrics(finished_run):
     final = [json.loads(line) for line in (finished_run / "events.jsonl").read_text().splitlines()]
     last_eval = [e for e in final if e["kind"] == "eval_end" and e["split"] == "val"][-1]
-    app = DashboardApp(events_path=events_file(finished_run))
+    app = DashboardApp(events_path=events_file_of(finished_run))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: app.run_over, timeout=20)
         curves = app.query_one(CurvesPanel)
@@ -73,6 +73,10 @@ async def test_attach_follows_a_growing_file(tmp_path):
         assert app.header.state == "finished"
 
 
+def events_file_of(run_dir):
+    return check_events(existing(run_dir))
+
+
 def test_follow_events_stops_at_run_end_and_skips_torn_lines(tmp_path):
     path = tmp_path / "events.jsonl"
     events = recorded_events(epochs=1, finished=True)
@@ -85,7 +89,7 @@ def test_follow_events_stops_at_run_end_and_skips_torn_lines(tmp_path):
 
 def test_attach_errors_are_one_line_exit_2(tmp_path, capsys):
     with pytest.raises(DataError, match="does not exist"):
-        events_file(tmp_path / "missing")
+        events_file_of(tmp_path / "missing")
     assert main(["attach", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: no events.jsonl in")

@@ -50,7 +50,8 @@ def test_rgb_filters_are_written_in_colour():
 
 
 def test_knn_and_unwritable_paths_are_user_errors(cli, tmp_path):
-    from vistrain.engine.checkpoint import atomic_torch_save, make_checkpoint
+    from vistrain.checkpoint import make_checkpoint
+    from vistrain.durable import atomic_torch_save
     from vistrain.models.knn import KNNClassifier
 
     spec = {"name": "knn", "num_classes": 2, "in_chans": 1, "input_size": 2, "kwargs": {}}
@@ -66,7 +67,8 @@ def test_knn_and_unwritable_paths_are_user_errors(cli, tmp_path):
 
 
 def test_unknown_image_format_is_a_user_error(cli, tmp_path):
-    from vistrain.engine.checkpoint import atomic_torch_save, make_checkpoint
+    from vistrain.checkpoint import make_checkpoint
+    from vistrain.durable import atomic_torch_save
     from vistrain.models.mlp import create_perceptron
 
     spec = {"name": "perceptron", "num_classes": 2, "in_chans": 1, "input_size": 8, "kwargs": {}}

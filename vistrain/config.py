@@ -5,6 +5,8 @@ Resolution order: defaults → optional YAML file → CLI flags → ``--set a.b=
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,7 +64,7 @@ class DataConfig(_Section):
 class AugmentConfig(_Section):
     """Per-image and batch-level augmentation."""
 
-    # mild affine jitter: what handwritten digits need (see README, "Recipe")
+    # mild affine jitter: what handwritten digits need (see benchmarks/README.md, "Default recipe")
     spec: str = "affine-deg10-shift2-scale0.1-shear5,elastic-p0.5"  # spec string, "none", or a policy/pipeline YAML
     cutmix_alpha: float = Field(0.0, ge=0.0)
     cutmix_prob: float = Field(0.5, ge=0.0, le=1.0)
@@ -114,7 +116,7 @@ class CheckpointConfig(_Section):
 
     best: Literal[BEST_RULES] = Field(
         "1se", description="which epoch becomes best.pt: 1se, the latest within one standard error of the highest "
-                           "val top-1 (see README, 'Which epoch is best.pt'); max, the highest; last, the final one")
+                           "val top-1 (see docs/running.md, 'Which epoch is best.pt'); max, the highest; last, the final one")
 
     every_steps: int | None = Field(None, ge=1, description="write step-N.pt every N optimizer steps")
     every_minutes: float | None = Field(30.0, gt=0.0, description="write step-N.pt at least this often")
@@ -136,11 +138,11 @@ class OutputConfig(_Section):
     system_interval_s: float = Field(2.0, gt=0.0)
     dashboard_refresh_s: float = Field(
         2.0, gt=0.0, description="seconds between the dashboard's redraws of its progress and system panels (the curves "
-                                 "every other time); each redraw takes CPU from training (see README, 'Dashboard overhead')")
+                                 "every other time); each redraw takes CPU from training (see benchmarks/README.md, 'Dashboard overhead')")
     dashboard_nice: int = Field(
         10, ge=0, le=19, description="niceness added to the dashboard process (0 keeps the terminal's): the "
                                      "scheduler then gives training the cores first and draws in the gaps; keys still "
-                                     "answer at once (see README, 'Dashboard overhead')")
+                                     "answer at once (see benchmarks/README.md, 'Dashboard overhead')")
     keep_last: bool = True
 
 
@@ -254,6 +256,36 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class ConfigLayers:
+    """What the user gave, read once: the YAML file's mapping, then each flag typed and each ``--set`` as a
+    (key path, value) in order, before defaults or a resumed run's saved config are put under them."""
+
+    file: dict[str, Any]
+    settings: tuple[tuple[tuple[str, ...], Any], ...] = ()
+    source: str = "config"  # names the input in errors
+
+
+def config_layers(config_file: str | Path | None = None, flags: dict[str, Any] | None = None,
+                  overrides: list[str] | None = None) -> ConfigLayers:
+    """Read the YAML file, the CLI flags the user typed (dotted keys; None means not typed) and --set."""
+    file = load_yaml(config_file) if config_file is not None else {}
+    settings = [(tuple(key.split(".")), value) for key, value in (flags or {}).items() if value is not None]
+    settings += [(tuple(path), value) for path, value in map(parse_set, overrides or [])]
+    return ConfigLayers(file, tuple(settings), str(config_file) if config_file is not None else "config")
+
+
+def build_config(layers: ConfigLayers, base: dict[str, Any] | None = None) -> Config:
+    """The typed config: defaults (or *base*, a resumed run's saved config), then the file, then each setting."""
+    data = deep_merge(copy.deepcopy(base or {}), layers.file)  # the settings below write into nested dicts
+    for path, value in layers.settings:
+        _set_path(data, list(path), value)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise _format_validation_error(exc, layers.source) from None
+
+
 def resolve_config(
     config_file: str | Path | None = None,
     flags: dict[str, Any] | None = None,
@@ -262,19 +294,4 @@ def resolve_config(
 ) -> Config:
     """Build the config: defaults (or *base*, a resumed run's saved config), then the YAML file,
     then the CLI flags the user typed (dotted keys; None means not typed), then --set."""
-    data: dict[str, Any] = dict(base or {})
-    source = "config"
-    if config_file is not None:
-        data = deep_merge(data, load_yaml(config_file))
-        source = str(config_file)
-    for key, value in (flags or {}).items():
-        if value is not None:
-            _set_path(data, key.split("."), value)
-    for item in overrides or []:
-        path, value = parse_set(item)
-        _set_path(data, path, value)
-        source = "config" if config_file is None else source
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        raise _format_validation_error(exc, source) from None
+    return build_config(config_layers(config_file, flags, overrides), base)

@@ -8,6 +8,7 @@ dashboard can replay ``events.jsonl``. Unknown kinds from newer writers are kept
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -229,3 +230,18 @@ def from_dict(data: dict[str, Any]) -> Event:
         return Unknown(original_kind=str(kind), data=dict(data), time=float(data.get("time", 0.0)))
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def parse_event(line: str | bytes) -> Event | None:
+    """One JSON line (of ``events.jsonl`` or the dashboard's pipe) as an Event; None for a torn or foreign
+    line (not a JSON object with a kind)."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+        return None
+    try:
+        return from_dict(data)
+    except (TypeError, ValueError):
+        return None

@@ -50,15 +50,14 @@ def default_path(checkpoint: Path, fmt: str) -> Path:
 
 def sample_batch(ckpt: dict, input_spec, n: int = 8) -> tuple[torch.Tensor, str]:
     """Up to *n* val images of the checkpoint's dataset, normalised; a seeded random batch when unavailable."""
+    from vistrain.checkpoint import trained_on
     from vistrain.data.pipeline import ImageTransform
-    from vistrain.data.prepare import load_source, prepare_data
-    from vistrain.inference import saved_data_config
+    from vistrain.inference import checkpoint_data
 
-    name = ((ckpt.get("config") or {}).get("data") or {}).get("name")
+    name = trained_on(ckpt)
     if name:
         try:
-            cfg = saved_data_config(ckpt)
-            val = prepare_data(load_source(name, cfg), cfg).val
+            val = checkpoint_data(ckpt)[1].val
             tf = ImageTransform(input_spec)
             k = min(n, len(val))
             return torch.stack([tf(val.image(i)) for i in range(k)]), f"{k} val images of {name}"
@@ -73,9 +72,12 @@ def save_safetensors(model, ckpt: dict, path: Path) -> None:
     """Weights plus the model spec, input spec and class names in the header's metadata."""
     from safetensors.torch import save_file
 
+    from vistrain.checkpoint import model_description
+
+    spec, input_spec, classes = model_description(ckpt)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    meta = {"format": SAFETENSORS_FORMAT, "model": json.dumps(ckpt["model"]), "input": json.dumps(ckpt["input"]),
-            "classes": json.dumps(ckpt["classes"])}
+    meta = {"format": SAFETENSORS_FORMAT, "model": json.dumps(spec), "input": json.dumps(input_spec),
+            "classes": json.dumps(classes)}
     save_file(state, str(path), metadata=meta)
 
 
@@ -131,7 +133,8 @@ def _onnx(model, x: torch.Tensor, path: Path) -> torch.Tensor:
 def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None = None, *, batch: int = 8,
                       atol: float = 1e-4, rtol: float = 1e-4) -> ExportResult:
     """Write *checkpoint*'s model in *fmt*, reload it and check its outputs on a batch."""
-    from vistrain.inference import load_model
+    from vistrain.checkpoint import model_description
+    from vistrain.models.factory import load_model
 
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}", hint="use " + ", ".join(FORMATS))
@@ -158,7 +161,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
         raise ExportError(f"cannot export {checkpoint} to {fmt} at {path}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - tracers raise many types; name the model and the format
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ExportError(f"{ckpt['model']['name']} could not be exported to {fmt}: {type(exc).__name__}: {first}",
+        raise ExportError(f"{model_description(ckpt)[0]['name']} could not be exported to {fmt}: {type(exc).__name__}: {first}",
                           hint="try another --format") from None
     got = got.float()
     diff = float((got - expected).abs().max()) if got.shape == expected.shape else float("inf")

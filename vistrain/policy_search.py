@@ -20,6 +20,7 @@ import yaml
 
 from vistrain.config import read_yaml
 from vistrain.errors import ConfigError, OutputError
+from vistrain.runfolder import RunFolder
 
 N_CHOICES = (1, 2, 3)
 
@@ -106,7 +107,7 @@ def run_search(cfg, *, trials: int, epochs: int, out_dir: str | Path, subset: bo
     from vistrain.dispatch import EventDispatcher
     from vistrain.events import AugmentTrial
     from vistrain.plugins import get_plugin_manager
-    from vistrain.reporters.jsonl import JsonlWriter
+    from vistrain.listeners.jsonl import JsonlWriter
     from vistrain.runner import execute
 
     out = Path(out_dir).expanduser()
@@ -119,7 +120,7 @@ def run_search(cfg, *, trials: int, epochs: int, out_dir: str | Path, subset: bo
     records = read_trials(trials_path)
     done = {r["trial"] for r in records}
     pm = get_plugin_manager()
-    writer = JsonlWriter(out / "events.jsonl")
+    writer = JsonlWriter(RunFolder(out).events)
 
     def emit_trial(record: dict[str, Any]) -> None:
         board = leaderboard(records)

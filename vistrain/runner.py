@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from vistrain.config import Config
-from vistrain.errors import OutputError, VistrainError
+from vistrain.errors import VistrainError
 from vistrain.events import Log, RunFailed, RunFinished, RunStarted
 
 
@@ -22,36 +20,6 @@ class RunResult:
     run_dir: Path
     metrics: dict[str, Any] = field(default_factory=dict)
     stopped_early: bool = False
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:60] or "run"
-
-
-def default_run_name(cfg: Config) -> str:
-    """``<model>-<dataset>-<YYYYmmdd-HHMMSS>``."""
-    data = cfg.data.name.split(":")[0]
-    return _slug(f"{cfg.model.name}-{data}-{datetime.now():%Y%m%d-%H%M%S}")
-
-
-def make_run_dir(cfg: Config) -> Path:
-    """Create a fresh run folder; an existing non-empty one gets a ``-2``, ``-3``... suffix."""
-    base = Path(cfg.output.dir).expanduser()
-    name = cfg.output.name or default_run_name(cfg)
-    path = base / name
-    n = 2
-    while path.exists() and any(path.iterdir()):
-        path = base / f"{name}-{n}"
-        n += 1
-    try:
-        (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(f"cannot write the run folder {path}: {exc.strerror or exc}",
-                          hint="choose a writable folder with --out DIR") from None
-    return path
 
 
 def environment_info(device) -> dict[str, Any]:
@@ -71,20 +39,30 @@ def environment_info(device) -> dict[str, Any]:
     return info
 
 
-def validate_names(cfg: Config) -> None:
-    """Fail fast, before any data is loaded, on unknown model, dataset, strategy, optimizer, scheduler or ops."""
-    from vistrain.augment import build_augmentation
+@dataclass
+class RunPlan:
+    """What a config names, looked up once before any data is loaded: an unknown model, dataset, strategy,
+    optimizer, scheduler or op, a misspelt strategy parameter or a bad augmentation spec fails here."""
+
+    strategy: Any  # the strategy's function: strategy(ctx) -> metrics
+    params: Any  # strategy.params, validated against the strategy's parameter model
+    pipeline: Any  # the per-image augmentation of ``augment.spec`` (None for none)
+
+
+def plan_run(cfg: Config) -> RunPlan:
+    """Check every name *cfg* uses and build what the run will reuse (see :class:`RunPlan`)."""
+    from vistrain.augment.pipeline import build_pipeline
     from vistrain.plugins import registry
+    from vistrain.strategies.params import parse_params
 
     registry("model").get(cfg.model.name)
     registry("dataset").get(cfg.data.name)
-    registry("strategy").get(cfg.strategy.name)
-    from vistrain.strategies.params import parse_params
-
-    parse_params(cfg.strategy.name, cfg.strategy.params)  # a misspelt strategy parameter fails here
+    entry = registry("strategy").entry(cfg.strategy.name)
+    params = parse_params(cfg.strategy.name, cfg.strategy.params)
     registry("optimizer").get(cfg.optim.name)
     registry("scheduler").get(cfg.sched.name)
-    build_augmentation(cfg.augment)
+    pipeline = build_pipeline(cfg.augment.spec)
+    return RunPlan(entry.load(), params, pipeline)
 
 
 def evaluate_test_split(ctx) -> dict[str, Any]:
@@ -93,21 +71,19 @@ def evaluate_test_split(ctx) -> dict[str, Any]:
     The test split never reaches training or the choice of ``best.pt``; this is its only use.
     Emits an ``EvalEnd`` with ``split="test"`` and returns ``test_*`` metrics (empty without a checkpoint).
     """
-    from vistrain.data.pipeline import ImageTransform, build_loader
-    from vistrain.engine.loop import evaluate
-    from vistrain.inference import load_model
+    from vistrain.checkpoint import position
+    from vistrain.inference import evaluate_images
+    from vistrain.models.factory import load_model
 
     if not ctx.dist.is_main:  # under DDP rank 0 alone evaluates the test split, without collectives
         return {}
-    ckpts = [ctx.checkpoint_dir / name for name in ("best.pt", "last.pt")]
-    path = next((p for p in ckpts if p.exists()), None)
+    path = next((p for p in map(ctx.folder.checkpoint, ("best.pt", "last.pt")) if p.exists()), None)
     if path is None:
         return {}
     model, ckpt, input_spec = load_model(path, ctx.device)
-    loader = build_loader(ctx.data.test, ImageTransform(input_spec), ctx.config.data.eval_batch_size, shuffle=False,
-                          num_workers=0)
-    result = evaluate(model, loader, device=ctx.device, amp_dtype=ctx.amp_dtype, epoch=int(ckpt.get("epoch", 0)),
-                      stage="test", split="test", emit=ctx.emit, reduce=False)
+    result = evaluate_images(model, ctx.data.test, input_spec, device=ctx.device,
+                             batch_size=ctx.config.data.eval_batch_size, amp_dtype=ctx.amp_dtype,
+                             epoch=position(ckpt)["epoch"], stage="test", split="test", emit=ctx.emit)
     return {"test_top1": result["top1"], "test_top5": result["top5"], "test_loss": result["loss"],
             "test_samples": result["num_samples"], "test_checkpoint": path.name}
 
@@ -121,19 +97,22 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
     """
     import torch
 
+    from vistrain import runfolder
+    from vistrain.augment import build_augmentation
+    from vistrain.checkpoint import position, stage_of
     from vistrain.data.prepare import load_source, prepare_data
     from vistrain.dispatch import EventDispatcher
+    from vistrain.durable import clean_stale_temps
     from vistrain.engine import distributed as dist
-    from vistrain.engine.checkpoint import clean_stale_temps
     from vistrain.engine.control import StopRequested, TrainControl
     from vistrain.engine.device import amp_dtype, seed_everything, select_device
     from vistrain.engine.system import SystemSampler
-    from vistrain.plugins import get_plugin_manager, registry
-    from vistrain.reporters.csv import MetricsCsvWriter, trim_after_checkpoint
-    from vistrain.reporters.jsonl import JsonlWriter
+    from vistrain.listeners.csv import MetricsCsvWriter, trim_after_checkpoint
+    from vistrain.listeners.jsonl import JsonlWriter
+    from vistrain.plugins import get_plugin_manager
     from vistrain.strategies.base import RunContext
 
-    validate_names(cfg)
+    plan = plan_run(cfg)
     dinfo = dist.setup(cfg.train.device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -144,21 +123,18 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
     data = prepare_data(source, cfg.data)
 
     if dinfo.is_main:
-        run_dir = run_dir or make_run_dir(cfg)
-        try:
-            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            clean_stale_temps(run_dir / "checkpoints")
-            (run_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
-        except OSError as exc:
-            raise OutputError(f"cannot write {run_dir / 'config.yaml'}: {exc.strerror or exc}",
-                              hint="choose a writable folder with --out DIR") from None
+        folder = (runfolder.RunFolder(Path(run_dir)) if run_dir is not None else
+                  runfolder.create(cfg.output.dir, cfg.output.name, cfg.model.name, cfg.data.name))
+        folder.write_config(cfg.to_yaml())
+        clean_stale_temps(folder.checkpoints)
+        run_dir = folder.path
     run_dir = Path(dist.broadcast_object(str(run_dir) if run_dir is not None else None))
+    folder = runfolder.RunFolder(run_dir)
 
     if dinfo.is_main:
-        if resume is not None and resume.get("stage"):  # rows past the checkpoint will be written again
-            trim_after_checkpoint(run_dir / "metrics.csv", str(resume["stage"]), int(resume.get("epoch", 0)))
-        own = [("vistrain.run.jsonl", JsonlWriter(run_dir / "events.jsonl")),
-               ("vistrain.run.csv", MetricsCsvWriter(run_dir / "metrics.csv"))]
+        if resume is not None and stage_of(resume)[0]:  # rows past the checkpoint will be written again
+            trim_after_checkpoint(folder.metrics, stage_of(resume)[0], position(resume)["epoch"])
+        own = [("vistrain.run.jsonl", JsonlWriter(folder.events)), ("vistrain.run.csv", MetricsCsvWriter(folder.metrics))]
         own += [(f"vistrain.run.listener{i}", obj) for i, obj in enumerate(listeners or [])]
         emit = EventDispatcher(get_plugin_manager(), listeners=own)
     else:  # only rank 0 reports: the other ranks' events would repeat its own
@@ -169,7 +145,8 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
                             gpu_index=device.index if device.type == "cuda" else None)
     ctx = RunContext(config=cfg, device=device, data=data, run_dir=run_dir, emit=emit,
                      control=control or TrainControl(), amp_dtype=amp_dtype(device, cfg.train.amp), resume=resume,
-                     dist=dinfo)
+                     dist=dinfo, params=plan.params,
+                     augmentation=build_augmentation(cfg.augment, len(data.classes), pipeline=plan.pipeline))
     run_name = run_dir.name
     t0 = time.perf_counter()
     try:
@@ -187,9 +164,8 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
         for note in source.notes:
             emit(Log(level="warning", message=note))
         sampler.start()
-        strategy = registry("strategy").entry(cfg.strategy.name).load()
         try:
-            metrics = strategy(ctx) or {}
+            metrics = plan.strategy(ctx) or {}
             stopped = False
         except StopRequested:
             metrics, stopped = {}, True

@@ -218,9 +218,11 @@ def build_pipeline(spec: str | list[Any] | None) -> Pipeline | None:
     return Pipeline(steps) if steps else None
 
 
-def build_from_config(cfg, num_classes: int | None = None):
-    """Return (per-image pipeline or None, batch CutMix/MixUp transform or None) for an AugmentConfig."""
-    pipeline = build_pipeline(cfg.spec)
+def build_from_config(cfg, num_classes: int | None = None, pipeline=...):
+    """Return (per-image pipeline or None, batch CutMix/MixUp transform or None) for an AugmentConfig
+    (*pipeline*: ``cfg.spec`` already built, e.g. when the run checked it)."""
+    if pipeline is ...:
+        pipeline = build_pipeline(cfg.spec)
     batch = None
     if cfg.cutmix_alpha > 0 or cfg.mixup_alpha > 0:
         from vistrain.augment.batch import BatchMix

@@ -79,7 +79,7 @@ def augment_search(
     """Sample RandAugment policies (N, M[, ops]), train each briefly, rank by val top-1, save policy.yaml."""
     from vistrain.policy_search import run_search
     from vistrain.config import resolve_config
-    from vistrain.reporters.console import ConsoleReporter
+    from vistrain.listeners.console import ConsoleReporter
 
     cfg = resolve_config(config, {"data.name": data, "model.name": model, "train.seed": seed}, set_)
     base_steps = [t for t in base.split(",") if t.strip()] if base else []

@@ -1,4 +1,4 @@
-"""How the CLI ends: every exception becomes one stderr line and an exit code (see the README's table).
+"""How the CLI ends: every exception becomes one stderr line and an exit code (see docs/running.md, 'Errors and exit codes').
 
 Typer re-exported the ``click`` package's exceptions up to 0.25 and vendors its own copy of click
 (``typer._click``) since 0.26; a plugin command may still raise the separate ``click``'s. The

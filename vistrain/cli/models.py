@@ -118,7 +118,7 @@ def models_knn_eval(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda..."),
 ) -> None:
     """k-NN accuracy of a checkpoint's embeddings: memorise the train split, classify the val split."""
-    from vistrain.models.knn_eval import knn_eval_checkpoint
+    from vistrain.inference import knn_eval_checkpoint
 
     r = knn_eval_checkpoint(checkpoint, data, k=k, metric=metric, device=device)
     typer.echo(f"{r['dataset']} [val] {r['num_samples']} images, k={r['k']} {r['metric']} on "

@@ -47,9 +47,9 @@ def run(
 ) -> int:
     """Train a model. Defaults: LeNet-5 on the embedded MNIST-5k digits, supervised.
 
-    Exits with 75 after SIGUSR1/SIGTERM stopped it with a checkpoint (see README, "Cluster").
+    Exits with 75 after SIGUSR1/SIGTERM stopped it with a checkpoint (see docs/cluster.md).
     """
-    from vistrain.config import Config, resolve_config
+    from vistrain.config import build_config, config_layers
 
     flags = {
         "model.name": model, "data.name": data, "strategy.name": strategy, "augment.spec": augment,
@@ -62,21 +62,20 @@ def run(
     # torch is imported by the run itself, not here: the dashboard process then starts while this one imports it
     from vistrain.engine.launchenv import env_rank, launched_by_torchrun
 
+    layers = config_layers(config, flags, set_)  # the file, flags and --set, read once
+    cfg = build_config(layers)  # a config error stops here (before N processes start)
     if nproc and nproc > 1 and not launched_by_torchrun():
         from vistrain.engine import distributed as dist
 
-        resolve_config(config, flags, set_)  # a config error stops here, not in N processes
         return dist.launch(nproc, _typed_arguments(ctx, exclude={"nproc"}), PREEMPTED_EXIT_CODE)
     main_rank = env_rank() == 0
     resume_ckpt, run_dir = None, None
     if resume is not None:
-        resume_ckpt, run_dir = _find_resume(resume, config, flags, set_, quiet=not main_rank)
-    if resume_ckpt is not None:
-        # saved config, then --config, then the flags the user typed, then --set
-        saved = Config.model_validate(resume_ckpt.get("config") or {}).model_dump(mode="json")
-        cfg = resolve_config(config, flags, set_, base=saved)
-    else:
-        cfg = resolve_config(config, flags, set_)
+        resume_ckpt, run_dir = _find_resume(resume, cfg, quiet=not main_rank)
+    if resume_ckpt is not None:  # the saved config, then --config, the flags typed and --set
+        from vistrain.checkpoint import saved_config
+
+        cfg = build_config(layers, base=saved_config(resume_ckpt, "the resume checkpoint").model_dump(mode="json"))
     use_dashboard = not headless and sys.stdout.isatty() and main_rank
     stop_signal: list[int] = []  # the signals that asked for a stop, in order
     ok = False
@@ -90,7 +89,7 @@ def run(
 
                 result = run_with_dashboard(cfg, control=control, resume=resume_ckpt, run_dir=run_dir)
             else:
-                from vistrain.reporters.console import ConsoleReporter
+                from vistrain.listeners.console import ConsoleReporter
                 from vistrain.runner import execute
 
                 listeners = [ConsoleReporter(every=log_every)] if main_rank else []
@@ -146,10 +145,10 @@ class _stop_on_signals:
         return False
 
 
-def _find_resume(resume: str, config, flags: dict, set_: list[str], quiet: bool):
-    """(checkpoint or None, run folder) for ``--resume auto``, a run folder, or a checkpoint file."""
-    from vistrain.config import resolve_config
-    from vistrain.engine.checkpoint import find_resume_checkpoint, load_checkpoint
+def _find_resume(resume: str, cfg, quiet: bool):
+    """(checkpoint or None, run folder) for ``--resume auto`` (*cfg* names the run), a run folder, or a checkpoint file."""
+    from vistrain import runfolder
+    from vistrain.checkpoint import find_resume_checkpoint, load_checkpoint, position
     from vistrain.errors import CheckpointError, ConfigError
 
     def warn(skipped):
@@ -158,35 +157,35 @@ def _find_resume(resume: str, config, flags: dict, set_: list[str], quiet: bool)
                 print(f"warning: skipped {path}: {why}", file=sys.stderr)
 
     if resume == "auto":
-        cfg = resolve_config(config, flags, set_)
         if not cfg.output.name:
             raise ConfigError("--resume auto needs the run's name to find it",
                               hint="pass --name NAME (the same on every requeue), e.g. --name $SLURM_JOB_NAME")
-        run_dir = Path(cfg.output.dir).expanduser() / cfg.output.name
-        if not (run_dir / "checkpoints").is_dir():
-            return None, run_dir
-        ckpt, path, skipped = find_resume_checkpoint(run_dir)
+        folder = runfolder.named(cfg.output.dir, cfg.output.name)
+        if not folder.checkpoints.is_dir():
+            return None, folder.path
+        ckpt, path, skipped = find_resume_checkpoint(folder.checkpoints)
         warn(skipped)
         if ckpt is None:
             if not quiet:
-                print(f"warning: no loadable checkpoint in {run_dir}; starting the run from the beginning",
+                print(f"warning: no loadable checkpoint in {folder.path}; starting the run from the beginning",
                       file=sys.stderr)
-            return None, run_dir
+            return None, folder.path
     elif Path(resume).is_dir():
-        run_dir = Path(resume)
-        ckpt, path, skipped = find_resume_checkpoint(run_dir)
+        folder = runfolder.RunFolder(Path(resume))
+        ckpt, path, skipped = find_resume_checkpoint(folder.checkpoints)
         warn(skipped)
         if ckpt is None:
-            raise CheckpointError(f"no loadable checkpoint in {str(run_dir)!r}",
+            raise CheckpointError(f"no loadable checkpoint in {str(folder.path)!r}",
                                   hint="pass a run folder (runs/NAME) that has checkpoints, or a .pt file")
     else:
         path = Path(resume)
         ckpt = load_checkpoint(path)
-        run_dir = path.resolve().parent.parent
+        folder = runfolder.RunFolder(path.resolve().parent.parent)
     if not quiet:
         # progress, not a warning: stdout, so an error that follows stays the only stderr line
-        print(f"resuming from {path} (epoch {ckpt['epoch']}, step {ckpt['global_step']})")
-    return ckpt, run_dir.resolve()
+        where = position(ckpt)
+        print(f"resuming from {path} (epoch {where['epoch']}, step {where['global_step']})")
+    return ckpt, folder.path.resolve()
 
 
 def _typed_arguments(ctx: typer.Context, exclude: set[str]) -> list[str]:

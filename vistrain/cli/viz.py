@@ -19,8 +19,9 @@ def viz_weights(
     """Perceptron: one template image per class. CNN: the first conv layer's filters as a grid."""
     import cv2
 
+    from vistrain.checkpoint import model_description
     from vistrain.errors import OutputError
-    from vistrain.inference import load_model
+    from vistrain.models.factory import load_model
     from vistrain.models.weight_images import weight_image
 
     model, ckpt, spec = load_model(checkpoint)
@@ -32,7 +33,8 @@ def viz_weights(
         raise OutputError(f"cannot write {out}: {exc}", hint="choose a writable path ending in .png") from None
     if not ok:
         raise OutputError(f"cannot write {out}", hint="choose a writable path ending in .png")
-    typer.echo(f"wrote {out} ({image.shape[1]}x{image.shape[0]}, first layer of {ckpt['model']['name']})")
+    typer.echo(f"wrote {out} ({image.shape[1]}x{image.shape[0]}, first layer of "
+               f"{model_description(ckpt)[0]['name']})")
 
 
 @app.command("cam")
@@ -51,18 +53,19 @@ def viz_cam(
     import numpy as np
     import torch
 
+    from vistrain.checkpoint import classes_of
     from vistrain.data.imagefolder import read_image
     from vistrain.data.pipeline import ImageTransform
     from vistrain.engine.device import select_device
     from vistrain.errors import DataError, UnknownNameError, suggest
     from vistrain.gradcam import grad_cam, overlay
-    from vistrain.inference import load_model
+    from vistrain.models.factory import load_model
     from vistrain.report.figures import image_grid_figure
     from vistrain.report.html import write_bytes
 
     dev = select_device(device)
     model, ckpt, spec = load_model(checkpoint, dev)
-    classes = list(ckpt["classes"])
+    classes = classes_of(ckpt)
     target = None
     if class_ is not None:
         if class_ in classes:

@@ -37,7 +37,7 @@ class TrainControl:
 
     def toggle_pause(self) -> bool:
         """Pause if running, resume if paused; returns True when now paused."""
-        self._paused = not self._paused
+        (self.resume if self._paused else self.pause)()
         return self._paused
 
     @property

@@ -43,13 +43,16 @@ def serve_control(fd: int, control: TrainControl) -> threading.Thread:
     return thread
 
 
-class RemoteControl:
-    """TrainControl's front-end methods, sent as commands over a pipe to another process."""
+class RemoteControl(TrainControl):
+    """TrainControl's front-end methods, also sent as commands over a pipe to the training process.
+
+    Its own flags say what this front end asked for (the dashboard shows them); the training
+    process's TrainControl is the one the loop reads.
+    """
 
     def __init__(self, fd: int):
+        super().__init__()
         self._stream = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
-        self._paused = False
-        self._stop = False
 
     def _send(self, command: str) -> None:
         try:
@@ -60,34 +63,19 @@ class RemoteControl:
 
     def pause(self) -> None:
         """Hold the training loop before its next step."""
-        self._paused = True
+        super().pause()
         self._send("pause")
 
     def resume(self) -> None:
         """Let a paused loop continue."""
-        self._paused = False
+        super().resume()
         self._send("resume")
-
-    def toggle_pause(self) -> bool:
-        """Pause if running, resume if paused; returns True when now paused."""
-        (self.resume if self._paused else self.pause)()
-        return self._paused
-
-    @property
-    def paused(self) -> bool:
-        """Whether this front end has the loop held."""
-        return self._paused
 
     def request_stop(self) -> None:
         """Ask training to save a checkpoint and end at the next step."""
-        self._stop = True
+        super().request_stop()
         self._paused = False
         self._send("stop")
-
-    @property
-    def stop_requested(self) -> bool:
-        """Whether this front end asked for a stop."""
-        return self._stop
 
     def request_save(self) -> None:
         """Ask training to write a checkpoint after the current step."""

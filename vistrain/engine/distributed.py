@@ -128,22 +128,21 @@ def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
     return _reduce(t.float(), tdist.ReduceOp.SUM) / tdist.get_world_size()
 
 
-def all_reduce_sum_floats(*values) -> tuple[float, ...]:
-    """Sums over ranks of numbers or scalar tensors, as floats."""
-    flat = [float(v.item()) if torch.is_tensor(v) else float(v) for v in values]
+def _sums_over_ranks(values, dtype: torch.dtype, cast) -> tuple:
+    flat = [cast(v.item()) if torch.is_tensor(v) else cast(v) for v in values]
     if not is_distributed():
         return tuple(flat)
-    summed = _reduce(torch.tensor(flat, dtype=torch.float64), tdist.ReduceOp.SUM)
-    return tuple(float(x) for x in summed.tolist())
+    return tuple(cast(x) for x in _reduce(torch.tensor(flat, dtype=dtype), tdist.ReduceOp.SUM).tolist())
+
+
+def all_reduce_sum_floats(*values) -> tuple[float, ...]:
+    """Sums over ranks of numbers or scalar tensors, as floats."""
+    return _sums_over_ranks(values, torch.float64, float)
 
 
 def all_reduce_sum_ints(*values) -> tuple[int, ...]:
     """Sums over ranks of counts (ints or integer tensors), exactly."""
-    flat = [int(v.item()) if torch.is_tensor(v) else int(v) for v in values]
-    if not is_distributed():
-        return tuple(flat)
-    summed = _reduce(torch.tensor(flat, dtype=torch.int64), tdist.ReduceOp.SUM)
-    return tuple(int(x) for x in summed.tolist())
+    return _sums_over_ranks(values, torch.int64, int)
 
 
 def agree(*flags: bool) -> tuple[bool, ...]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from vistrain.data.pipeline import InputSpec
 from vistrain.errors import ConfigError, PluginError
@@ -108,3 +108,33 @@ def create_model(model_cfg, num_classes: int, native_size: tuple[int, int] | Non
         input_spec = required
         spec.update(in_chans=required.channels, input_size=required.size)
     return model, spec, input_spec
+
+
+class LoadedModel(NamedTuple):
+    """A checkpoint's model, ready to predict: in eval mode with its weights, the checkpoint it came from and
+    the input it expects."""
+
+    model: Any
+    checkpoint: dict
+    input_spec: InputSpec
+
+
+def load_model(source, device: Any = "cpu", *, what: str = "checkpoint") -> LoadedModel:
+    """The one way from a checkpoint to a model: rebuilt from the checkpoint's model spec, its weights loaded
+    strictly, in eval mode on *device*. *source* is a checkpoint path or an already loaded checkpoint dict;
+    *what* names it in errors (``teacher checkpoint``, ``transfer source``)."""
+    from vistrain import checkpoint
+    from vistrain.errors import CheckpointError
+
+    ckpt = source if isinstance(source, dict) else checkpoint.load_checkpoint(source)
+    where = what if isinstance(source, dict) else f"{what} {str(source)!r}"
+    spec, input_dict, _classes = checkpoint.model_description(ckpt, where)
+    model = build_from_spec(spec)
+    try:
+        model.load_state_dict(checkpoint.weights(ckpt))
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"{where} does not match model {spec['name']!r}: {first}",
+                              hint="the weights come from a different architecture or class count") from None
+    model.to(device).eval()
+    return LoadedModel(model, ckpt, InputSpec.from_dict(input_dict))

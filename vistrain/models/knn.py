@@ -110,7 +110,7 @@ def create_knn(num_classes: int, in_chans: int, input_size: int, *, k: int = 3, 
         raise ConfigError("k-NN has no weights to load", hint="use --set model.kwargs.features=CHECKPOINT instead")
     backbone = required = None
     if features:
-        from vistrain.inference import load_model
+        from vistrain.models.factory import load_model
 
         backbone, _ckpt, required = load_model(features)
         if not hasattr(backbone, "forward_features"):

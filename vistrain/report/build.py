@@ -16,6 +16,7 @@ from vistrain.errors import VistrainError
 from vistrain.report import figures
 from vistrain.report.html import Document, Section, slug
 from vistrain.report.rundata import RunData, load_run
+from vistrain.runfolder import RunFolder
 
 
 def _pct(x: float | None) -> str:
@@ -199,7 +200,7 @@ def _augment_search(doc: Document, run: RunData, board: list[dict]) -> None:
     trial_runs = []
     for r in board:
         trial_dir = run.path / f"trial-{int(r['trial']):03d}"
-        if (trial_dir / "events.jsonl").exists():
+        if RunFolder(trial_dir).events.exists():
             trial_runs.append(load_run(trial_dir))
     if trial_runs:
         sec.image("search-trials.png", figures.overlay_figure(trial_runs), "the trials' curves")
@@ -244,7 +245,7 @@ def _environment(doc: Document, run: RunData) -> None:
     else:
         sec.text("The run did not record its environment (written by an older vistrain)"
                  + (f"; it ran on device {run.started.device}." if run.started else "."), note=True)
-    sec.table(["", ""], [["wall time", _secs(run.wall_s)], ["events read", str(run.path / "events.jsonl")],
+    sec.table(["", ""], [["wall time", _secs(run.wall_s)], ["events read", str(RunFolder(run.path).events)],
                          ["report made with", f"vistrain {__version__}, Python {platform.python_version()}"]])
 
 

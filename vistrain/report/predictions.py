@@ -51,25 +51,8 @@ class SplitPredictions:
 
 def val_predictions(checkpoint: str | Path, *, batch_size: int = 512, device: str = "cpu") -> SplitPredictions:
     """Predict the val split the checkpoint was trained with (same dataset, split seed and fraction)."""
-    import torch
+    from vistrain.checkpoint import classes_of
+    from vistrain.inference import split_probabilities
 
-    from vistrain.data.pipeline import ImageTransform, build_loader
-    from vistrain.data.prepare import load_source, prepare_data
-    from vistrain.engine.device import select_device
-    from vistrain.engine.loop import predict_logits
-    from vistrain.errors import DataError
-    from vistrain.inference import class_mapping, load_model, saved_data_config
-
-    dev = select_device(device)
-    model, ckpt, input_spec = load_model(checkpoint, dev)
-    data_cfg = saved_data_config(ckpt)
-    if not ((ckpt.get("config") or {}).get("data") or {}).get("name"):
-        raise DataError(f"checkpoint {str(checkpoint)!r} does not record its dataset")
-    source = load_source(data_cfg.name, data_cfg)
-    val = prepare_data(source, data_cfg).val
-    mapping = class_mapping(source.classes, ckpt["classes"])
-    loader = build_loader(val, ImageTransform(input_spec), batch_size, shuffle=False, num_workers=0)
-    logits, targets = predict_logits(model, loader, device=dev)
-    probs = torch.softmax(logits, dim=1).numpy()
-    return SplitPredictions(Path(checkpoint), data_cfg.name, list(ckpt["classes"]), probs,
-                            mapping[targets].numpy(), val)
+    probs, labels, images, dataset, ckpt = split_probabilities(checkpoint, "val", batch_size=batch_size, device=device)
+    return SplitPredictions(Path(checkpoint), dataset, classes_of(ckpt), probs, labels, images)

@@ -6,17 +6,17 @@ skipped), ``config.yaml`` and ``checkpoints/``. Nothing here imports torch.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vistrain.errors import DataError
+from vistrain import runfolder
 from vistrain.events import (
     AugmentTrial, BatchEnd, CheckpointSaved, EpochEnd, EvalEnd, Event, PseudoLabelStats, RunFailed, RunFinished,
-    RunStarted, StageStarted, from_dict,
+    RunStarted, StageStarted,
 )
+from vistrain.runfolder import RunFolder, read_events
 
 LIVE_WINDOW_S = 120.0  # an unfinished run whose events file changed this recently counts as still going
 
@@ -138,7 +138,7 @@ class RunData:
 
     def checkpoint_path(self, name: str) -> Path:
         """A checkpoint file of this run by file name."""
-        return self.path / "checkpoints" / name
+        return RunFolder(self.path).checkpoint(name)
 
     def final_checkpoint(self) -> Path | None:
         """The checkpoint that stands for the run's result: the last stage's best, else best.pt, else last.pt."""
@@ -157,25 +157,10 @@ class RunData:
         return len(self.stages) > 1 or any(s.started and s.started.total > 1 for s in self.stages)
 
 
-def read_events(path: Path) -> tuple[list[Event], int]:
-    """Events of an ``events.jsonl``; lines that do not parse (a torn last line) are counted and skipped."""
-    events, skipped = [], 0
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                events.append(from_dict(json.loads(line)))
-            except (json.JSONDecodeError, TypeError, ValueError):
-                skipped += 1
-    return events, skipped
-
-
 def _read_config(run_dir: Path, started: RunStarted | None) -> tuple[dict[str, Any], str]:
     import yaml
 
-    path = run_dir / "config.yaml"
+    path = RunFolder(run_dir).config
     if path.exists():
         text = path.read_text(encoding="utf-8")
         try:
@@ -200,13 +185,8 @@ def _replace_from(items: list, item, key) -> None:
 
 def load_run(run_dir: str | Path) -> RunData:
     """Read a run folder; a folder without ``events.jsonl`` is a DataError naming what is expected."""
-    run_dir = Path(run_dir).expanduser()
-    if not run_dir.is_dir():
-        raise DataError(f"run folder {str(run_dir)!r} not found", hint="pass a folder under runs/, e.g. runs/NAME")
-    events_path = run_dir / "events.jsonl"
-    if not events_path.exists():
-        raise DataError(f"{str(run_dir)!r} has no events.jsonl, so it is not a vistrain run folder",
-                        hint="pass the folder vistrain run wrote, e.g. runs/NAME")
+    folder = runfolder.existing(run_dir)
+    run_dir, events_path = folder.path, folder.events
     events, skipped = read_events(events_path)
     run = RunData(path=run_dir, config={}, config_text="", skipped_lines=skipped,
                   events_mtime=events_path.stat().st_mtime)

@@ -12,12 +12,14 @@ import torch
 from vistrain.config import Config
 from vistrain.data.prepare import PreparedData
 from vistrain.engine import distributed as dist
-from vistrain.engine.checkpoint import CheckpointCommitter, make_checkpoint, prune_step_checkpoints, step_checkpoint_name
+from vistrain.checkpoint import make_checkpoint, prune_step_checkpoints, step_checkpoint_name
+from vistrain.durable import DurableWriter
 from vistrain.engine.control import TrainControl
 from vistrain.engine.distributed import DistInfo
 from vistrain.engine.loop import TrainState
-from vistrain.engine.resume import per_rank_states, training_position
+from vistrain.engine.resume import rank_states
 from vistrain.events import CheckpointSaved, Event, Log
+from vistrain.runfolder import RunFolder
 
 
 @dataclass
@@ -32,24 +34,21 @@ class RunContext:
     control: TrainControl = field(default_factory=TrainControl)
     amp_dtype: torch.dtype | None = None
     resume: dict[str, Any] | None = None  # a loaded checkpoint to continue from
-    info: dict[str, Any] = field(default_factory=dict)  # what RunStarted reports (model, params...)
     completed: set[str] = field(default_factory=set)  # stages a resumed run finished before (see stages.plan_resume)
     dist: DistInfo = field(default_factory=DistInfo)  # this process's rank under DDP
-    _params: Any = None
+    params: Any = None  # ``strategy.params`` validated against the strategy's parameter model (a plain dict if none)
+    augmentation: Any = None  # (per-image, batch) augmentation of ``config.augment``, built once for every stage
 
-    @property
-    def params(self) -> Any:
-        """``strategy.params`` validated against the strategy's declared model (a plain dict if it has none)."""
-        if self._params is None:
+    def __post_init__(self) -> None:
+        if self.params is None:
             from vistrain.strategies.params import parse_params
 
-            self._params = parse_params(self.config.strategy.name, self.config.strategy.params)
-        return self._params
+            self.params = parse_params(self.config.strategy.name, self.config.strategy.params)
 
     @property
-    def checkpoint_dir(self) -> Path:
-        """``run_dir/checkpoints``."""
-        return self.run_dir / "checkpoints"
+    def folder(self) -> RunFolder:
+        """The run folder (its checkpoints are ``folder.checkpoints``)."""
+        return RunFolder(self.run_dir)
 
     def log(self, message: str, level: str = "info") -> None:
         """Emit a Log event."""
@@ -69,8 +68,9 @@ class CheckpointWriter:
 
     def __init__(self, ctx: RunContext, *, model, model_spec: dict, input_spec: dict, optimizer=None,
                  scheduler=None, scaler=None, prefix: str = "", stage: str = "", stage_state: dict | None = None,
-                 final: bool = True):
+                 epochs: int | None = None, final: bool = True):
         self.ctx = ctx
+        self.epochs = epochs or ctx.config.train.epochs  # the stage's length, for a resume that changes it
         self.model = model
         self.model_spec = model_spec
         self.input_spec = input_spec
@@ -81,28 +81,25 @@ class CheckpointWriter:
         self.stage = stage
         self.stage_state = dict(stage_state or {})
         self.final = final
-        self._committer = CheckpointCommitter()
+        self._committer = DurableWriter()
 
     def path(self, which: str) -> Path:
         """Path of ``last`` or ``best``."""
-        return self.ctx.checkpoint_dir / f"{self.prefix}{which}.pt"
+        return self.ctx.folder.checkpoint(f"{self.prefix}{which}.pt")
 
     def __call__(self, state: TrainState, metrics: dict[str, float], is_best: bool, reason: str) -> None:
-        ranks = per_rank_states(state)  # a collective under DDP: before rank 0 goes its own way
+        rng, ranks = rank_states(state)  # a collective under DDP: before rank 0 goes its own way
         if not self.ctx.dist.is_main:
             return
-        epochs = int(self.stage_state.get("epochs") or self.ctx.config.train.epochs)
         ckpt = make_checkpoint(
             model=dist.unwrap(self.model), model_spec=self.model_spec, input_spec=self.input_spec,
             classes=self.ctx.data.classes, epoch=state.epoch, global_step=state.global_step,
             optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
-            metrics={k: float(v) for k, v in metrics.items()},
-            config=self.ctx.config.model_dump(mode="json"),
-            extra={"strategy": self.ctx.config.strategy.name, "stage": self.stage, "stage_state": self.stage_state,
-                   **training_position(state, epochs), **ranks},
-        )
+            metrics={k: float(v) for k, v in metrics.items()}, config=self.ctx.config.model_dump(mode="json"),
+            rng=rng, state=state, stage_epochs=self.epochs, strategy=self.ctx.config.strategy.name,
+            stage=self.stage, stage_state=self.stage_state, rank_states=ranks)
         metric = metrics.get("val_top1")
-        folder = self.ctx.checkpoint_dir
+        folder = self.ctx.folder.checkpoints
         if reason == "step":
             path = folder / step_checkpoint_name(self.prefix, state.global_step)
             paths = [path]

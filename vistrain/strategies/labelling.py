@@ -6,13 +6,20 @@ Used by ``pseudo-label`` and ``noisy-student``; every labelling round emits one
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch import nn
 
+from vistrain.data.pipeline import InputSpec
 from vistrain.data.source import ImageSet, TargetImageSet
+from vistrain.engine.loop import predict_logits
 from vistrain.errors import ConfigError, DataError
 from vistrain.events import PseudoLabelStats
+from vistrain.strategies.base import RunContext
+from vistrain.strategies.stages import eval_loader
 
 HIST_BINS = 20
 
@@ -96,3 +103,17 @@ def label_round(ctx, round_: int, pool: ImageSet, probs: np.ndarray, *, threshol
     )
     ctx.emit(stats)
     return PseudoLabels(images, stats, hard)
+
+
+def predict_probs(ctx: RunContext, model: nn.Module, input_spec: InputSpec, images: ImageSet) -> np.ndarray:
+    """Softmax of *model* over *images* (eval mode, no augmentation) as an (N, classes) float32 array."""
+    logits, _ = predict_logits(model, eval_loader(ctx, images, input_spec), device=ctx.device,
+                               amp_dtype=ctx.amp_dtype)
+    return torch.softmax(logits.float(), dim=1).numpy().astype(np.float32) if len(logits) else np.zeros(
+        (0, len(ctx.data.classes)), np.float32)
+
+
+def targets_hash(targets: np.ndarray) -> str:
+    """A short hash of a pseudo-label set (stored with checkpoints to notice a changed set on resume)."""
+    arr = np.ascontiguousarray(np.round(np.asarray(targets, dtype=np.float64), 4))
+    return hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()[:16]

@@ -15,9 +15,9 @@ from pydantic import Field
 from vistrain.config import AugmentConfig
 from vistrain.errors import ConfigError
 from vistrain.strategies.base import RunContext
-from vistrain.strategies.labelling import label_round, unlabelled_pool
+from vistrain.strategies.labelling import label_round, predict_probs, targets_hash, unlabelled_pool
 from vistrain.strategies.params import StrategyParams
-from vistrain.strategies.stages import Stage, build_stage_model, plan_resume, predict_probs, run_stage, targets_hash
+from vistrain.strategies.stages import Stage, build_stage_model, plan_resume, run_stage
 from vistrain.strategies.teachers import model_config, obtain_teacher
 
 

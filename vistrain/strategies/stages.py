@@ -22,14 +22,11 @@ finished, :func:`run_stage` then loads their ``best.pt`` instead of training the
 
 from __future__ import annotations
 
-import hashlib
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,11 +35,12 @@ from vistrain.augment import build_augmentation
 from vistrain.config import AugmentConfig, OptimConfig
 from vistrain.data.pipeline import ImageTransform, InputSpec, MixedBatchLoader, build_loader
 from vistrain.data.source import ConcatImageSet, ImageSet
+from vistrain import checkpoint
+from vistrain.checkpoint import load_checkpoint
 from vistrain.engine import distributed as dist
-from vistrain.engine.checkpoint import load_checkpoint
 from vistrain.engine.control import StopRequested
-from vistrain.engine.loop import StepCheckpoints, TrainState, fit, predict_logits, soft_cross_entropy
-from vistrain.engine.resume import restore_training
+from vistrain.engine.loop import StepCheckpoints, TrainState, fit, soft_cross_entropy
+from vistrain.engine.resume import restore_training, saved_state
 from vistrain.errors import CheckpointError
 from vistrain.events import StageStarted
 from vistrain.models.factory import create_model, upscale_warning
@@ -110,104 +108,6 @@ def build_stage_model(ctx: RunContext, model_cfg, num_classes: int | None = None
     return built
 
 
-class FrozenParts(nn.Module):
-    """Wraps a model so *frozen* submodules get no gradients and stay in eval mode (BatchNorm stats kept).
-
-    Checkpoints unwrap it (``.module``), so they hold the plain model.
-    """
-
-    def __init__(self, module: nn.Module, frozen: Sequence[nn.Module]):
-        super().__init__()
-        self.module = module
-        self.frozen = list(frozen)
-        for part in self.frozen:
-            for p in part.parameters():
-                p.requires_grad_(False)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for part in self.frozen:
-            part.eval()
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x)
-
-
-def split_head(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(backbone parameters, head parameters): the head is ``get_classifier()`` or ``classifier``."""
-    head = model.get_classifier() if hasattr(model, "get_classifier") else getattr(model, "classifier", None)
-    if not isinstance(head, nn.Module):
-        raise CheckpointError(f"{type(model).__name__} has no classifier head to replace",
-                              hint="use a model with reset_classifier() (every built-in and timm model has one)")
-    head_ids = {id(p) for p in head.parameters()}
-    backbone = [p for p in model.parameters() if id(p) not in head_ids]
-    return backbone, list(head.parameters())
-
-
-# --- teacher views and losses --------------------------------------------------------------
-
-
-def retarget(images: torch.Tensor, source: InputSpec, target: InputSpec) -> torch.Tensor:
-    """The same (already augmented) batch as another model expects it: its channels, size and normalisation."""
-    if source == target:
-        return images
-    mean_s = images.new_tensor(source.mean).view(1, -1, 1, 1)
-    std_s = images.new_tensor(source.std).view(1, -1, 1, 1)
-    x = images * std_s + mean_s  # back to [0, 1] pixels
-    if target.channels != x.shape[1]:
-        if target.channels == 1:  # ITU-R 601 luma, as cv2's RGB2GRAY
-            w = x.new_tensor([0.299, 0.587, 0.114][: x.shape[1]]).view(1, -1, 1, 1)
-            x = (x * w).sum(dim=1, keepdim=True) / w.sum()
-        else:
-            x = x[:, :1].expand(-1, target.channels, -1, -1) if x.shape[1] == 1 else x[:, : target.channels]
-    if x.shape[-1] != target.size or x.shape[-2] != target.size:
-        x = F.interpolate(x, size=(target.size, target.size), mode="bilinear", align_corners=False,
-                          antialias=x.shape[-1] > target.size)
-    mean_t = x.new_tensor(target.mean).view(1, -1, 1, 1)
-    std_t = x.new_tensor(target.std).view(1, -1, 1, 1)
-    return ((x - mean_t) / std_t).contiguous()
-
-
-class TeacherView:
-    """A frozen teacher: eval mode, no gradients, run on its own transform of the student's batch."""
-
-    def __init__(self, model: nn.Module, input_spec: InputSpec, student_spec: InputSpec):
-        self.model = model.eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.input_spec = input_spec
-        self.student_spec = student_spec
-
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        self.model.eval()
-        return self.model(retarget(images, self.student_spec, self.input_spec)).float()
-
-
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
-                      temperature: float, alpha: float) -> torch.Tensor:
-    """Hinton et al.: α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1−α)·CE(y, z_s); targets hard or soft."""
-    t = float(temperature)
-    log_p_s = F.log_softmax(student_logits.float() / t, dim=1)
-    p_t = F.softmax(teacher_logits.float() / t, dim=1)
-    kl = F.kl_div(log_p_s, p_t, reduction="batchmean")
-    ce = F.cross_entropy(student_logits.float(), targets)
-    return alpha * t * t * kl + (1.0 - alpha) * ce
-
-
-class DistillationLoss:
-    """:func:`distillation_loss` with the teacher run on each batch (``sees_images``)."""
-
-    sees_images = True
-
-    def __init__(self, teacher: TeacherView, temperature: float = 4.0, alpha: float = 0.9):
-        self.teacher, self.temperature, self.alpha = teacher, temperature, alpha
-
-    def __call__(self, logits: torch.Tensor, targets: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        return distillation_loss(logits, self.teacher(images), targets, self.temperature, self.alpha)
-
-
 def smooth_targets(targets: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
     """Label smoothing as a target distribution: (1−ε)·y + ε/classes, for hard or soft *targets*."""
     soft = targets.float() if targets.ndim == 2 else F.one_hot(targets.long(), num_classes).float()
@@ -267,7 +167,10 @@ def stage_loaders(ctx: RunContext, stage: Stage):
     """(train loader, val loader, batch transform) for *stage*: its own augmentation and training set."""
     cfg = ctx.config
     num_classes = len(ctx.data.classes)
-    image_aug, batch_aug = build_augmentation(stage.augment or cfg.augment, num_classes=num_classes)
+    if stage.augment is None and ctx.augmentation is not None:
+        image_aug, batch_aug = ctx.augmentation
+    else:
+        image_aug, batch_aug = build_augmentation(stage.augment or cfg.augment, num_classes=num_classes)
     train_tf = ImageTransform(stage.input_spec, image_aug)
     batch_size = stage.batch_size or cfg.data.batch_size
     pin = ctx.device.type == "cuda"
@@ -296,18 +199,17 @@ def stage_loaders(ctx: RunContext, stage: Stage):
 def plan_resume(ctx: RunContext, names: Sequence[str]) -> dict[str, Any]:
     """Mark the stages before the resume checkpoint's stage as finished; returns that checkpoint's stage state.
 
-    *names* are the strategy's stage names in order. A checkpoint without a stage name (older
-    runs) counts as the first stage.
+    *names* are the strategy's stage names in order.
     """
     if ctx.resume is None:
         return {}
-    name = ctx.resume.get("stage") or names[0]
+    name, state = checkpoint.stage_of(ctx.resume)
     if name not in names:
         raise CheckpointError(f"the resume checkpoint is from stage {name!r}, which strategy "
                               f"{ctx.config.strategy.name!r} does not have (its stages: {', '.join(names)})",
                               hint="resume with the same strategy and parameters, or start a new run")
     ctx.completed.update(names[: list(names).index(name)])
-    return dict(ctx.resume.get("stage_state") or {})
+    return state
 
 
 def restore_stage_state(ctx: RunContext, stage: Stage, optimizer, scheduler, scaler=None,
@@ -319,15 +221,13 @@ def restore_stage_state(ctx: RunContext, stage: Stage, optimizer, scheduler, sca
     another stage. The checkpoint is consumed: later stages start fresh.
     """
     ck = ctx.resume
-    if ck is None or (ck.get("stage") or stage.name) != stage.name:
+    if ck is None or checkpoint.stage_of(ck)[0] != stage.name:
         return TrainState()
     ctx.resume = None
-    saved_state = ck.get("stage_state") or {}
-    if saved_state.get("labels_hash") and stage.state.get("labels_hash") not in (None, saved_state["labels_hash"]):
+    saved_hash = checkpoint.stage_of(ck)[1].get("labels_hash")
+    if saved_hash and stage.state.get("labels_hash") not in (None, saved_hash):
         ctx.log(f"stage {stage.name}: the pseudo-labels differ from the interrupted run's; continuing with the new ones",
                 "warning")
-    if "stage_epochs" not in ck and saved_state.get("epochs"):
-        ck = {**ck, "stage_epochs": saved_state["epochs"]}
     state = restore_training(ck, model=stage.save_model or stage.model, optimizer=optimizer, scheduler=scheduler,
                              scaler=scaler, epochs=stage.epochs, steps_per_epoch=steps_per_epoch, log=ctx.log)
     where = (f"inside epoch {state.epoch + 1} after its step {state.epoch_step}" if state.epoch_step
@@ -336,13 +236,13 @@ def restore_stage_state(ctx: RunContext, stage: Stage, optimizer, scheduler, sca
     return state
 
 
-def _load_best(ctx: RunContext, stage: Stage) -> dict:
-    path = ctx.checkpoint_dir / f"{stage.prefix}best.pt"
+def _load_best(ctx: RunContext, stage: Stage, path: Path) -> dict:
+    """Put the stage's best weights (``<prefix>best.pt``) into its model; returns that checkpoint."""
     if not path.exists():
         raise CheckpointError(f"stage {stage.name!r} finished before the interruption but {path} is missing",
                               hint="resume from a complete run folder, or start a new run")
     ck = load_checkpoint(path)
-    (stage.save_model or stage.model).load_state_dict(ck["state_dict"])
+    (stage.save_model or stage.model).load_state_dict(checkpoint.weights(ck))
     return ck
 
 
@@ -357,13 +257,12 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
     """
     cfg = ctx.config
     stage.model.to(ctx.device)
-    best_path = ctx.checkpoint_dir / f"{stage.prefix}best.pt"
+    best_path = ctx.folder.checkpoint(f"{stage.prefix}best.pt")
     if stage.name in ctx.completed:
-        ck = _load_best(ctx, stage)
+        ck = _load_best(ctx, stage, best_path)
         ctx.log(f"stage {stage.name} finished before the interruption: loaded {best_path.name}")
-        state = TrainState(epoch=int(ck["epoch"]), global_step=int(ck["global_step"]),
-                           best_metric=float(ck.get("best_metric", -math.inf)), best_epoch=int(ck.get("best_epoch", 0)))
-        metrics = {**ck.get("metrics", {}), "best_val_top1": state.best_metric, "best_epoch": state.best_epoch}
+        state = saved_state(ck)
+        metrics = {**checkpoint.metrics_of(ck), "best_val_top1": state.best_metric, "best_epoch": state.best_epoch}
         return StageResult(stage, state, metrics, best_path, restored=True)
     if stage.loaders is not None:
         train_loader, val_loader = stage.loaders
@@ -380,8 +279,7 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
     spec, input_spec = stage.save_spec or (stage.model_spec, stage.input_spec)
     writer = CheckpointWriter(ctx, model=save_model, model_spec=spec, input_spec=input_spec.to_dict(),
                               optimizer=optimizer, scheduler=scheduler, scaler=scaler, prefix=stage.prefix,
-                              stage=stage.name, stage_state={**stage.state, "epochs": stage.epochs},
-                              final=stage.final)
+                              stage=stage.name, stage_state=stage.state, epochs=stage.epochs, final=stage.final)
     ctx.emit(StageStarted(stage=stage.name, index=stage.index, total=stage.total,
                           description=stage.description or stage.name, epochs=stage.epochs,
                           steps_per_epoch=len(train_loader), model=spec["name"],
@@ -405,26 +303,7 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
     writer.finish()
     metrics = dict(state.history[-1]) if state.history else {}
     if best_path.exists():
-        ck = load_checkpoint(best_path)
-        save_model.load_state_dict(ck["state_dict"])
-        metrics = {**ck.get("metrics", {}), **metrics}
+        metrics = {**checkpoint.metrics_of(_load_best(ctx, stage, best_path)), **metrics}
     metrics["best_val_top1"] = state.best_metric
     metrics["best_epoch"] = state.best_epoch
     return StageResult(stage, state, metrics, best_path)
-
-
-# --- predictions for pseudo-labels ----------------------------------------------------------
-
-
-def predict_probs(ctx: RunContext, model: nn.Module, input_spec: InputSpec, images: ImageSet) -> np.ndarray:
-    """Softmax of *model* over *images* (eval mode, no augmentation) as an (N, classes) float32 array."""
-    logits, _ = predict_logits(model, eval_loader(ctx, images, input_spec), device=ctx.device,
-                               amp_dtype=ctx.amp_dtype)
-    return torch.softmax(logits.float(), dim=1).numpy().astype(np.float32) if len(logits) else np.zeros(
-        (0, len(ctx.data.classes)), np.float32)
-
-
-def targets_hash(targets: np.ndarray) -> str:
-    """A short hash of a pseudo-label set (stored with checkpoints to notice a changed set on resume)."""
-    arr = np.ascontiguousarray(np.round(np.asarray(targets, dtype=np.float64), 4))
-    return hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()[:16]

@@ -9,9 +9,9 @@ from torch import nn
 
 from vistrain.config import AugmentConfig, ModelConfig
 from vistrain.data.pipeline import InputSpec
-from vistrain.engine.checkpoint import load_checkpoint
+from vistrain import checkpoint
 from vistrain.errors import CheckpointError
-from vistrain.models.factory import build_from_spec
+from vistrain.models.factory import load_model
 from vistrain.strategies.base import RunContext
 from vistrain.strategies.stages import Stage, build_stage_model, run_stage
 
@@ -33,19 +33,15 @@ def load_teacher(ctx: RunContext, path: str) -> tuple[nn.Module, dict[str, Any],
     """A teacher from a vistrain checkpoint, after checking its class names; returns (model, spec, input spec)."""
     path = str(Path(path).expanduser())
     try:
-        ck = load_checkpoint(path)
+        model, ck, input_spec = load_model(path, ctx.device, what="teacher checkpoint")
     except CheckpointError as exc:
-        raise CheckpointError(f"teacher {exc.message}", hint="set strategy.params.teacher to a checkpoint such as "
-                                                             "runs/NAME/checkpoints/best.pt") from None
-    check_classes(ctx, ck.get("classes", []), f"teacher {path!r}")
-    model = build_from_spec(ck["model"])
-    try:
-        model.load_state_dict(ck["state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"teacher {path!r} does not match its model {ck['model']['name']!r}: "
-                              f"{str(exc).splitlines()[0]}") from None
-    ctx.log(f"teacher: {ck['model']['name']} from {path}")
-    return model.to(ctx.device).eval(), ck["model"], InputSpec.from_dict(ck["input"])
+        message = exc.message if exc.message.startswith("teacher") else f"teacher {exc.message}"
+        raise CheckpointError(message, hint="set strategy.params.teacher to a checkpoint such as "
+                                            "runs/NAME/checkpoints/best.pt") from None
+    spec, _input, classes = checkpoint.model_description(ck)
+    check_classes(ctx, classes, f"teacher {path!r}")
+    ctx.log(f"teacher: {spec['name']} from {path}")
+    return model, spec, input_spec
 
 
 def model_config(ctx: RunContext, name: str | None = None, kwargs: dict[str, Any] | None = None, *,

@@ -23,13 +23,12 @@ from pydantic import Field
 from torch import nn
 
 from vistrain.data.pipeline import ImageTransform, InputSpec, TensorBatchLoader, build_loader
-from vistrain.engine.checkpoint import FORMAT
+from vistrain import checkpoint
 from vistrain.errors import CheckpointError
-from vistrain.models.factory import build_from_spec
-from vistrain.models.weights import load_pretrained
+from vistrain.models.factory import load_model
 from vistrain.strategies.base import RunContext
 from vistrain.strategies.params import StrategyParams
-from vistrain.strategies.stages import FrozenParts, Stage, build_stage_model, plan_resume, run_stage, split_head
+from vistrain.strategies.stages import Stage, build_stage_model, plan_resume, run_stage
 
 
 class TransferParams(StrategyParams):
@@ -45,6 +44,41 @@ class TransferParams(StrategyParams):
                                                            "on frozen features needs a larger step than a network)")
 
 
+class FrozenParts(nn.Module):
+    """Wraps a model so *frozen* submodules get no gradients and stay in eval mode (BatchNorm stats kept).
+
+    Checkpoints unwrap it (``.module``), so they hold the plain model.
+    """
+
+    def __init__(self, module: nn.Module, frozen: Sequence[nn.Module]):
+        super().__init__()
+        self.module = module
+        self.frozen = list(frozen)
+        for part in self.frozen:
+            for p in part.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for part in self.frozen:
+            part.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+
+def split_head(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(backbone parameters, head parameters): the head is ``get_classifier()`` or ``classifier``."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else getattr(model, "classifier", None)
+    if not isinstance(head, nn.Module):
+        raise CheckpointError(f"{type(model).__name__} has no classifier head to replace",
+                              hint="use a model with reset_classifier() (every built-in and timm model has one)")
+    head_ids = {id(p) for p in head.parameters()}
+    backbone = [p for p in model.parameters() if id(p) not in head_ids]
+    return backbone, list(head.parameters())
+
+
 def _read_source(path: str) -> dict | None:
     """The checkpoint dict when *path* is a vistrain checkpoint, else None (a plain weights file)."""
     if path.endswith(".safetensors"):
@@ -53,7 +87,7 @@ def _read_source(path: str) -> dict | None:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - not a torch file: load_pretrained reports it properly
         return None
-    return ck if isinstance(ck, dict) and ck.get("format") == FORMAT else None
+    return ck if checkpoint.is_checkpoint(ck) else None
 
 
 def source_model(ctx: RunContext, path: str) -> tuple[nn.Module, dict[str, Any], InputSpec]:
@@ -67,11 +101,9 @@ def source_model(ctx: RunContext, path: str) -> tuple[nn.Module, dict[str, Any],
     ck = _read_source(path)
     num_classes = len(ctx.data.classes)
     if ck is not None:  # keep the source's architecture and the input it was trained on
-        spec = {**ck["model"], "num_classes": num_classes}
-        input_spec = InputSpec.from_dict(ck["input"])
-        model = build_from_spec(spec)
-        load_pretrained(model, path)
-        ctx.log(f"transfer: {spec['name']} from checkpoint {path} ({len(ck.get('classes', []))} source classes)")
+        model, ck, input_spec = load_model(checkpoint.upgrade(ck, repr(path)), what=f"transfer source {path!r}")
+        spec = {**checkpoint.model_description(ck)[0], "num_classes": num_classes}
+        ctx.log(f"transfer: {spec['name']} from checkpoint {path} ({len(checkpoint.classes_of(ck))} source classes)")
     else:
         model_cfg = ctx.config.model.model_copy(update={"pretrained": path})
         model, spec, input_spec = build_stage_model(ctx, model_cfg)

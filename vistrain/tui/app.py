@@ -16,7 +16,8 @@ from textual.widgets import Footer
 
 from vistrain.events import (AugmentTrial, BatchEnd, Event, PseudoLabelStats, RunFailed, RunFinished, RunStarted,
                              StageStarted, SystemSample)
-from vistrain.tui.bridge import DashboardBridge, follow_events
+from vistrain.runfolder import follow_events
+from vistrain.tui.bridge import DashboardBridge
 from vistrain.tui.messages import RunEnded, RunEvent
 from vistrain.tui.screens import ConfirmQuitScreen, HelpScreen
 from vistrain.tui.widgets.augment import AugmentLeaderboard
@@ -101,7 +102,7 @@ class DashboardApp(App):
         self.query_one("#augment").display = False
         # One frame timer for the high-rate panels: progress and system redraw every refresh_s, the curves
         # every other frame. A redraw takes one of the cores training wants: on 2 cores, 1 s frames cost
-        # 2-6 % of a 10-epoch run, 2 s frames about nothing (README, "Dashboard overhead").
+        # 2-6 % of a 10-epoch run, 2 s frames about nothing (benchmarks/README.md, "Dashboard overhead").
         self._frames = 0
         self.set_interval(self.refresh_s, self._frame)
         if self.mode == "live":

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vistrain.tui.bridge import events_file, follow_events
+from vistrain import runfolder
 
 
 def run_with_dashboard(cfg, *, control=None, resume: dict | None = None, run_dir: Path | None = None,
@@ -25,7 +25,7 @@ def run_with_dashboard(cfg, *, control=None, resume: dict | None = None, run_dir
 
     from vistrain.engine.control import TrainControl
     from vistrain.engine.control_channel import serve_control
-    from vistrain.reporters.pipe import EventPipeWriter
+    from vistrain.listeners.pipe import EventPipeWriter
     from vistrain.runner import execute
 
     events_r, events_w = os.pipe()
@@ -63,12 +63,12 @@ def _wait_for(child) -> None:
 
 def attach_dashboard(run_dir: str | Path) -> None:
     """Watch *run_dir*'s events.jsonl: the dashboard in a terminal, plain lines otherwise."""
-    path = events_file(run_dir)
+    path = runfolder.check_events(runfolder.existing(run_dir, hint="pass a run folder, e.g. vistrain attach runs/NAME"))
     if not sys.stdout.isatty():
-        from vistrain.reporters.console import ConsoleReporter
+        from vistrain.listeners.console import ConsoleReporter
 
         reporter = ConsoleReporter(plain=True)
-        follow_events(path, reporter.on_event)
+        runfolder.follow_events(path, reporter.on_event)
         reporter.close()
         return
     from vistrain.tui.app import DashboardApp

@@ -10,12 +10,11 @@ Exit code 0 when the run finished or was stopped, 2 when it failed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 from vistrain.engine.control_channel import RemoteControl
-from vistrain.events import RunFailed, RunFinished, from_dict
+from vistrain.events import RunFailed, RunFinished, parse_event
 
 
 class RunFailedElsewhere(Exception):
@@ -28,9 +27,8 @@ def pipe_job(fd: int):
     def job(bridge, control):
         with os.fdopen(fd, "rb") as stream:
             for line in stream:
-                try:
-                    event = from_dict(json.loads(line))
-                except (ValueError, TypeError):
+                event = parse_event(line)
+                if event is None:
                     continue
                 bridge.on_event(event)
                 if isinstance(event, RunFailed):
@@ -48,7 +46,7 @@ def lower_priority(niceness: int) -> int | None:
 
     The dashboard then takes a core only when training leaves one free or the scheduler's fair share
     comes round, instead of waking in the middle of a step: every redraw and event it handles at the
-    same priority takes one of the cores both training threads need (README, "Dashboard overhead").
+    same priority takes one of the cores both training threads need (benchmarks/README.md, "Dashboard overhead").
     A lower priority never starves it: it still gets its share of a busy core, several times what it
     uses, and a key press is answered at once.
     """

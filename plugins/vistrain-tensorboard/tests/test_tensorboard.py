@@ -54,7 +54,7 @@ def test_export_command_replays_a_finished_run(tmp_path, monkeypatch, capsys):
         assert main(["tensorboard-export", str(run_dir), "--out", str(tmp_path / "tb")]) == 0
         assert "wrote scalars of 8 events" in capsys.readouterr().out
         assert main(["tensorboard-export", str(tmp_path)]) == 2
-        assert "events.jsonl not found" in capsys.readouterr().err
+        assert "no events.jsonl" in capsys.readouterr().err
     finally:
         plugins.unregister_plugin("tensorboard-test")
         plugins.reset()

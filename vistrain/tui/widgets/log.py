@@ -8,7 +8,7 @@ from textual.widget import Widget
 from vistrain.events import (
     CheckpointSaved, Event, Log, RunFailed, RunFinished, RunStarted, StageStarted, Unknown,
 )
-from vistrain.reporters.console import result_summary
+from vistrain.listeners.console import result_summary
 
 LEVEL_STYLES = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold red"}
 
