@@ -19,8 +19,9 @@ from vistrain.tui.widgets.progress import ProgressPanel
 
 
 def tiny_config(tmp_path, **extra):
-    """LeNet on sklearn digits, one step per batch event, no loader workers: fast on two cores."""
-    flags = {"data.name": "digits", "train.epochs": 40, "output.dir": str(tmp_path), "output.name": "live",
+    """LeNet on sklearn digits, one step per batch event, no loader workers: fast on two cores. 400 epochs: a run
+    the keys stop never ends before the test has pressed them (40 epochs took 8 s on an idle machine)."""
+    flags = {"data.name": "digits", "train.epochs": 400, "output.dir": str(tmp_path), "output.name": "live",
              "data.num_workers": 0, "train.log_interval": 1, "data.batch_size": 32, "train.threads": 1,
              "output.system_interval_s": 0.5}
     flags.update(extra)
