@@ -10,7 +10,8 @@ import yaml
 from vistrain.augment import build_augmentation
 from vistrain.augment.pipeline import build_pipeline, parse_token
 from vistrain.config import AugmentConfig
-from vistrain.data.pipeline import AugmentedArrayLoader, EpochDataLoader, ImageTransform, InputSpec, build_loader
+from vistrain.data.dataloader import EpochDataLoader
+from vistrain.data.pipeline import AugmentedArrayLoader, ImageTransform, InputSpec, build_loader
 from vistrain.data.source import ArrayImageSet
 from vistrain.errors import ConfigError, UnknownNameError
 

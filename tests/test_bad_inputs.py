@@ -103,6 +103,21 @@ CASES = [
     user("imagefolder-all-unreadable", *RUN, "--data", "imagefolder:{w}/broken-images",
          expect="could be read"),
     user("pretrained-file-missing", *RUN, "--pretrained", "{w}/no-such.safetensors", expect="no-such.safetensors"),
+    # the other data sources
+    user("shard-pattern-matches-nothing", *RUN, "--data", "webdataset:{w}/shards/train-{{000000..000009}}.tar",
+         expect="matches no shard"),
+    user("shard-without-images", *RUN, "--data", "webdataset:{w}/labels-only.tar", expect="has no images"),
+    user("shard-not-a-tar", *RUN, "--data", "webdataset:{w}/a-file", expect="not a tar file"),
+    user("hf-without-the-label-column", *RUN, "--data", "hf:{w}/hf-no-label", expect="no column 'label'"),
+    user("hf-hub-name-without-download", *RUN, "--data", "hf:someone/some-dataset", expect="--download"),
+    user("csv-row-names-a-missing-file", *RUN, "--data", "csv:{w}/table.csv", expect="line 3"),
+    user("csv-missing", *RUN, "--data", "csv:{w}/no-such.csv", expect="no-such.csv"),
+    user("unlabelled-source-without-images", *RUN, "--labels-per-class", "5", "--strategy", "pseudo-label",
+         "--set", "data.unlabelled=images:{w}/empty", expect="has no images"),
+    user("unlabelled-source-missing", *RUN, "--labels-per-class", "5", "--strategy", "pseudo-label",
+         "--set", "data.unlabelled=images:{w}/no-such-dir", expect="does not exist"),
+    user("train-on-an-unlabelled-folder", *RUN, "--data", "images:{w}/flat", expect="data.unlabelled"),
+    user("datasets-check-unknown", "datasets", "check", "imagefolder:{w}/no-such-dir", expect="does not exist"),
     # image files of every broken kind
     user("predict-image-missing", "predict", CKPT, "{w}/no-such.png", expect="could not read 1 image"),
     user("predict-image-empty", "predict", CKPT, "{w}/broken-images/c/empty.png", expect="could not read 1 image"),
@@ -303,7 +318,25 @@ def _make_workspace(root: Path) -> None:
     (root / "events-list" / "events.jsonl").write_text("[1, 2, 3]\n")
     (root / "events-text").mkdir()
     (root / "events-text" / "events.jsonl").write_text("this is not JSON\n")
+    _make_data_sources(root, png)
     _make_checkpoints(root)
+
+
+def _make_data_sources(root: Path, png: bytes) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(root / "labels-only.tar", "w") as tar:  # a shard of samples without images
+        for key in ("000000", "000001"):
+            info = tarfile.TarInfo(f"{key}.cls")
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"0"))
+    import datasets
+
+    datasets.Dataset.from_dict({"image": [png, png], "y": [0, 1]}).save_to_disk(str(root / "hf-no-label"))
+    (root / "t").mkdir()
+    (root / "t" / "a.png").write_bytes(png)
+    (root / "table.csv").write_text("path,label\nt/a.png,cat\nt/missing.png,dog\n")
 
 
 @pytest.fixture(scope="session")

@@ -51,7 +51,8 @@ def test_run_writes_a_complete_run_folder(trained_run):
     assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[-1]["val_top1"]) > 0.5
     ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     assert ckpt["model"]["name"] == "lenet5" and ckpt["classes"] == [str(i) for i in range(10)]
-    assert ckpt["input"] == {"channels": 1, "size": 28, "mean": [0.1307], "std": [0.3081]}
+    assert ckpt["input"] == {"channels": 1, "size": 28, "mean": [0.1307], "std": [0.3081], "resize": "squash",
+                             "crop_pct": 0.875}
     assert {"optimizer", "scheduler", "rng", "epoch", "global_step"} <= set(ckpt)
     assert (run / "checkpoints" / "last.pt").exists()
 
@@ -150,7 +151,7 @@ def test_eval_on_the_training_dataset_uses_its_held_out_splits(cli, trained_run)
 
 
 def test_predict_prints_the_models_top_k_classes_and_probabilities(cli, trained_run, tmp_path):
-    from vistrain.data.imagefolder import read_image
+    from vistrain.data.decode import read_image_file
     from vistrain.data.pipeline import ImageTransform
     from vistrain.models.factory import load_model
 
@@ -160,7 +161,7 @@ def test_predict_prints_the_models_top_k_classes_and_probabilities(cli, trained_
     assert code == 0, err
     model, ckpt, spec = load_model(best)
     with torch.no_grad():
-        probs = torch.softmax(model(ImageTransform(spec)(read_image(image)).unsqueeze(0)), dim=1)[0]
+        probs = torch.softmax(model(ImageTransform(spec)(read_image_file(image)).unsqueeze(0)), dim=1)[0]
     values, idx = probs.topk(3)
     shown = ", ".join(f"{ckpt['classes'][i]} {100 * v:.1f}%" for v, i in zip(values.tolist(), idx.tolist()))
     assert out.strip() == f"{image}: {shown}"

@@ -69,14 +69,23 @@ def _folder(tmp_path, n=4):
     return tmp_path
 
 
-def test_imagefolder_skips_and_names_corrupt_files(tmp_path):
+def test_imagefolder_lists_files_and_its_loaders_skip_and_name_the_broken_ones(tmp_path):
+    import os
+
     root = _folder(tmp_path)
     (root / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     (root / "dog" / "empty.jpg").write_bytes(b"")
     src = load_source(f"imagefolder:{root}", DataConfig())
-    assert src.classes == ["cat", "dog"] and len(src.train) == 8
-    assert sorted(p.rsplit("/", 1)[1] for p in src.skipped) == ["broken.png", "empty.jpg"]
-    assert src.train.image(0).shape == (20, 20, 3)
+    assert src.classes == ["cat", "dog"] and len(src.train) == 10  # listed, nothing decoded
+    assert src.image_size == (20, 20) and src.channels == 3  # from the headers of the readable files
+    spec = InputSpec(3, 20, (0.5,) * 3, (0.25,) * 3)
+    train = build_loader(src.train, ImageTransform(spec), 4, shuffle=True, num_workers=0)
+    assert sum(len(x) for x, _ in train) == 10  # a training batch keeps its size: the next readable image stands in
+    assert sorted(os.path.basename(n) for n in train.take_skipped()) == ["broken.png", "empty.jpg"]
+    assert train.take_skipped() == []
+    evaluation = build_loader(src.train, ImageTransform(spec), 4, shuffle=False, num_workers=0)
+    assert sum(len(x) for x, _ in evaluation) == 8  # evaluation leaves them out
+    assert sorted(os.path.basename(n) for n in evaluation.take_skipped()) == ["broken.png", "empty.jpg"]
 
 
 def test_grayscale_and_rgb_adapt_to_the_model():

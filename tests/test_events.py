@@ -24,6 +24,7 @@ SAMPLES = [
     ev.SystemSample(cpu_percent=50.0, ram_used_gb=4.0, ram_total_gb=24.0, process_rss_gb=1.0,
                     gpus=[{"index": 0, "util_percent": 90.0}]),
     ev.Log(level="warning", message="careful"),
+    ev.ImagesSkipped(stage="s", epoch=1, split="train", paths=["/data/a/1.jpg", "/data/b/7.jpg"], total=2),
     ev.PseudoLabelStats(round=1, counts_before=[5, 3], counts_after=[5, 5], confidence_hist=[0] * 19 + [8],
                         threshold=0.3, acceptance_rate=0.8, mean_confidence=0.9, flip_rate=None, accuracy=0.97),
     ev.AugmentTrial(trial=1, trials=4, policy={"n": 2, "m": 9}, score=0.97, leaderboard=[{"n": 2, "m": 9, "score": 0.97}]),

@@ -9,7 +9,7 @@ import torch
 from vistrain.augment import build_augmentation
 from vistrain.config import AugmentConfig
 from vistrain.data.pipeline import ImageTransform, InputSpec, build_loader
-from vistrain.data.sampling import epoch_order
+from vistrain.data.sampling import epoch_permutation, rank_batch_count, rank_batches
 from vistrain.data.source import ArrayImageSet
 
 SPEC = InputSpec(1, 12, (0.5,), (0.25,))
@@ -20,17 +20,31 @@ def images(n: int = 50) -> ArrayImageSet:
     return ArrayImageSet(rng.integers(0, 255, (n, 12, 12, 1), dtype=np.uint8), np.arange(n) % 3)
 
 
-@pytest.mark.parametrize("n, world", [(50, 2), (49, 3), (7, 4)])
-def test_shards_cover_the_epoch_like_distributed_sampler(n, world):
-    full = epoch_order(n, shuffle=True, seed=3, epoch=2)
-    shards = [epoch_order(n, shuffle=True, seed=3, epoch=2, rank=r, world_size=world) for r in range(world)]
-    assert len({len(s) for s in shards}) == 1  # equal lengths: every rank takes the same number of steps
-    assert set(torch.cat(shards).tolist()) == set(full.tolist())
-    interleaved = torch.stack(shards, 1).flatten()[:n]
-    assert torch.equal(interleaved, full)  # rank r takes every world-th index from r
-    unpadded = [epoch_order(n, shuffle=False, seed=0, epoch=0, rank=r, world_size=world, pad=False) for r in range(world)]
-    assert sorted(torch.cat(unpadded).tolist()) == list(range(n))  # evaluation: each image exactly once
-    assert not torch.equal(full, epoch_order(n, shuffle=True, seed=3, epoch=3))
+@pytest.mark.parametrize("n, batch, world", [(50, 8, 2), (49, 8, 3), (7, 2, 4), (33, 8, 2), (65, 8, 4), (3, 4, 4),
+                                             (1024, 32, 2), (1259, 32, 2)])
+def test_ranks_see_every_image_exactly_once_in_the_same_number_of_steps(n, batch, world):
+    order = epoch_permutation(n, shuffle=True, seed=3, epoch=2)
+    per_rank = [rank_batches(order, batch, r, world) for r in range(world)]
+    steps = {len(b) for b in per_rank}
+    assert steps == {rank_batch_count(n, batch, 0, world)}  # every rank takes the same number of steps
+    seen = torch.cat([torch.cat(b) for b in per_rank]).tolist()
+    if n >= world:
+        assert sorted(seen) == list(range(n))  # every image exactly once
+    else:  # fewer images than ranks: the one case that repeats images, each rank gets one
+        assert set(seen) == set(range(n)) and len(seen) == world
+    for i in range(len(per_rank[0]) - 1):  # full steps: DistributedSampler's interleaving of one global batch
+        step = torch.stack([b[i] for b in per_rank], 1).flatten()
+        assert torch.equal(step, order[i * batch * world:(i + 1) * batch * world])
+    assert max(len(b) for r in per_rank for b in r) <= batch + 1
+
+
+def test_evaluation_shards_take_every_world_th_image():
+    order = epoch_permutation(10, shuffle=False, seed=0, epoch=0)
+    shards = [rank_batches(order, 3, r, 3, pad=False) for r in range(3)]
+    assert [torch.cat(s).tolist() for s in shards] == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+    assert [len(s) for s in shards] == [rank_batch_count(10, 3, r, 3, pad=False) for r in range(3)] == [2, 1, 1]
+    assert not torch.equal(epoch_permutation(50, shuffle=True, seed=3, epoch=2),
+                           epoch_permutation(50, shuffle=True, seed=3, epoch=3))
 
 
 LOADERS = {

@@ -192,8 +192,10 @@ def test_a_model_default_input_far_above_the_data_size_is_warned_about():
     from vistrain.strategies.stages import build_stage_model
 
     said = []
+    from vistrain.config import Config
+
     ctx = SimpleNamespace(data=SimpleNamespace(source=SimpleNamespace(image_size=(8, 8), channels=1),
-                                               classes=[str(i) for i in range(10)]),
+                                               classes=[str(i) for i in range(10)]), config=Config(),
                           log=lambda message, level="info": said.append((level, message)))
     with torch.device("meta"):  # shapes only: no VGG allocation
         _, _, spec = build_stage_model(ctx, ModelConfig(name="vgg11"))

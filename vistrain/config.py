@@ -50,6 +50,19 @@ class DataConfig(_Section):
     num_workers: int | Literal["auto"] = "auto"
     device_augment: bool | Literal["auto"] = Field(
         "auto", description="augment in-memory batches with tensor ops on the training device (auto: when every op has one)")
+    unlabelled: str | None = Field(
+        None, description="a dataset spec whose images join the unlabelled pool of pseudo-label and noisy-student "
+                          "(images:DIR for a folder without classes; a labelled source's labels are ignored)")
+    resize: Literal["auto", "squash", "crop"] = Field(
+        "auto", description="how images reach the input size: squash (the whole image resized), crop (aspect ratio "
+                            "kept: random resized crop in training, shorter side to size/crop_pct and a centre crop "
+                            "to evaluate); auto: crop for photos, squash for datasets of one small image size")
+    crop_pct: float = Field(0.875, gt=0.0, le=1.0, description="crop geometry: the centre crop's share of the "
+                                                                "shorter side when evaluating")
+    max_bad_fraction: float = Field(0.05, ge=0.0, le=1.0, description="share of an epoch's images that may be "
+                                    "unreadable (skipped and reported) before the run stops")
+    image_column: str = Field("image", description="hf: sources: the column holding the images")
+    label_column: str = Field("label", description="hf: sources: the column holding the class labels")
     shapes_size: int = Field(32, ge=8, description="image size of the synthetic shapes dataset")
     shapes_count: int = Field(2000, ge=10, description="labelled images of the shapes dataset")
 
@@ -64,8 +77,9 @@ class DataConfig(_Section):
 class AugmentConfig(_Section):
     """Per-image and batch-level augmentation."""
 
-    # mild affine jitter: what handwritten digits need (see benchmarks/README.md, "Default recipe")
-    spec: str = "affine-deg10-shift2-scale0.1-shear5,elastic-p0.5"  # spec string, "none", or a policy/pipeline YAML
+    # auto: the dataset's recipe (vistrain.data.recipes): digits get a mild affine jitter, small images a padded
+    # crop and flip, photos a random resized crop and flip
+    spec: str = "auto"  # spec string, "none", "auto", or a policy/pipeline YAML
     cutmix_alpha: float = Field(0.0, ge=0.0)
     cutmix_prob: float = Field(0.5, ge=0.0, le=1.0)
     mixup_alpha: float = Field(0.0, ge=0.0)

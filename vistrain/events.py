@@ -176,6 +176,18 @@ class Log(Event):
 
 
 @dataclass
+class ImagesSkipped(Event):
+    """Images that could not be read (corrupt, truncated, deleted during the run) and were left out."""
+
+    kind: ClassVar[str] = "images_skipped"
+    stage: str
+    epoch: int
+    split: str  # train, val or test
+    paths: list[str] = field(default_factory=list)  # the images skipped since the last such event
+    total: int = 0  # images skipped so far in this stage's training, or in this evaluation
+
+
+@dataclass
 class PseudoLabelStats(Event):
     """Statistics of one pseudo-labelling round (pseudo-label and Noisy Student strategies)."""
 
@@ -217,7 +229,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
         RunStarted, RunFinished, RunFailed, StageStarted, BatchEnd, EpochEnd, EvalEnd,
-        CheckpointSaved, SystemSample, Log, PseudoLabelStats, AugmentTrial,
+        CheckpointSaved, SystemSample, Log, ImagesSkipped, PseudoLabelStats, AugmentTrial,
     )
 }
 

@@ -59,7 +59,7 @@ def checkpoint_source(ckpt: dict, data_spec: str | None = None, *, download: boo
     from vistrain.data.prepare import load_source
 
     data_cfg = checkpoint.saved_config(ckpt).data
-    update: dict[str, Any] = {"name": data_spec or data_cfg.name, "download": download}
+    update: dict[str, Any] = {"name": data_spec or data_cfg.name, "download": download, "unlabelled": None}
     if labels_per_class is not ...:
         update["labels_per_class"] = labels_per_class
     data_cfg = data_cfg.model_copy(update=update)
@@ -112,7 +112,8 @@ def evaluate_checkpoint(checkpoint_path, data_spec: str, *, split: str = "auto",
     mapping = class_mapping(source.classes, checkpoint.classes_of(ckpt))
     images, split = pick_split(ckpt, data_spec, split, source, data_cfg)
     result = evaluate_images(model, images, input_spec, device=dev, batch_size=batch_size, class_map=mapping)
-    result.update(split=split, dataset=data_spec, skipped=source.skipped, notes=source.notes)
+    result.update(split=split, dataset=data_spec, skipped=source.skipped, notes=source.notes,
+                  num_classes=len(checkpoint.classes_of(ckpt)))
     return result
 
 
@@ -141,7 +142,7 @@ def split_probabilities(checkpoint_path, split: str = "val", *, batch_size: int 
 def predict_files(checkpoint_path, paths: list[Path], *, top_k: int = 5, device: str = "auto"):
     """Top-k (class, probability) per readable image; returns (results, unreadable paths)."""
     from vistrain import checkpoint
-    from vistrain.data.imagefolder import read_image
+    from vistrain.data.decode import ImageDecodeError, read_bytes
     from vistrain.engine.device import select_device
     from vistrain.models.factory import load_model
 
@@ -151,11 +152,12 @@ def predict_files(checkpoint_path, paths: list[Path], *, top_k: int = 5, device:
     classes = checkpoint.classes_of(ckpt)
     results, failed = [], []
     for path in paths:
-        img = read_image(path)
-        if img is None:
+        try:
+            x = transform.from_bytes(read_bytes(path), repr(str(path)))  # the evaluation geometry, as eval uses
+        except ImageDecodeError:
             failed.append(str(path))
             continue
-        probs = torch.softmax(model(transform(img).unsqueeze(0).to(dev)).float(), dim=1)[0].cpu()
+        probs = torch.softmax(model(x.unsqueeze(0).to(dev)).float(), dim=1)[0].cpu()
         k = min(top_k, len(classes))
         values, idx = probs.topk(k)
         results.append((str(path), [(classes[i], float(v)) for v, i in zip(values.tolist(), idx.tolist())]))
@@ -188,5 +190,6 @@ def knn_eval_checkpoint(checkpoint_path, data_spec: str | None = None, *, k: int
     stored = model.fit(images_loader(data.train, input_spec, batch_size), dev)
     result = evaluate_images(model, data.val, input_spec, device=dev, batch_size=batch_size, split="val")
     result.update(dataset=data_spec or checkpoint.trained_on(ckpt), references=stored, k=k, metric=metric,
+                  num_classes=len(data.classes),
                   embedding_dim=int(model.bank.shape[1]))
     return result

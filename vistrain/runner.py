@@ -46,7 +46,7 @@ class RunPlan:
 
     strategy: Any  # the strategy's function: strategy(ctx) -> metrics
     params: Any  # strategy.params, validated against the strategy's parameter model
-    pipeline: Any  # the per-image augmentation of ``augment.spec`` (None for none)
+    pipeline: Any  # the per-image augmentation of ``augment.spec`` (None for none; ... while it is "auto")
 
 
 def plan_run(cfg: Config) -> RunPlan:
@@ -61,7 +61,7 @@ def plan_run(cfg: Config) -> RunPlan:
     params = parse_params(cfg.strategy.name, cfg.strategy.params)
     registry("optimizer").get(cfg.optim.name)
     registry("scheduler").get(cfg.sched.name)
-    pipeline = build_pipeline(cfg.augment.spec)
+    pipeline = build_pipeline(cfg.augment.spec) if cfg.augment.spec != "auto" else ...
     return RunPlan(entry.load(), params, pipeline)
 
 
@@ -99,7 +99,9 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
 
     from vistrain import runfolder
     from vistrain.augment import build_augmentation
+    from vistrain.augment.pipeline import build_pipeline
     from vistrain.checkpoint import position, stage_of
+    from vistrain.data import recipes
     from vistrain.data.prepare import load_source, prepare_data
     from vistrain.dispatch import EventDispatcher
     from vistrain.durable import clean_stale_temps
@@ -120,6 +122,8 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
     seed_everything(cfg.train.seed + dinfo.rank, cfg.train.deterministic)
     device = dist.device_for(dinfo, select_device(cfg.train.device))
     source = load_source(cfg.data.name, cfg.data)
+    cfg, recipe_line = recipes.resolve(cfg, source)  # augment.spec and data.resize left to vistrain
+    pipeline = plan.pipeline if plan.pipeline is not ... else build_pipeline(cfg.augment.spec)
     data = prepare_data(source, cfg.data)
 
     if dinfo.is_main:
@@ -146,7 +150,7 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
     ctx = RunContext(config=cfg, device=device, data=data, run_dir=run_dir, emit=emit,
                      control=control or TrainControl(), amp_dtype=amp_dtype(device, cfg.train.amp), resume=resume,
                      dist=dinfo, params=plan.params,
-                     augmentation=build_augmentation(cfg.augment, len(data.classes), pipeline=plan.pipeline))
+                     augmentation=build_augmentation(cfg.augment, len(data.classes), pipeline=pipeline))
     run_name = run_dir.name
     t0 = time.perf_counter()
     try:
@@ -157,6 +161,8 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
         if dinfo.world_size > 1:
             emit(Log(level="info", message=f"DDP: {dinfo.world_size} processes ({dinfo.backend}); "
                                            f"rank 0 writes the run folder"))
+        if recipe_line:
+            emit(Log(level="info", message=recipe_line))
         if source.skipped:
             shown = ", ".join(os.path.basename(p) for p in source.skipped[:5])
             more = f" and {len(source.skipped) - 5} more" if len(source.skipped) > 5 else ""

@@ -12,6 +12,7 @@ import numpy as np
 
 from vistrain.augment.geometric import shift
 from vistrain.augment.ops import Op, check_range, level
+from vistrain.data.geometry import random_box
 
 
 def resize_to(img: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -71,18 +72,7 @@ class ResizedCrop(Op):
 
     def __call__(self, img, rng):
         h, w = img.shape[:2]
-        area = h * w
-        log_r = (math.log(3 / 4), math.log(4 / 3))
-        for _ in range(10):  # torchvision's rejection sampling, then a centre fallback
-            u = rng.random(4)
-            target = area * (self.smin + (1.0 - self.smin) * u[0])
-            ratio = math.exp(log_r[0] + (log_r[1] - log_r[0]) * u[1])
-            cw, ch = int(round(math.sqrt(target * ratio))), int(round(math.sqrt(target / ratio)))
-            if 0 < cw <= w and 0 < ch <= h:
-                y, x = int(u[2] * (h - ch + 1)), int(u[3] * (w - cw + 1))
-                break
-        else:
-            ch, cw, y, x = h, w, 0, 0
+        y, x, ch, cw = random_box(h, w, rng, self.smin)
         if (ch, cw) == (h, w):
             return img
         return resize_to(img[y:y + ch, x:x + cw], h, w)

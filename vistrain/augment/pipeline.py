@@ -73,6 +73,14 @@ class Pipeline:
         """The pipeline as a compact spec string."""
         return ",".join(s.spec() for s in self.steps)
 
+    def leading_crop(self) -> tuple[float, Pipeline | None] | None:
+        """(smallest area, the steps after it) when the pipeline starts with an always-applied random resized
+        crop, which a photo transform then takes from the full-resolution image; else None."""
+        first = self.steps[0] if self.steps else None
+        if first is None or first.name != "resized-crop" or first.p < 1.0:
+            return None
+        return float(first.op.smin), Pipeline(self.steps[1:]) if len(self.steps) > 1 else None
+
     def on_tensors(self):
         """The same pipeline as batch tensor ops (``fn(batch, generator)``), or None if an op has none."""
         from vistrain.augment.tensor_ops import tensor_pipeline

@@ -19,9 +19,12 @@ def eval_command(
     """Evaluate a checkpoint: top-1/top-5 and loss, mapping dataset classes onto the checkpoint's by name."""
     from vistrain.inference import evaluate_checkpoint
 
+    from vistrain.listeners.console import shows_top5
+
     result = evaluate_checkpoint(checkpoint, data, split=split, batch_size=batch_size, device=device, download=download)
+    top5 = f"  top-5 {100 * result['top5']:.2f}%" if shows_top5(result["num_classes"]) else ""
     typer.echo(f"{result['dataset']} [{result['split']}] {result['num_samples']} images: "
-               f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  loss {result['loss']:.4f}")
+               f"top-1 {100 * result['top1']:.2f}%{top5}  loss {result['loss']:.4f}")
     for note in result.get("notes", []):
         typer.echo(f"warning: {note}", err=True)
     if result["skipped"]:

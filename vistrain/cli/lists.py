@@ -1,4 +1,4 @@
-"""``vistrain datasets|strategies list``: fast, no torch import for built-ins."""
+"""``vistrain strategies list`` and the registry tables every list command prints: fast, no torch import."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-datasets_app = typer.Typer(no_args_is_help=True)
 strategies_app = typer.Typer(no_args_is_help=True)
 
 
@@ -43,12 +42,6 @@ def print_registry(kind: str, pattern: str | None, extra_rows: list[tuple[str, s
         typer.echo(f"no {kind}s match {pattern!r}")
         return
     print_table(table)
-
-
-@datasets_app.command("list")
-def datasets_list(pattern: Optional[str] = typer.Argument(None, help="Wildcard.")) -> None:
-    """List datasets."""
-    print_registry("dataset", pattern)
 
 
 @strategies_app.command("list")

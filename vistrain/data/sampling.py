@@ -1,7 +1,12 @@
-"""Which images each step sees: the epoch's order, its share per DDP rank, and a resumable position.
+"""Which images each step sees: the epoch's order, its batches on each DDP rank, and a resumable position.
 
-The order of an epoch is a pure function of (seed, epoch), with ``DistributedSampler`` semantics
-under DDP, so a resumed run replays it exactly without saved generator state.
+The order of an epoch is a pure function of (seed, epoch), so a resumed run replays it exactly without
+saved generator state. Under DDP every rank draws the same permutation and cuts it into *global*
+batches of ``world_size × batch_size``; rank r takes every ``world_size``-th image of each, from r
+(``DistributedSampler``'s interleaving: two ranks of 32 see at each step exactly the images one process
+of 64 sees). The last global batch is shared out without padding, so every image is seen exactly once
+per epoch and every rank takes the same number of steps: when fewer images than ranks are left over,
+they join the global batch before (a rank then has one image more in that step).
 """
 
 from __future__ import annotations
@@ -16,38 +21,50 @@ def batch_count(n: int, batch_size: int, drop_last: bool) -> int:
     return n // batch_size if drop_last else (n + batch_size - 1) // batch_size
 
 
-def epoch_order(n: int, *, shuffle: bool, seed: int, epoch: int, rank: int = 0, world_size: int = 1,
-                pad: bool = True) -> torch.Tensor:
-    """The dataset indices one rank visits in one epoch, with ``DistributedSampler`` semantics.
-
-    The order is a pure function of (seed, epoch), so a resumed run replays it exactly without any
-    saved generator state. Every rank draws the same permutation, pads it by wrapping around until
-    it divides by the world size, and takes every ``world_size``-th index from its rank. Without
-    *pad* (evaluation, where a duplicate would count twice) the last shards are one shorter.
-    """
+def epoch_permutation(n: int, *, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
+    """Every index once, in the epoch's order: a pure function of (seed, epoch)."""
     if shuffle:
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch)))
-    else:
-        order = torch.arange(n)
-    return shard(order, rank, world_size, pad)
+        return torch.randperm(n, generator=torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch)))
+    return torch.arange(n)
 
 
-def shard(order: torch.Tensor, rank: int, world_size: int, pad: bool = True) -> torch.Tensor:
-    """*rank*'s share of an epoch's *order*, as :func:`epoch_order` takes it (the order itself when alone)."""
+def _global_bounds(n: int, batch_size: int, world_size: int, drop_last: bool) -> list[int]:
+    """Where the global batches of a training epoch of *n* images start, and *n* at the end."""
+    step = batch_size * world_size
+    full, tail = divmod(n, step)
+    if drop_last or tail == 0:
+        return [i * step for i in range(full + 1)]
+    if tail >= world_size or full == 0:
+        return [i * step for i in range(full + 1)] + [n]
+    return [i * step for i in range(full)] + [n]  # fewer left than ranks: they join the last full batch
+
+
+def rank_batches(order: torch.Tensor, batch_size: int, rank: int = 0, world_size: int = 1, *, pad: bool = True,
+                 drop_last: bool = False) -> list[torch.Tensor]:
+    """*rank*'s batches of an epoch in *order* (see the module). Training (*pad*) gives every rank the same
+    number of batches and every image once; evaluation (no *pad*) takes every ``world_size``-th image from
+    *rank*, so the ranks' batch counts may differ. Fewer images than ranks repeat some (the one case)."""
     n = len(order)
-    if world_size <= 1 or not n:
-        return order
-    total = -(-n // world_size) * world_size if pad else n
-    if total > n:
-        order = torch.cat([order, order.repeat(-(-(total - n) // n))[: total - n]])
-    return order[rank:total:world_size]
-
-
-def shard_size(n: int, rank: int, world_size: int, pad: bool = True) -> int:
-    """How many indices :func:`epoch_order` gives *rank*."""
+    if world_size > 1 and not pad:
+        order, n, world_size = order[rank::world_size], len(order[rank::world_size]), 1
     if world_size <= 1:
-        return n
-    return -(-n // world_size) if pad else len(range(rank, n, world_size))
+        end = n - n % batch_size if drop_last else n
+        return [order[i:i + batch_size] for i in range(0, end, batch_size)]
+    if 0 < n < world_size:
+        order = order.repeat(-(-world_size // n))[:world_size]
+        n = world_size
+    bounds = _global_bounds(n, batch_size, world_size, drop_last)
+    return [order[a:b][rank::world_size] for a, b in zip(bounds, bounds[1:])]
+
+
+def rank_batch_count(n: int, batch_size: int, rank: int = 0, world_size: int = 1, *, pad: bool = True,
+                     drop_last: bool = False) -> int:
+    """``len(rank_batches(...))`` without building them."""
+    if world_size > 1 and not pad:
+        return batch_count(len(range(rank, n, world_size)), batch_size, drop_last)
+    if world_size <= 1:
+        return batch_count(n, batch_size, drop_last)
+    return len(_global_bounds(max(n, world_size if n else 0), batch_size, world_size, drop_last)) - 1
 
 
 class ResumableLoader:
@@ -79,34 +96,38 @@ class ResumableLoader:
         self._skip = int(state.get("position", 0))
 
     def __len__(self) -> int:
-        return batch_count(shard_size(self.n, self.rank, self.world_size, self.pad), self.batch_size, self.drop_last)
-
-    def _order(self) -> torch.Tensor:
-        return epoch_order(self.n, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch, rank=self.rank,
-                           world_size=self.world_size, pad=self.pad)
+        return rank_batch_count(self.n, self.batch_size, self.rank, self.world_size, pad=self.pad,
+                                drop_last=self.drop_last)
 
     def _batches(self) -> Iterator[tuple[int, torch.Tensor]]:
         """(batch number, indices) from the resume point on; counts what was handed out."""
-        order = self._order()
+        order = epoch_permutation(self.n, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch)
+        batches = rank_batches(order, self.batch_size, self.rank, self.world_size, pad=self.pad,
+                               drop_last=self.drop_last)
         start, self._skip = self._skip, 0
         self.position = start
-        for i in range(start, len(self)):
+        for i in range(start, len(batches)):
             self.position = i + 1  # counted when handed out, as the loop's step count is
-            yield i, order[i * self.batch_size:(i + 1) * self.batch_size]
+            yield i, batches[i]
 
-class ShardSampler(torch.utils.data.Sampler):
-    """:func:`epoch_order` as a sampler for the DataLoader path, able to start after *skip* samples."""
 
-    def __init__(self, n: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, pad: bool = True):
-        self.n, self.shuffle, self.seed, self.rank, self.world_size, self.pad = n, shuffle, seed, rank, world_size, pad
+class ShardBatchSampler(torch.utils.data.Sampler):
+    """:func:`rank_batches` as a batch sampler for the DataLoader path, able to start after *skip* batches."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 pad: bool = True, drop_last: bool = False):
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.rank, self.world_size, self.pad, self.drop_last = rank, world_size, pad, drop_last
         self.epoch = 0
         self.skip = 0
 
     def __len__(self) -> int:
-        return shard_size(self.n, self.rank, self.world_size, self.pad)
+        return rank_batch_count(self.n, self.batch_size, self.rank, self.world_size, pad=self.pad,
+                                drop_last=self.drop_last)
 
     def __iter__(self):
-        order = epoch_order(self.n, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch, rank=self.rank,
-                            world_size=self.world_size, pad=self.pad)
+        order = epoch_permutation(self.n, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch)
+        batches = rank_batches(order, self.batch_size, self.rank, self.world_size, pad=self.pad,
+                               drop_last=self.drop_last)
         start, self.skip = self.skip, 0
-        return iter(order[start:].tolist())
+        return iter([b.tolist() for b in batches[start:]])

@@ -71,4 +71,5 @@ def load_shapes(arg: str | None, cfg) -> DataSource:
     train = ArrayImageSet(np.stack([d[0] for d in drawn]), np.array([d[1] for d in drawn], dtype=np.int64))
     pool_len = count * 50
     pool = GeneratedImageSet(pool_len, pooled, labels=np.full(pool_len, -1, dtype=np.int64))
-    return DataSource("shapes", list(SHAPE_CLASSES), train, unlabeled=pool, channels=3, image_size=(size, size))
+    return DataSource("shapes", list(SHAPE_CLASSES), train, unlabeled=pool, channels=3, image_size=(size, size),
+                      recipe="small")

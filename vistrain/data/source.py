@@ -22,6 +22,19 @@ class ImageSet:
         """The image at *index* as a uint8 array of shape (H, W, C)."""
         raise NotImplementedError
 
+    def raw(self, index: int) -> bytes | None:
+        """The image at *index* still encoded (a file's bytes), for a loader that decodes it at the size it
+        needs; None for images held decoded. An unreadable file raises ImageDecodeError."""
+        return None
+
+    def name(self, index: int) -> str:
+        """What names the image in messages: its file, or its index."""
+        return f"#{index}"
+
+    def head(self, index: int) -> bytes:
+        """At least the start of :meth:`raw` (enough to read a JPEG's or PNG's size)."""
+        return self.raw(index) or b""
+
     def subset(self, indices: Sequence[int] | np.ndarray) -> ImageSet:
         """A view holding only *indices*, in that order."""
         return SubsetImageSet(self, np.asarray(indices, dtype=np.int64))
@@ -68,6 +81,12 @@ class SubsetImageSet(ImageSet):
     def image(self, index: int) -> np.ndarray:
         return self.base.image(int(self.indices[index]))
 
+    def raw(self, index: int) -> bytes | None:
+        return self.base.raw(int(self.indices[index]))
+
+    def name(self, index: int) -> str:
+        return self.base.name(int(self.indices[index]))
+
     def as_array(self) -> np.ndarray | None:
         arr = self.base.as_array()
         return None if arr is None else arr[self.indices]
@@ -104,6 +123,12 @@ class TargetImageSet(ImageSet):
     def image(self, index: int) -> np.ndarray:
         return self.base.image(index)
 
+    def raw(self, index: int) -> bytes | None:
+        return self.base.raw(index)
+
+    def name(self, index: int) -> str:
+        return self.base.name(index)
+
     def as_array(self) -> np.ndarray | None:
         return self.base.as_array()
 
@@ -126,9 +151,21 @@ class ConcatImageSet(ImageSet):
         self.labels = np.concatenate([np.asarray(p.labels, dtype=np.int64) for p in self.parts])
         self._offsets = np.cumsum([0] + [len(p) for p in self.parts])
 
-    def image(self, index: int) -> np.ndarray:
+    def _locate(self, index: int) -> tuple[ImageSet, int]:
         part = int(np.searchsorted(self._offsets, index, side="right")) - 1
-        return self.parts[part].image(int(index - self._offsets[part]))
+        return self.parts[part], int(index - self._offsets[part])
+
+    def image(self, index: int) -> np.ndarray:
+        part, i = self._locate(index)
+        return part.image(i)
+
+    def raw(self, index: int) -> bytes | None:
+        part, i = self._locate(index)
+        return part.raw(i)
+
+    def name(self, index: int) -> str:
+        part, i = self._locate(index)
+        return part.name(i)
 
     def as_array(self) -> np.ndarray | None:
         arrays = [p.as_array() for p in self.parts]
@@ -143,6 +180,29 @@ class ConcatImageSet(ImageSet):
         width = self.num_classes or max(r.shape[1] for r in rows if r.ndim == 2)
         return np.concatenate([r.astype(np.float32) if r.ndim == 2 else np.eye(width, dtype=np.float32)[r]
                                for r in rows])
+
+
+class RelabelledImageSet(ImageSet):
+    """Images of another set under other labels, e.g. an unlabelled pool's true labels in this run's classes
+    (``-1`` where unknown)."""
+
+    def __init__(self, base: ImageSet, labels: np.ndarray):
+        if len(labels) != len(base):
+            raise ValueError(f"{len(labels)} labels for {len(base)} images")
+        self.base = base
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def image(self, index: int) -> np.ndarray:
+        return self.base.image(index)
+
+    def raw(self, index: int) -> bytes | None:
+        return self.base.raw(index)
+
+    def name(self, index: int) -> str:
+        return self.base.name(index)
+
+    def as_array(self) -> np.ndarray | None:
+        return self.base.as_array()
 
 
 class GeneratedImageSet(ImageSet):
@@ -169,5 +229,6 @@ class DataSource:
     unlabeled: ImageSet | None = None
     channels: int = 1  # native channels
     image_size: tuple[int, int] | None = None  # native (H, W) when uniform
+    recipe: str = ""  # the training recipe it wants (vistrain.data.recipes): digits, small, photos; "" to guess
     skipped: list[str] = field(default_factory=list)  # unreadable files left out
     notes: list[str] = field(default_factory=list)  # other things left out that the user should hear about

@@ -50,7 +50,7 @@ def load_torchvision(name: str, cfg) -> DataSource:
     x_test, y_test = _to_arrays(test)
     return DataSource(
         name, list(train.classes), ArrayImageSet(x_train, y_train), test=ArrayImageSet(x_test, y_test),
-        channels=x_train.shape[3], image_size=tuple(x_train.shape[1:3]),
+        channels=x_train.shape[3], image_size=tuple(x_train.shape[1:3]), recipe="small" if "cifar" in name else "digits",
     )
 
 

@@ -16,8 +16,8 @@ from vistrain.data.pipeline import TimedIterator
 from vistrain.engine import distributed as dist
 from vistrain.engine.control import StopRequested, TrainControl
 from vistrain.engine.device import autocast
-from vistrain.errors import NonFiniteLossError
-from vistrain.events import BatchEnd, EpochEnd, EvalEnd, Event
+from vistrain.errors import DataError, NonFiniteLossError
+from vistrain.events import BatchEnd, EpochEnd, EvalEnd, Event, ImagesSkipped
 
 Emit = Callable[[Event], None]
 
@@ -89,6 +89,45 @@ class StepCheckpoints:
         return hit
 
 
+class UnreadableImages:
+    """What a loader could not read during one epoch: reported as ``ImagesSkipped`` events, and an error
+    once more than *fraction* of the epoch's images are unreadable (under DDP the ranks agree on it)."""
+
+    def __init__(self, loader, stage: str, epoch: int, fraction: float, emit: Emit, split: str = "train"):
+        self.take = getattr(loader, "take_skipped", None)
+        self.stage, self.epoch, self.fraction, self.emit, self.split = stage, epoch, fraction, emit, split
+        self.images = _epoch_images(loader)
+        self.names: set[str] = set()
+
+    def check(self, distributed: bool = False) -> None:
+        """Report what was skipped since the last check; stop past the share allowed."""
+        if self.take is None:
+            return
+        new = self.take()
+        if new:
+            self.names.update(new)
+            self.emit(ImagesSkipped(stage=self.stage, epoch=self.epoch, split=self.split, paths=list(new),
+                                    total=len(self.names)))
+        over = len(self.names) > self.fraction * self.images
+        if distributed:
+            (over,) = dist.agree(over)
+        if over:
+            first = f"; the first: {sorted(self.names)[0]!r}" if self.names else " on another DDP rank"
+            raise DataError(f"{len(self.names)} of the {self.images} images of this epoch could not be read, more than "
+                            f"data.max_bad_fraction ({self.fraction:g}) allows{first}",
+                            hint="list them with 'vistrain datasets check SPEC' and fix or remove them, or raise "
+                                 "data.max_bad_fraction")
+
+
+def _epoch_images(loader) -> int:
+    """About how many images one epoch of *loader* gives this process (its share under DDP)."""
+    sampler = getattr(loader, "batch_sampler", None)
+    try:
+        return max(1, len(loader.dataset) // max(1, int(getattr(sampler, "world_size", 1))))
+    except (AttributeError, TypeError):
+        return 1
+
+
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy for hard (int) or soft (probability) targets, as CutMix/MixUp produce."""
     return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
@@ -126,13 +165,15 @@ def train_one_epoch(
     on_save_request: Callable[[], None] | None = None,
     save_step: Callable[[str], None] | None = None,
     step_checkpoints: StepCheckpoints | None = None,
+    max_bad_fraction: float = 0.05,
 ) -> dict[str, float]:
     """Train for one epoch, from ``state.epoch_step`` on; returns mean loss, top-1, samples and duration.
 
     Emits a ``BatchEnd`` every *log_interval* steps and checks the loss for NaN/inf there
     (one device sync per interval, not per step). After each step it serves stop and save
     requests and *step_checkpoints* through ``save_step(reason)``; under DDP the ranks agree
-    on them first, so all stop at the same step.
+    on them first, so all stop at the same step. Images the loader could not read are reported
+    (``ImagesSkipped``) every interval; more than *max_bad_fraction* of the epoch's images stops the run.
     """
     model.train()
     sees_images = bool(getattr(loss_fn, "sees_images", False))
@@ -159,6 +200,7 @@ def train_one_epoch(
     seen = int(acc.get("seen", 0))
     epoch_loss_total = float(acc.get("loss_total", 0.0))
     distributed = dist.is_distributed()
+    unreadable = UnreadableImages(loader, stage, epoch, max_bad_fraction, emit)
 
     def snapshot(step: int) -> None:
         state.epoch_step = step
@@ -233,6 +275,7 @@ def train_one_epoch(
             t_interval = now
             interval_loss.zero_()
             interval_steps = interval_samples = 0
+            unreadable.check(distributed)
         if step < steps:  # the epoch's end is fit's checkpoint
             stop = control is not None and control.stop_requested
             user_save = control is not None and control.take_save_request()
@@ -316,6 +359,7 @@ def evaluate(
         correct1 += c1
         correct5 += c5
         n += images.shape[0]
+    UnreadableImages(loader, stage, epoch, 1.0, emit, split).check()  # left out of the figures: reported
     sums = (loss_sum, correct1, correct5, n)
     loss_total, c1_total, c5_total, n = dist.all_reduce_sum_floats(*sums) if reduce else (float(v) for v in sums)
     n = int(n)

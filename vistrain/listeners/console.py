@@ -7,7 +7,7 @@ import time
 from typing import TextIO
 
 from vistrain.events import (
-    BatchEnd, CheckpointSaved, EpochEnd, EvalEnd, Event, Log, PseudoLabelStats, RunFailed, RunFinished,
+    BatchEnd, CheckpointSaved, EpochEnd, EvalEnd, Event, ImagesSkipped, Log, PseudoLabelStats, RunFailed, RunFinished,
     RunStarted, StageStarted, AugmentTrial,
 )
 from vistrain.hookspecs import hookimpl
@@ -24,6 +24,21 @@ def result_summary(metrics: dict) -> str:
         where = f" (epoch {int(epoch)})" if isinstance(epoch, (int, float)) and epoch else ""
         text = f", best.pt{where} val top-1 {_pct(best)}"
     return text + (f", test top-1 {_pct(test)}" if isinstance(test, float) else "")
+
+
+def shows_top5(num_classes: int) -> bool:
+    """Whether a top-5 figure says anything: with five classes or fewer it is always 100 %."""
+    return num_classes > 5
+
+
+def skipped_line(event: ImagesSkipped) -> str:
+    """One line naming the images an ``ImagesSkipped`` event reports (the first five by file name)."""
+    import os
+
+    names = ", ".join(os.path.basename(p) or p for p in event.paths[:5])
+    more = f" and {len(event.paths) - 5} more" if len(event.paths) > 5 else ""
+    return (f"skipped {len(event.paths)} unreadable image(s): {names}{more} ({event.stage} {event.split}, epoch "
+            f"{event.epoch}: {event.total} so far)")
 
 
 def _pct(x: float) -> str:
@@ -47,6 +62,7 @@ class ConsoleReporter:
         self._console = None
         self._pending_epoch: EpochEnd | None = None
         self._stage = ""
+        self._classes = 0  # the run's, from RunStarted: top-5 is shown only above five
         if not self.plain:
             from rich.console import Console
 
@@ -83,6 +99,7 @@ class ConsoleReporter:
     def on_event(self, event: Event) -> None:
         """Render one event."""
         if isinstance(event, RunStarted):
+            self._classes = event.num_classes
             self._line(f"run {event.run_name}: {event.strategy} {event.model} on {event.dataset} "
                        f"({event.num_train} train / {event.num_val} val, {event.num_classes} classes) "
                        f"on {event.device} -> {event.run_dir}")
@@ -105,6 +122,8 @@ class ConsoleReporter:
             if event.level in ("warning", "error", "info"):
                 prefix = "" if event.level == "info" else f"{event.level}: "
                 self._line(f"{prefix}{event.message}")
+        elif isinstance(event, ImagesSkipped):
+            self._line(f"warning: {skipped_line(event)}")
         elif isinstance(event, PseudoLabelStats):
             acc = f", label accuracy {_pct(event.accuracy)}" if event.accuracy is not None else ""
             self._line(f"pseudo labels round {event.round}: accepted {_pct(event.acceptance_rate)} at "
@@ -138,7 +157,7 @@ class ConsoleReporter:
         self._stop_progress()
         if e.split == "test":
             self._line(f"test split ({e.num_samples} held-out images, checkpoint of epoch {e.epoch}): "
-                       f"loss {e.loss:.4f} top-1 {_pct(e.top1)} top-5 {_pct(e.top5)}")
+                       f"loss {e.loss:.4f} top-1 {_pct(e.top1)}{self._top5(e.top5)}")
             return
         ep = self._pending_epoch
         if ep is not None and ep.epoch == e.epoch:
@@ -147,8 +166,12 @@ class ConsoleReporter:
         else:
             train, took = "", ""
         self._line(f"{e.stage} epoch {e.epoch}/{ep.epochs if ep else '?'} {train}"
-                   f"{e.split} loss {e.loss:.4f} top-1 {_pct(e.top1)} top-5 {_pct(e.top5)}{took}")
+                   f"{e.split} loss {e.loss:.4f} top-1 {_pct(e.top1)}{self._top5(e.top5)}{took}")
         self._pending_epoch = None
+
+    def _top5(self, top5: float) -> str:
+        """`` top-5 x%`` where top-5 means something (more than five classes), else nothing."""
+        return f" top-5 {_pct(top5)}" if shows_top5(self._classes) else ""
 
     def close(self) -> None:
         """Stop any live progress display."""

@@ -20,12 +20,14 @@ def _norm(meta: dict[str, Any], channels: int) -> tuple[tuple[float, ...], tuple
     return mean, std
 
 
-def resolve_input(entry: Entry, model_cfg, native_size: tuple[int, int] | None, native_channels: int) -> InputSpec:
+def resolve_input(entry: Entry, model_cfg, native_size: tuple[int, int] | None, native_channels: int,
+                  geometry: tuple[str, float] = ("squash", 0.875)) -> InputSpec:
     """Channels and size the pipeline must produce for this model.
 
     Channels: ``model.in_chans`` if set, else the model's declared default (or the data's when
     the model declares none). Size: ``model.input_size`` if set; else the data's native size when
     the model accepts it (``min_size``..``max_size``); else the model's declared ``input_size``.
+    *geometry* is the data's (resize mode, crop_pct): how an image of another size reaches it.
     """
     meta = entry.meta
     channels = model_cfg.in_chans or int(meta.get("in_chans") or native_channels or 3)
@@ -37,7 +39,7 @@ def resolve_input(entry: Entry, model_cfg, native_size: tuple[int, int] | None, 
         native = native_size[0] if native_size and native_size[0] == native_size[1] else None
         size = native if native is not None and lo <= native <= hi else default
     mean, std = _norm(meta, channels)
-    return InputSpec(channels, size, mean, std)
+    return InputSpec(channels, size, mean, std, *geometry)
 
 
 def _size_range(meta: dict, default: int) -> tuple[int, int]:
@@ -95,12 +97,13 @@ def build_from_spec(spec: dict[str, Any], pretrained: str | None = None):
         raise ConfigError(f"model {spec['name']!r}: {exc}", hint=hint) from None
 
 
-def create_model(model_cfg, num_classes: int, native_size: tuple[int, int] | None, native_channels: int):
-    """Build the configured model; returns (model, model_spec, input_spec)."""
+def create_model(model_cfg, num_classes: int, native_size: tuple[int, int] | None, native_channels: int,
+                 geometry: tuple[str, float] = ("squash", 0.875)):
+    """Build the configured model; returns (model, model_spec, input_spec). *geometry*: see :func:`resolve_input`."""
     from vistrain.plugins import registry
 
     entry, _arg = registry("model").get(model_cfg.name)
-    input_spec = resolve_input(entry, model_cfg, native_size, native_channels)
+    input_spec = resolve_input(entry, model_cfg, native_size, native_channels, geometry)
     spec = model_spec(model_cfg.name, num_classes, input_spec, model_cfg)
     model = build_from_spec(spec, pretrained=model_cfg.pretrained)
     required = getattr(model, "required_input", None)

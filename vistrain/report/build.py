@@ -63,6 +63,16 @@ def _summary(doc: Document, run: RunData) -> None:
         sec.text(f"{run.skipped_lines} line(s) of events.jsonl could not be read (a torn write) and were skipped.", note=True)
 
 
+def _unreadable(doc: Document, run: RunData) -> None:
+    """The images the run could not read and left out, by split."""
+    sec = doc.section("unreadable", "Unreadable images")
+    total = sum(len(v) for v in run.unreadable.values())
+    sec.text(f"{total} image(s) could not be read (corrupt, truncated or deleted during the run) and were left out; "
+             "'vistrain datasets check' decodes a whole dataset and lists them.", note=True)
+    sec.table(["split", "image"], [[split, name] for split, names in sorted(run.unreadable.items())
+                                   for name in sorted(names)[:200]])
+
+
 def _curves(doc: Document, run: RunData) -> None:
     sec = doc.section("curves", "Curves")
     if not any(s.epochs or s.evals or s.steps for s in run.stages):
@@ -272,6 +282,8 @@ def build_report(run_dir: str | Path, *, device: str = "cpu", mistakes: int = 24
         _augment_search(doc, run, board)
     else:
         _summary(doc, run)
+        if run.unreadable:
+            _unreadable(doc, run)
         _curves(doc, run)
         ckpt = run.final_checkpoint()
         sec = doc.section("val", "Val split")

@@ -13,7 +13,8 @@ from typing import Any
 
 from vistrain import runfolder
 from vistrain.events import (
-    AugmentTrial, BatchEnd, CheckpointSaved, EpochEnd, EvalEnd, Event, PseudoLabelStats, RunFailed, RunFinished,
+    AugmentTrial, BatchEnd, CheckpointSaved, EpochEnd, EvalEnd, Event, ImagesSkipped, PseudoLabelStats, RunFailed,
+    RunFinished,
     RunStarted, StageStarted,
 )
 from vistrain.runfolder import RunFolder, read_events
@@ -71,6 +72,7 @@ class RunData:
     rounds: list[PseudoLabelStats] = field(default_factory=list)
     trials: list[AugmentTrial] = field(default_factory=list)
     tests: list[EvalEnd] = field(default_factory=list)  # evaluations on the held-out test split
+    unreadable: dict[str, set[str]] = field(default_factory=dict)  # split -> images skipped as unreadable
     first_time: float | None = None
     last_time: float | None = None
     sessions: list[tuple[float, float]] = field(default_factory=list)  # (start, last event) per start or resume
@@ -234,5 +236,7 @@ def load_run(run_dir: str | Path) -> RunData:
                 current.rounds.append(ev)
         elif isinstance(ev, AugmentTrial):
             run.trials.append(ev)
+        elif isinstance(ev, ImagesSkipped):
+            run.unreadable.setdefault(ev.split, set()).update(ev.paths)
     run.config, run.config_text = _read_config(run_dir, run.started)
     return run

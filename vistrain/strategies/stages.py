@@ -101,7 +101,9 @@ def build_stage_model(ctx: RunContext, model_cfg, num_classes: int | None = None
     8×8 digits): each step then costs the square of the factor, and a smaller size is one setting.
     """
     source = ctx.data.source
-    built = create_model(model_cfg, num_classes or len(ctx.data.classes), source.image_size, source.channels)
+    data = ctx.config.data
+    geometry = (data.resize if data.resize != "auto" else "squash", data.crop_pct)
+    built = create_model(model_cfg, num_classes or len(ctx.data.classes), source.image_size, source.channels, geometry)
     warning = upscale_warning(model_cfg, source.image_size, built[2])
     if warning:
         ctx.log(warning, level="warning")
@@ -292,7 +294,7 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
                     epochs=stage.epochs, state=state, stage=stage.name, scheduler=scheduler, save=writer,
                     eval_every=cfg.train.eval_every, emit=ctx.emit, best_rule=cfg.checkpoint.best, loss_fn=loss,
                     amp_dtype=ctx.amp_dtype, scaler=scaler, grad_clip=cfg.train.grad_clip, batch_transform=batch_aug,
-                    log_interval=cfg.train.log_interval, control=ctx.control,
+                    log_interval=cfg.train.log_interval, control=ctx.control, max_bad_fraction=cfg.data.max_bad_fraction,
                     step_checkpoints=StepCheckpoints(every.every_steps, every.every_minutes))
     except StopRequested:
         writer.finish()  # a stop reports its checkpoint as saved: a failed write must say so instead

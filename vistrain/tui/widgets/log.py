@@ -6,9 +6,9 @@ from rich.text import Text
 from textual.widget import Widget
 
 from vistrain.events import (
-    CheckpointSaved, Event, Log, RunFailed, RunFinished, RunStarted, StageStarted, Unknown,
+    CheckpointSaved, Event, ImagesSkipped, Log, RunFailed, RunFinished, RunStarted, StageStarted, Unknown,
 )
-from vistrain.listeners.console import result_summary
+from vistrain.listeners.console import result_summary, skipped_line
 
 LEVEL_STYLES = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold red"}
 
@@ -58,6 +58,8 @@ class EventLog(Widget):
         elif isinstance(event, Log) and event.level != "debug":
             prefix = "" if event.level == "info" else f"{event.level}: "
             self.say(prefix + event.message, LEVEL_STYLES.get(event.level, ""), event.time)
+        elif isinstance(event, ImagesSkipped):
+            self.say(f"warning: {skipped_line(event)}", LEVEL_STYLES["warning"], event.time)
         elif isinstance(event, CheckpointSaved) and event.reason in ("user", "stop"):
             self.say(f"checkpoint saved ({event.reason}): {event.path}", "green", event.time)
         elif isinstance(event, RunFinished):
