@@ -38,8 +38,12 @@ def main() -> None:
     from vistrain.models.factory import create_model
 
     overrides = [] if args.batch_size is None else [f"data.batch_size={args.batch_size}"]
+    from vistrain.data import recipes
+
     cfg = resolve_config(None, None, overrides + ([f"augment.spec={args.spec}"] if args.spec else []))
-    data = prepare_data(load_source(cfg.data.name, cfg.data), cfg.data)
+    source = load_source(cfg.data.name, cfg.data)
+    cfg, _why = recipes.resolve(cfg, source)  # augment.spec auto: the dataset's recipe, as vistrain run picks it
+    data = prepare_data(source, cfg.data)
     device = torch.device("cpu")
     pipeline = build_pipeline(cfg.augment.spec)
     bs = cfg.data.batch_size

@@ -21,11 +21,6 @@ from vistrain.data.sampling import ShardBatchSampler
 from vistrain.data.source import ImageSet
 from vistrain.errors import DataError
 
-# Modules a worker needs, imported once in the forkserver process that forks every worker: workers then
-# start in a fraction of a second and share these pages, instead of importing torch each.
-WORKER_PRELOAD = ["torch", "numpy", "cv2", "vistrain.data.dataloader", "vistrain.data.pipeline",
-                  "vistrain.augment.pipeline"]
-
 
 def target_tensor(images: ImageSet) -> torch.Tensor:
     """The set's training targets as a tensor: int64 labels, or float32 probability rows (soft targets)."""
@@ -145,11 +140,12 @@ def _init_worker(worker_id: int) -> None:
 
 
 def worker_context():
-    """The multiprocessing context of loader workers: forkserver (forking a process whose OpenCV/OpenMP pools
-    already ran can deadlock the workers), with the modules workers need preloaded in the server."""
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(WORKER_PRELOAD)
-    return ctx
+    """The multiprocessing context of loader workers: fork, as torchvision's DataLoader uses, so that workers start
+    at once and share the training process's memory. OpenCV is made single-threaded in the process first: a
+    fork while its thread pool is busy could leave a worker waiting on a lock no thread will release (torch itself
+    makes its workers single-threaded)."""
+    cv2.setNumThreads(1)
+    return multiprocessing.get_context("fork")
 
 
 def dataloader(images: ImageSet, transform, batch_size: int, *, shuffle: bool, seed: int, workers: int,
@@ -161,7 +157,8 @@ def dataloader(images: ImageSet, transform, batch_size: int, *, shuffle: bool, s
                                 pad=pad, drop_last=drop_last)
     return EpochDataLoader(
         TransformDataset(images, transform, seed=seed, substitute=shuffle), batch_sampler=sampler, collate_fn=collate,
-        num_workers=workers, generator=generator, pin_memory=pin_memory, persistent_workers=workers > 0,
+        # a training loader keeps its workers from epoch to epoch; an evaluation loader's exist while it runs
+        num_workers=workers, generator=generator, pin_memory=pin_memory, persistent_workers=workers > 0 and shuffle,
         prefetch_factor=4 if workers > 0 else None, worker_init_fn=_init_worker if workers > 0 else None,
         multiprocessing_context=worker_context() if workers > 0 else None,
     )
