@@ -177,7 +177,8 @@ def run_torchvision(folder: Path, workers: int, steps: int) -> dict:
 
 
 def run_vistrain(folder: Path, workers: int, steps: int, out: Path) -> dict:
-    """``vistrain run`` on the folder, SIGTERMed once it has reported *steps* steps (it saves and stops)."""
+    """``vistrain run`` on the folder, SIGTERMed once it has reported *steps* steps (it saves and stops); with
+    *steps* 0 the whole epoch, its evaluations and the test split."""
     name = f"scale-{folder.name}-{int(time.time() * 1000)}"
     cmd = [sys.executable, "-m", "vistrain", "run", "--headless", "--data", f"imagefolder:{folder}",
            "--model", "timm:resnet18", "--set", "model.input_size=64", "--epochs", "1", "--batch-size", "32",
@@ -205,16 +206,18 @@ def run_vistrain(folder: Path, workers: int, steps: int, out: Path) -> dict:
                     continue
                 if e.get("kind") == "batch_end":
                     steps_seen.append((e["time"], e["global_step"]))
-            if len(steps_seen) >= steps:
+            if steps and len(steps_seen) >= steps:
                 proc.send_signal(signal.SIGTERM)
                 break
         time.sleep(0.05)
     _out, err = proc.communicate()
     memory.stop()
+    if not steps and proc.returncode != 0:
+        raise RuntimeError(f"vistrain run failed (exit {proc.returncode}):\n{err[-3000:]}")
     if len(steps_seen) < 2:
         raise RuntimeError(f"vistrain run ended after {len(steps_seen)} steps:\n{err[-3000:]}")
     (t1, s1), (t2, s2) = steps_seen[0], steps_seen[-1]
-    return {"first_step_s": t1 - t0, "train_img_s": (s2 - s1) * 32 / (t2 - t1),
+    return {"first_step_s": t1 - t0, "train_img_s": (s2 - s1) * 32 / (t2 - t1), "wall_s": time.time() - t0,
             "peak_rss_gb": memory.peak_rss, "peak_pss_gb": memory.peak_pss}
 
 
@@ -276,20 +279,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=40, help="loader-only batches of 32")
     parser.add_argument("--repeats", type=int, default=3, help="training command pairs per folder (medians shown)")
     parser.add_argument("--skip-train", action="store_true", help="the loaders alone")
+    parser.add_argument("--full-epoch", action="store_true", help="only: one whole epoch of vistrain run on each folder")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     import torch
 
-    folders = [(f"{n} JPEGs at 256x256", make_folder(args.root, n, 256, 256)) for n in map(int, args.sizes.split(",") if args.sizes else [])]
+    counts = list(map(int, args.sizes.split(","))) if args.sizes else []
+    folders = [(f"{n} JPEGs at 256x256", make_folder(args.root, n, 256, 256), n) for n in counts]
     if args.photos:
-        folders.append((f"{args.photos} photos at 4000x3000", make_folder(args.root, args.photos, 3000, 4000)))
+        folders.append((f"{args.photos} photos at 4000x3000", make_folder(args.root, args.photos, 3000, 4000), args.photos))
+    if args.full_epoch:
+        for label, folder, _n in folders:
+            r = run_vistrain(folder, args.workers, 0, args.root / "runs")
+            print(f"{label}: one whole epoch, with its val and test evaluations: {r['wall_s']:.0f} s, peak RSS of the "
+                  f"tree {r['peak_rss_gb']:.2f} GB, peak PSS {r['peak_pss_gb']:.2f} GB, {r['train_img_s']:.1f} img/s",
+                  flush=True)
+        return 0
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, {os.cpu_count()} cores, {args.workers} loader workers, load average {load:.2f}",
           flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="vistrain-scale-") as tmp:
-        for label, folder in folders:
+        for label, folder, count in folders:
             row = {"folder": label}
+            # within the first epoch (about 96 % of the images train, in batches of 32): an epoch's end would add
+            # the evaluation's workers to one side only
+            steps = max(2, min(args.steps, int(count * 0.96) // 32 - 1))
             row["loader_vistrain"] = loader_rate("vistrain", folder, args.workers, args.batches)
             row["loader_torchvision"] = loader_rate("torchvision", folder, args.workers, args.batches)
             print(f"{label}: loader alone (crop 224) vistrain {row['loader_vistrain']:.1f} img/s, torchvision "
@@ -298,9 +313,9 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_train:
                 pairs = []
                 for r in range(args.repeats):  # alternating who goes first
-                    v = run_vistrain(folder, args.workers, args.steps, Path(tmp)) if r % 2 == 0 else None
-                    t = run_torchvision(folder, args.workers, args.steps)
-                    v = v or run_vistrain(folder, args.workers, args.steps, Path(tmp))
+                    v = run_vistrain(folder, args.workers, steps, Path(tmp)) if r % 2 == 0 else None
+                    t = run_torchvision(folder, args.workers, steps)
+                    v = v or run_vistrain(folder, args.workers, steps, Path(tmp))
                     pairs.append((v, t))
                 row["pairs"] = pairs
                 v, t = ({k: statistics.median(p[i][k] for p in pairs) for k in pairs[0][i]} for i in (0, 1))

@@ -278,6 +278,21 @@ def test_a_hugging_face_dataset_from_disk_and_from_parquet(tmp_path):
         load_source(f"hf:{tmp_path / 'disk'}", DataConfig(image_column="img"))
 
 
+def test_a_hub_name_is_fetched_only_with_download(tmp_path, monkeypatch):
+    """The Hub path itself, against a local dataset standing in for the download."""
+    datasets = pytest.importorskip("datasets")
+    paths = photo_folder(tmp_path / "p", per_class=2, flat=True)
+    local = datasets.Dataset.from_dict({"image": [p.read_bytes() for p in paths], "label": [0, 1, 2, 0, 1, 2]})
+    asked = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, **kw: asked.append(name) or datasets.DatasetDict(
+        {"train": local, "test": local.select([0, 1, 2])}))
+    with pytest.raises(DataError, match="pass --download"):
+        load_source("hf:someone/beans", DataConfig())
+    assert asked == []  # nothing was fetched without --download
+    src = load_source("hf:someone/beans", DataConfig(download=True))
+    assert asked == ["someone/beans"] and len(src.train) == 6 and len(src.test) == 3 and src.classes == ["0", "1", "2"]
+
+
 # --- unlabelled pools -----------------------------------------------------------------------------
 
 
@@ -388,3 +403,54 @@ def test_two_ranks_see_every_sample_exactly_once_per_epoch(tmp_path, kind, n, ba
             seen += [int(round(float(v[0, 0, 0]))) + 256 * int(round(float(v[1, 0, 0]))) for x in batches for v in x]
         assert steps[0] == steps[1]
         assert sorted(seen) == list(range(n))
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_a_resumed_epoch_with_loader_workers_continues_after_the_batches_done(tmp_path, workers):
+    """torch's multi-process iterator calls iter() on the batch sampler twice when it starts: the resume position
+    must survive that, or a resumed photo run would replay its epoch from the start. The epoch after it is whole."""
+    numbered_images(tmp_path / "numbers", 60)
+    images = load_source(f"imagefolder:{tmp_path / 'numbers'}", DataConfig()).train
+    tf = ImageTransform(InputSpec(3, 8, (0.0,) * 3, (1 / 255,) * 3), augment=None)
+
+    def numbers(batches):
+        return [[int(round(float(v[0, 0, 0]))) for v in x] for x, _ in batches]
+
+    def loader():
+        return build_loader(images, tf, 8, shuffle=True, seed=5, num_workers=workers)
+
+    whole = loader()
+    whole.set_epoch(2)
+    epoch2 = numbers(whole)
+    whole.set_epoch(3)
+    epoch3 = numbers(whole)
+    resumed = loader()
+    resumed.load_state_dict({"epoch": 2, "position": 3})
+    assert numbers(resumed) == epoch2[3:]
+    assert resumed.state_dict() == {"epoch": 2, "position": len(epoch2)}
+    resumed.set_epoch(3)
+    assert numbers(resumed) == epoch3
+
+
+def test_persistent_loader_workers_draw_each_epochs_own_augmentation(tmp_path):
+    """A worker keeps the copy of the dataset it started with: the epoch must travel with each index, or every
+    epoch would repeat the first one's crops and flips. With workers the batches equal those without."""
+    from vistrain.augment import build_augmentation
+    from vistrain.config import AugmentConfig
+
+    numbered_images(tmp_path / "numbers", 32)
+    images = load_source(f"imagefolder:{tmp_path / 'numbers'}", DataConfig()).train
+    aug, _ = build_augmentation(AugmentConfig(spec="affine-deg30-shift2"), num_classes=2)
+    tf = ImageTransform(InputSpec(3, 8, (0.0,) * 3, (1 / 255,) * 3), aug)
+    per_workers = {}
+    for workers in (0, 1):
+        loader = build_loader(images, tf, 16, shuffle=True, seed=5, num_workers=workers)
+        epochs = []
+        for epoch in (1, 2, 3):
+            loader.set_epoch(epoch)
+            epochs.append(torch.cat([x for x, _ in loader]))
+        per_workers[workers] = epochs
+    for a, b in zip(per_workers[0], per_workers[1]):
+        assert torch.equal(a, b)
+    e1, e2, e3 = per_workers[1]
+    assert not torch.equal(e1, e2) and not torch.equal(e2, e3)

@@ -264,12 +264,38 @@ def test_multi_stage_strategies_killed_in_each_stage_resume_bitwise(strategy, tm
     assert _metric_rows(tmp_path / "job") == _metric_rows(tmp_path / "ref"), note
 
 
-def test_a_two_rank_run_killed_at_random_steps_resumes_bitwise(tmp_path, cli):
+@pytest.fixture(scope="module")
+def digits_on_disk(tmp_path_factory):
+    """The 8x8 digits as a PNG folder, and the same folder packed as WebDataset shards (JPEG, lossy)."""
+    import cv2
+
+    from vistrain.cli import main
+    from vistrain.config import DataConfig
+    from vistrain.data.prepare import load_source
+
+    root = tmp_path_factory.mktemp("digits-files")
+    src = load_source("digits", DataConfig())
+    for i in range(len(src.train)):
+        folder = root / "png" / src.classes[int(src.train.labels[i])]
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{i:04d}.png"), src.train.image(i)[..., 0])
+    assert main(["datasets", "pack", f"imagefolder:{root / 'png'}", "--to", str(root / "shards"), "--size", "8",
+                 "--shard-mb", "0.1"]) == 0
+    count = len(list((root / "shards").glob("train-*.tar")))
+    return {"imagefolder": f"imagefolder:{root / 'png'}",
+            "webdataset": f"webdataset:{root / 'shards'}/train-{{000000..{count - 1:06d}}}.tar"}
+
+
+@pytest.mark.parametrize("data", ["digits", "imagefolder", "webdataset"])
+def test_a_two_rank_run_killed_at_random_steps_resumes_bitwise(data, tmp_path, cli, request):
     """``--nproc 2``: the job (launcher and both workers) is SIGKILLed twice at random steps; the same command
     with --resume auto ends with the weights of an uninterrupted 2-rank run, every rank's RNG and loader
-    position restored from the checkpoint."""
-    args = ARGS + ["--nproc", "2", "--batch-size", "32", "--augment", "affine-deg10-shift2", "--out", tmp_path,
-                   "--name"]
+    position restored from the checkpoint. In memory (digits), from a folder of files and from WebDataset
+    shards read through loader workers: shards resume exactly as a folder does."""
+    spec = "digits" if data == "digits" else request.getfixturevalue("digits_on_disk")[data]
+    files = [] if data == "digits" else ["--set", "data.num_workers=1"]
+    args = ARGS + ["--nproc", "2", "--batch-size", "32", "--augment", "affine-deg10-shift2", "--data", spec, *files,
+                   "--out", tmp_path, "--name"]
     assert cli(*args, "ref")[0] == 0
     rng = random.Random()
     kills = [rng.randrange(4, 18), rng.randrange(24, 34)]  # the 40 steps take well under a second: keep a margin
@@ -281,7 +307,7 @@ def test_a_two_rank_run_killed_at_random_steps_resumes_bitwise(tmp_path, cli):
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     assert "resumed inside epoch" in out, out
-    assert_bitwise_equal(_weights(tmp_path / "ref"), _weights(tmp_path / "job"), f"2 ranks, kills at {kills}")
+    assert_bitwise_equal(_weights(tmp_path / "ref"), _weights(tmp_path / "job"), f"2 ranks, {data}, kills at {kills}")
     assert _metric_rows(tmp_path / "job") == _metric_rows(tmp_path / "ref")
 
 

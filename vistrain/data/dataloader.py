@@ -53,10 +53,15 @@ class TransformDataset(torch.utils.data.Dataset):
             return self.transform.from_bytes(raw, repr(self.images.name(index)), rng)
         return self.transform(self.images.image(index), rng)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index):
+        """*index* alone, or (epoch, index) as :class:`ShardBatchSampler` sends it: a worker's copy of ``epoch``
+        is the one from when it started."""
+        epoch = self.epoch
+        if isinstance(index, tuple):
+            epoch, index = index
         rng = None
         if self.transform.augment is not None or self.transform.crop_smin is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+            rng = np.random.default_rng([self.seed, int(epoch), int(index)])
         unreadable: list[str] = []
         i = int(index)
         for _ in range(min(len(self), 64)):
@@ -115,7 +120,9 @@ class EpochDataLoader(torch.utils.data.DataLoader):
 
     def __iter__(self):
         self.position = self.batch_sampler.skip
-        for images, targets, unreadable in super().__iter__():
+        batches = super().__iter__()  # the sampler's iterators are made here, from its skip
+        self.batch_sampler.skip = 0  # the next epoch starts at its first batch
+        for images, targets, unreadable in batches:
             self.position += 1
             self.skipped += unreadable
             if images is not None:

@@ -112,7 +112,11 @@ class ResumableLoader:
 
 
 class ShardBatchSampler(torch.utils.data.Sampler):
-    """:func:`rank_batches` as a batch sampler for the DataLoader path, able to start after *skip* batches."""
+    """:func:`rank_batches` as a batch sampler for the DataLoader path, able to start after *skip* batches.
+
+    *skip* holds until its owner clears it: torch's multi-process iterator calls ``iter()`` on the sampler twice
+    when it starts (in ``__init__`` and in ``_reset``), so a sampler that cleared it on the first call would
+    replay the skipped batches with loader workers."""
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
                  pad: bool = True, drop_last: bool = False):
@@ -129,5 +133,5 @@ class ShardBatchSampler(torch.utils.data.Sampler):
         order = epoch_permutation(self.n, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch)
         batches = rank_batches(order, self.batch_size, self.rank, self.world_size, pad=self.pad,
                                drop_last=self.drop_last)
-        start, self.skip = self.skip, 0
-        return iter([b.tolist() for b in batches[start:]])
+        # each index travels with its epoch: persistent workers hold a copy of the dataset made when they started
+        return iter([[(self.epoch, i) for i in b.tolist()] for b in batches[self.skip:]])

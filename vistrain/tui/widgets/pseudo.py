@@ -35,7 +35,8 @@ class PseudoLabelPanel(Widget):
             return Text("no pseudo-label round yet", style="dim")
         width, height = max(24, self.size.width), max(5, self.size.height)
         lines = [Text(f"accepted {_pct(s.acceptance_rate)} · mean conf {s.mean_confidence:.2f}"),
-                 Text(f"flips {_pct(s.flip_rate)} · label acc {_pct(s.accuracy)}")]
+                 # label accuracy only where the pool's true labels are known (a folder of unsorted photos has none)
+                 Text(f"flips {_pct(s.flip_rate)}" + ("" if s.accuracy is None else f" · label acc {_pct(s.accuracy)}"))]
         counts = s.counts_after or s.counts_before
         names = s.class_names or [str(i) for i in range(len(counts))]
         per_class_rows = len(counts) if height - 2 - 4 >= len(counts) else 0
