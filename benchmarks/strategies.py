@@ -37,11 +37,12 @@ WIDE_STUDENTS = "strategy.params.students=[{name: lenet5, kwargs: {width: 2}}, {
 
 
 def load_heldout(arg: str | None, cfg) -> DataSource:
-    """``heldout:NAME``: NAME's images minus a stratified held-out test split."""
+    """``heldout:NAME`` (or ``NAME@FRACTION``): NAME's images minus a stratified held-out test split."""
     from vistrain.data.prepare import load_source
 
-    base = load_source(arg or "mnist5k", cfg)
-    keep, test = stratified_split(base.train.labels, HELD_OUT_FRACTION, HELD_OUT_SEED)
+    name, _, fraction = (arg or "mnist5k").partition("@")
+    base = load_source(name, cfg)
+    keep, test = stratified_split(base.train.labels, float(fraction or HELD_OUT_FRACTION), HELD_OUT_SEED)
     return DataSource(f"heldout:{base.name}", base.classes, base.train.subset(keep), test=base.train.subset(test),
                       channels=base.channels, image_size=base.image_size)
 
@@ -88,20 +89,71 @@ def pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
+DISTILL_DATA = "heldout:mnist5k@0.4"  # 2,000 held-out digits; 2,400 train and 600 val remain
+# (name, strategy.params); every one with the teacher checkpoint of its seed, T and alpha of the settings line
+DISTILL_METHODS = {
+    "kd": [],
+    "dkd": ["strategy.params.loss=dkd", "strategy.params.alpha=0.5"],
+    "dist": ["strategy.params.loss=dist", "strategy.params.alpha=0.5"],
+    "kd+fitnet": ["strategy.params.feature=fitnet"],
+    "kd+mixup": ["strategy.params.mix=mixup", "strategy.params.alpha=1.0"],
+}
+
+
+def spread(values: list[float]) -> str:
+    """mean ± standard deviation over seeds, in percent, then each seed."""
+    v = np.asarray(values) * 100
+    return f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0:.2f} % ({' / '.join(f'{x:.2f}' for x in v)})"
+
+
 def distill(out: Path, e: dict) -> None:
-    """Teacher LeNet-5; MLP 2x800 alone and distilled, same augmentation and schedule."""
-    data = "heldout:mnist5k"
-    common = [f"data.name={data}", f"train.epochs={e['distill']}"]
-    teacher = run(out, "distill-teacher", [f"data.name={data}", f"train.epochs={e['distill_teacher']}", "model.name=lenet5"])
-    alone = run(out, "distill-student-alone", [*common, "model.name=mlp"])
-    student = run(out, "distill-student", [*common, "model.name=mlp", "strategy.name=distill",
-                                           f"strategy.params.teacher={teacher / 'best.pt'}",
-                                           f"strategy.params.temperature={e['T']}", f"strategy.params.alpha={e['alpha']}"])
-    t, a, d = test_error(teacher / "best.pt", data), test_error(alone / "best.pt", data), test_error(student / "best.pt", data)
-    n = len(load_heldout("mnist5k", None).test)
-    print(f"DISTILL ({n} held-out images): teacher lenet5 {pct(t)} | student mlp alone {pct(a)} | distilled {pct(d)}")
-    gap = a - t
-    print(f"  gap closed: {(a - d) / gap:.2f} of the teacher-student gap" if gap > 0 else "  no gap: the student alone is as good")
+    """LeNet-5 teacher; MLP 2x800 alone and distilled by each method, over seeds; same augmentation and schedule.
+
+    Per seed (``train.seed``, which also draws the val split): a teacher, the student alone and every method of
+    ``DISTILL_METHODS`` for ``distill`` epochs, and (``distill_long`` > 0) the student alone and ``kd+mixup`` for
+    that many epochs, Beyer et al.'s "patient" schedule. Gap closed = (alone − distilled) / (alone − teacher) with
+    the seed's own teacher and student alone."""
+    data = DISTILL_DATA
+    n = len(load_heldout(data.partition(":")[2], None).test)
+    seeds = list(range(e["distill_seeds"]))
+    errors: dict[str, list[float]] = {}
+
+    def record(key: str, ck: Path) -> float:
+        errors.setdefault(key, []).append(test_error(ck / "best.pt", data))
+        return errors[key][-1]
+
+    for seed in seeds:
+        base = [f"data.name={data}", f"train.seed={seed}"]
+        teacher = run(out, f"distill-teacher-s{seed}", [*base, f"train.epochs={e['distill_teacher']}", "model.name=lenet5"])
+        record("teacher", teacher)
+        # (epochs, tag, extra settings, methods): the main schedule; the long one; Hinton et al.'s protocol, where
+        # the students see no jitter (the teacher keeps its own) and T = 20
+        schedules = [(e["distill"], "", [], list(DISTILL_METHODS))]
+        if e["distill_long"]:
+            schedules.append((e["distill_long"], f"@{e['distill_long']}ep", [], ["kd", "kd+mixup"]))
+        if e["distill_hinton"]:
+            schedules.append((e["distill"], "@no-jitter", ["augment.spec=none"], ["kd"]))
+        for epochs, tag, extra, methods in schedules:  # extra: for the student alone and the distilled ones
+            common = [*base, f"train.epochs={epochs}", "model.name=mlp", *extra]
+            record(f"alone{tag}", run(out, f"distill-alone{tag}-s{seed}", common))
+            for method, sets in DISTILL_METHODS.items():
+                if method not in methods:
+                    continue
+                ck = run(out, f"distill-{method}{tag}-s{seed}",
+                         [*common, "strategy.name=distill", f"strategy.params.teacher={teacher / 'best.pt'}",
+                          f"strategy.params.temperature={20 if tag == '@no-jitter' else e['T']}",
+                          f"strategy.params.alpha={e['alpha']}", *sets])
+                record(f"{method}{tag}", ck)
+        print(f"DISTILL seed {seed}: " + " | ".join(f"{k} {pct(v[-1])}" for k, v in errors.items()), flush=True)
+    print(f"DISTILL ({n} held-out images, {len(seeds)} seeds; LeNet-5 teacher -> MLP 2x800, {e['distill']} epochs, "
+          f"T={e['T']}): held-out error, mean ± sd (each seed)")
+    for key, values in errors.items():
+        line = f"  {key:<16} {spread(values)}"
+        alone = errors["alone" + (key[key.index("@"):] if "@" in key else "")]
+        if key != "teacher" and not key.startswith("alone"):
+            closed = [(a - d) / (a - t) if a > t else float("nan") for a, d, t in zip(alone, values, errors["teacher"])]
+            line += (f"  gap closed {np.nanmean(closed):.0%} ({' / '.join(f'{c:.0%}' for c in closed)})")
+        print(line, flush=True)
 
 
 def noisy(out: Path, e: dict) -> None:
@@ -158,9 +210,9 @@ def transfer(out: Path, e: dict) -> None:
           f"probe / scratch error ratio {np.mean(errors['probe']) / np.mean(errors['scratch']):.2f}")
 
 
-FULL = {"digits": "digits:mnist", "distill": 30, "distill_teacher": 30, "T": 4, "alpha": 0.9, "student": 40, "teacher": 150, "source": 8, "transfer": 40, "transfer_subsets": 3,
+FULL = {"digits": "digits:mnist", "distill": 30, "distill_teacher": 30, "distill_seeds": 3, "distill_long": 90, "distill_hinton": 1, "T": 4, "alpha": 0.9, "student": 40, "teacher": 150, "source": 8, "transfer": 40, "transfer_subsets": 3,
         "noisy_sets": [], "pseudo_sets": []}
-QUICK = {**FULL, "distill": 2, "distill_teacher": 2, "student": 2, "teacher": 20, "source": 2, "transfer": 3, "transfer_subsets": 1}
+QUICK = {**FULL, "distill": 2, "distill_teacher": 2, "distill_seeds": 2, "distill_long": 0, "distill_hinton": 0, "student": 2, "teacher": 20, "source": 2, "transfer": 3, "transfer_subsets": 1}
 
 
 def main() -> None:

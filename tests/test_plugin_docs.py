@@ -105,6 +105,37 @@ def test_scheduler_example(example_plugin):
     assert opt.param_groups[0]["lr"] == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("example_plugin", ["register_distill_losses"], indirect=True)
+def test_distill_loss_example(example_plugin, tmp_path):
+    """The example's loss through the registry, then a distill run that trains with it (loss_kwargs passed)."""
+    import torch
+
+    from vistrain.runner import execute
+    from vistrain.config import resolve_config
+    from vistrain.strategies.distill_losses import logit_loss
+
+    loss = logit_loss("mse-logits", {"scale": 0.5})
+    zs, zt = torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 2.0]])
+    assert float(loss(zs, zt, torch.tensor([0]), 4.0)) == pytest.approx(0.5 * 2.0)
+    assert _only("distill_loss", "register_distill_losses").name == "mse-logits"
+    teacher = execute(resolve_config(None, {"output.dir": str(tmp_path), "output.name": "t"},
+                                     ["data.name=digits", "train.epochs=1"])).run_dir
+    seen = []
+    entry = _only("distill_loss", "register_distill_losses")
+    factory = entry.load()
+
+    def spy(**kwargs):
+        seen.append(kwargs)
+        return factory(**kwargs)
+
+    entry.factory = spy  # the run calls the factory: wrapped, to see the kwargs reach it
+    result = execute(resolve_config(None, {"output.dir": str(tmp_path), "output.name": "s"},
+                                    ["data.name=digits", "train.epochs=1", "model.name=mlp",
+                                     "strategy.name=distill", f"strategy.params.teacher={teacher / 'checkpoints' / 'best.pt'}",
+                                     "strategy.params.loss=mse-logits", "strategy.params.loss_kwargs={scale: 0.25}"]))
+    assert seen == [{"scale": 0.25}] and result.metrics["best_val_top1"] > 0.2
+
+
 @pytest.mark.parametrize("example_plugin", ["register_commands"], indirect=True)
 def test_command_example(example_plugin, cli, tmp_path):
     (tmp_path / "a").mkdir()

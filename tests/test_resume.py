@@ -226,6 +226,12 @@ MULTI_STAGE = {
     "distill": (["--strategy", "distill", "--model", "mlp", "--set", "model.kwargs.hidden=64",
                  "--set", "strategy.params.teacher_model=lenet5", "--set", "strategy.params.teacher_epochs=2"],
                 [("teacher", 20), ("student", 20)]),
+    # DKD + a FitNets adapter (trained beside the student, restored from the checkpoint) + function matching (mixup)
+    "distill-dkd-fitnet-mixup": (["--strategy", "distill", "--model", "mlp", "--set", "model.kwargs.hidden=64",
+                                  "--set", "strategy.params.teacher_model=lenet5", "--set", "strategy.params.teacher_epochs=2",
+                                  "--set", "strategy.params.loss=dkd", "--set", "strategy.params.feature=fitnet",
+                                  "--set", "strategy.params.mix=mixup"],
+                                 [("teacher", 20), ("student", 20)]),
     "transfer": (["--strategy", "transfer", "--set", "strategy.params.freeze_epochs=1"],  # probe, then fine-tune
                  [("head", 10), ("finetune", 20)]),
     "pseudo-label": (["--strategy", "pseudo-label", "--set", "data.labels_per_class=20",

@@ -229,10 +229,21 @@ def test_distill_learns_what_the_teacher_says_not_the_labels(cli, tmp_path, teac
 
 def test_distill_bad_inputs(cli, tmp_path, teacher_ckpt):
     other = lenet_checkpoint(tmp_path / "letters.pt", classes=list("abcdefghij"))
+    mlp = ["model.name=mlp", f"strategy.params.teacher={teacher_ckpt}"]  # a checkpoint teacher: nothing trains first
     for params, message in [([f"strategy.params.teacher={other}"], "teacher .* and student class names differ"),
                             ([f"strategy.params.teacher={tmp_path / 'nope.pt'}"], "teacher checkpoint .*nope.pt.* not found"),
                             (["strategy.params.temprature=3"], "unknown parameter 'strategy.params.temprature'.*did you mean 'temperature'"),
-                            (["strategy.params.alpha=2"], "parameter 'strategy.params.alpha'")]:
+                            (["strategy.params.alpha=2"], "parameter 'strategy.params.alpha'"),
+                            (["strategy.params.temperature=0"], "parameter 'strategy.params.temperature': input should be greater than 0"),
+                            (["strategy.params.loss=dkdd"], "unknown distill_loss 'dkdd'.*did you mean 'dkd'"),
+                            ([*mlp, "strategy.params.feature=fitnet", "strategy.params.student_layer=fc9"],
+                             r"the student \(MLP\) has no layer 'fc9'.*its layers"),
+                            ([*mlp, "strategy.params.feature=fitnet", "strategy.params.teacher_layer=features.99"],
+                             r"the teacher \(LeNet5\) has no layer 'features.99'.*did you mean"),
+                            ([*mlp, "strategy.params.feature=at"], "attention transfer needs feature maps from both layers"),
+                            (["strategy.params.feature=hint"], "parameter 'strategy.params.feature'"),
+                            ([*mlp, "strategy.params.loss=dist", "strategy.params.loss_kwargs={delta: 1}"],
+                             "distillation loss 'dist' does not take")]:
         sets = [x for p in params for x in ("--set", p)]
         code, out, err = cli("run", *TINY, "--out", tmp_path / "bad", "--strategy", "distill", *sets)
         assert code == 2 and len(err.strip().splitlines()) == 1, err

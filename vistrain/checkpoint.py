@@ -39,7 +39,7 @@ def make_checkpoint(*, model, model_spec: dict, input_spec: dict, classes: list[
                     optimizer=None, scheduler=None, scaler=None, metrics: dict | None = None,
                     config: dict | None = None, rng: dict | None = None, state=None, stage_epochs: int | None = None,
                     strategy: str = "", stage: str = "", stage_state: dict | None = None,
-                    rank_states: list[dict] | None = None) -> dict:
+                    rank_states: list[dict] | None = None, extra_modules: dict | None = None) -> dict:
     """Assemble the checkpoint dict: everything needed to predict, evaluate or resume.
 
     *state* (the loop's ``TrainState``) adds where training stands inside the stage; *rank_states* every
@@ -61,6 +61,9 @@ def make_checkpoint(*, model, model_spec: dict, input_spec: dict, classes: list[
         "stage": stage,
         "stage_state": dict(stage_state or {}),
     }
+    if extra_modules:  # trained beside the model (a distillation adapter): for resume only
+        ckpt["extra_modules"] = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()}
+                                 for name, m in extra_modules.items()}
     if optimizer is not None:
         ckpt["optimizer"] = optimizer.state_dict()
     if scheduler is not None:
@@ -208,6 +211,11 @@ def position(ckpt: dict, rank: int = 0, world_size: int = 1) -> dict[str, Any]:
             "best_seen": float(ckpt.get("best_seen", -math.inf)), "epoch_step": int(ckpt.get("epoch_step", 0)),
             "epoch_accum": dict(mine.get("epoch_accum") or {}), "loader_state": dict(mine.get("loader_state") or {}),
             "steps_per_epoch": int(ckpt.get("steps_per_epoch", 0) or 0)}
+
+
+def extra_modules(ckpt: dict) -> dict[str, dict]:
+    """The state dicts of the modules trained beside the model (e.g. ``distill_adapter``), by name."""
+    return dict(ckpt.get("extra_modules") or {})
 
 
 def resume_states(ckpt: dict) -> tuple[dict | None, dict | None, dict | None]:

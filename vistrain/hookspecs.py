@@ -92,6 +92,18 @@ def register_schedulers(register: Register) -> None:
 
 
 @hookspec
+def register_distill_losses(register: Register) -> None:
+    """Register logit losses for the ``distill`` strategy (``strategy.params.loss``).
+
+    ``factory(**loss_kwargs)`` returns ``loss(student_logits, teacher_logits, targets, temperature)
+    -> torch.Tensor``, the teacher term that ``distill`` weighs by ``alpha`` against the labels'
+    cross-entropy; ``targets`` are class indices or soft (N, classes) targets. ``loss_kwargs`` come
+    from ``strategy.params.loss_kwargs``. Meta keys: ``description``. Fired once when the registry
+    is first used; every implementation is called.
+    """
+
+
+@hookspec
 def register_commands(register: Register) -> None:
     """Register CLI commands.
 

@@ -71,6 +71,7 @@ REGISTRY_HOOKS = {
     "optimizer": "register_optimizers",
     "scheduler": "register_schedulers",
     "command": "register_commands",
+    "distill_loss": "register_distill_losses",
 }
 
 

@@ -4,6 +4,17 @@ from vistrain.hookspecs import hookimpl
 
 
 @hookimpl
+def register_distill_losses(register):
+    """Register ``kd``, ``dkd`` and ``dist`` (lazy factories: listing them does not import torch)."""
+    module = "vistrain.strategies.distill_losses"
+    register("kd", f"{module}:make_kd", description="Hinton 2015: T^2 KL of the softened outputs")
+    register("dkd", f"{module}:make_dkd",
+             description="decoupled KD (Zhao 2022): alpha TCKD + beta NCKD (strategy.params.dkd_alpha, dkd_beta)")
+    register("dist", f"{module}:make_dist",
+             description="DIST (Huang 2022): inter- and intra-class correlation (strategy.params.dist_beta, dist_gamma)")
+
+
+@hookimpl
 def register_strategies(register):
     """Register ``supervised``, ``transfer``, ``distill``, ``pseudo-label`` and ``noisy-student``."""
     register("supervised", "vistrain.strategies.supervised:run_supervised",

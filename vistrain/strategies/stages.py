@@ -78,6 +78,8 @@ class Stage:
     loaders: tuple[Any, Any] | None = None  # prebuilt (train, val) loaders, e.g. over cached features
     save_model: nn.Module | None = None  # the module checkpoints hold (default: ``model``)
     save_spec: tuple[dict, InputSpec] | None = None  # its (model_spec, input_spec) when it differs
+    # trained modules beside the saved model (e.g. a distillation adapter): in every checkpoint, restored on resume
+    extra_modules: dict[str, nn.Module] = field(default_factory=dict)
 
 
 @dataclass
@@ -232,6 +234,12 @@ def restore_stage_state(ctx: RunContext, stage: Stage, optimizer, scheduler, sca
                 "warning")
     state = restore_training(ck, model=stage.save_model or stage.model, optimizer=optimizer, scheduler=scheduler,
                              scaler=scaler, epochs=stage.epochs, steps_per_epoch=steps_per_epoch, log=ctx.log)
+    saved_extra = checkpoint.extra_modules(ck)
+    for name, module in stage.extra_modules.items():
+        if name not in saved_extra:
+            raise CheckpointError(f"the resume checkpoint has no {name!r} for stage {stage.name!r}",
+                                  hint="resume with the same strategy parameters, or start a new run")
+        module.load_state_dict(saved_extra[name])
     where = (f"inside epoch {state.epoch + 1} after its step {state.epoch_step}" if state.epoch_step
              else f"from epoch {state.epoch}")
     ctx.log(f"resumed {where} (step {state.global_step}) of stage {stage.name}")
@@ -281,7 +289,8 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
     spec, input_spec = stage.save_spec or (stage.model_spec, stage.input_spec)
     writer = CheckpointWriter(ctx, model=save_model, model_spec=spec, input_spec=input_spec.to_dict(),
                               optimizer=optimizer, scheduler=scheduler, scaler=scaler, prefix=stage.prefix,
-                              stage=stage.name, stage_state=stage.state, epochs=stage.epochs, final=stage.final)
+                              stage=stage.name, stage_state=stage.state, epochs=stage.epochs, final=stage.final,
+                              extra_modules=stage.extra_modules)
     ctx.emit(StageStarted(stage=stage.name, index=stage.index, total=stage.total,
                           description=stage.description or stage.name, epochs=stage.epochs,
                           steps_per_epoch=len(train_loader), model=spec["name"],
