@@ -125,7 +125,7 @@ def test_a_feature_loss_trains_the_adapter_and_the_student_and_never_the_teacher
     value = loss(wrapped(x), y, x)
     plain = distillation_loss(student(x), teacher(x), y, 4.0, 0.9)
     feat = fitnet_loss(wrapped.adapter(student[3](student[2](student[1](student[0](x))))), teacher.tap.features)
-    assert float(value) == pytest.approx(float(plain + 10.0 * feat), rel=1e-5)
+    assert float(value.detach()) == pytest.approx(float((plain + 10.0 * feat).detach()), rel=1e-5)
     value.backward()
     assert wrapped.adapter.proj.weight.grad is not None and student[0].weight.grad is not None
     assert all(p.grad is None for p in teacher.model.parameters())
@@ -133,3 +133,49 @@ def test_a_feature_loss_trains_the_adapter_and_the_student_and_never_the_teacher
     wrapped.features = None
     wrapped(x)
     assert wrapped.features is None  # evaluation does not run the adapter
+
+
+def test_the_teacher_sees_exactly_the_mixed_batch_the_student_trains_on():
+    """Consistent teaching (Beyer et al. 2022): with function matching the loss's images are the mixed batch
+    the student's forward got, step after step, not the loader's unmixed images."""
+    from vistrain.augment.batch import BatchMix
+    from vistrain.data.pipeline import TensorBatchLoader
+    from vistrain.engine.loop import fit
+
+    torch.manual_seed(0)
+    x, y = torch.rand(32, 1, 8, 8), torch.arange(32) % 3
+    student_inputs, loss_images, loader_images = [], [], []
+
+    class Recording(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = small_cnn()
+
+        def forward(self, images):
+            if self.training:
+                student_inputs.append(images.detach().clone())
+            return self.net(images)
+
+    spec = InputSpec(1, 8, (0.0,), (1.0,))
+    teacher = TeacherView(small_cnn(), spec, spec)
+    loss = DistillationLoss(teacher, 4.0, 1.0)
+
+    def recording_loss(logits, targets, images):
+        loss_images.append(images.detach().clone())
+        return loss(logits, targets, images)
+
+    recording_loss.sees_images = True
+    mix = BatchMix(mixup_alpha=1.0, mixup_prob=1.0, num_classes=3)
+
+    def transform(images, targets):
+        loader_images.append(images.clone())
+        return mix(images, targets)
+
+    model = Recording()
+    fit(model, TensorBatchLoader(x, y, 8, shuffle=True), TensorBatchLoader(x, y, 16, shuffle=False),
+        torch.optim.SGD(model.parameters(), lr=0.01), device=torch.device("cpu"), epochs=1,
+        loss_fn=recording_loss, batch_transform=transform)
+    assert len(loss_images) == len(student_inputs) == 4
+    for seen_by_teacher, seen_by_student, loaded in zip(loss_images, student_inputs, loader_images):
+        assert torch.equal(seen_by_teacher, seen_by_student)
+        assert not torch.equal(seen_by_teacher, loaded)  # mixed
