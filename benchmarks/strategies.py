@@ -147,13 +147,23 @@ def distill(out: Path, e: dict) -> None:
         print(f"DISTILL seed {seed}: " + " | ".join(f"{k} {pct(v[-1])}" for k, v in errors.items()), flush=True)
     print(f"DISTILL ({n} held-out images, {len(seeds)} seeds; LeNet-5 teacher -> MLP 2x800, {e['distill']} epochs, "
           f"T={e['T']}): held-out error, mean ± sd (each seed)")
+    rows = []
     for key, values in errors.items():
         line = f"  {key:<16} {spread(values)}"
+        v = np.asarray(values) * 100
+        row = [key, f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0:.2f} %", " / ".join(f"{x:.2f}" for x in v), ""]
         alone = errors["alone" + (key[key.index("@"):] if "@" in key else "")]
         if key != "teacher" and not key.startswith("alone"):
             closed = [(a - d) / (a - t) if a > t else float("nan") for a, d, t in zip(alone, values, errors["teacher"])]
             line += (f"  gap closed {np.nanmean(closed):.0%} ({' / '.join(f'{c:.0%}' for c in closed)})")
+            row[3] = f"{100 * np.nanmean(closed):.0f} % ({' / '.join(f'{100 * c:.0f}' for c in closed)})"
+        rows.append(row)
         print(line, flush=True)
+    print("\nThe table for benchmarks/README.md:\n")
+    print(f"| student (held-out error) | mean ± sd | seeds {' / '.join(map(str, seeds))} | gap closed, mean (per seed) |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |", flush=True)
 
 
 def noisy(out: Path, e: dict) -> None:

@@ -76,7 +76,8 @@ def forward_flops(model: torch.nn.Module, shape: tuple[int, ...]) -> int:
 
 
 def build(name: str, seed: int, device: torch.device, channels_last: bool):
-    """(model, input spec) as vistrain builds them, on *device*."""
+    """(model, input spec) as vistrain builds them, on *device*; channels-last as the hand-written loop does it
+    (vistrain's side goes through its own ``train.channels_last`` code, :func:`vistrain.engine.device.prepare_model`)."""
     from vistrain.config import ModelConfig
     from vistrain.models.factory import create_model
 
@@ -113,7 +114,9 @@ def bench_model(name: str, args, device: torch.device, emit, peak: float) -> dic
     from vistrain.engine.loop import TrainState, evaluate, train_one_epoch
     from vistrain.plugins import registry
 
-    model_v, spec = build(name, 0, device, args.channels_last)
+    from vistrain.engine.device import prepare_model
+
+    model_v, spec = build(name, 0, device, False)
     model_r, _ = build(name, 0, device, args.channels_last)
     shape = (1, spec.channels, spec.size, spec.size)
     flops = forward_flops(model_v, shape[1:])
@@ -133,13 +136,14 @@ def bench_model(name: str, args, device: torch.device, emit, peak: float) -> dic
     amp = torch.bfloat16 if args.amp else None
     state, control = TrainState(), TrainControl()
     compiled_r = torch.compile(model_r) if args.compile else model_r
-    compiled_v = torch.compile(model_v) if args.compile else model_v
+    # vistrain's side: what train.channels_last and train.compile do in a run
+    compiled_v = prepare_model(model_v, channels_last=args.channels_last, compile=args.compile)
 
     def engine_train() -> float:
         _sync(device)
         t0 = time.perf_counter()
         train_one_epoch(compiled_v, loader, opt_v, device=device, epoch=1, epochs=1, state=state, emit=emit,
-                        control=control, amp_dtype=amp, log_interval=10)
+                        control=control, amp_dtype=amp, log_interval=10, channels_last=args.channels_last)
         _sync(device)
         return time.perf_counter() - t0
 
@@ -161,7 +165,7 @@ def bench_model(name: str, args, device: torch.device, emit, peak: float) -> dic
     def engine_infer() -> float:
         _sync(device)
         t0 = time.perf_counter()
-        evaluate(compiled_v, loader, device=device, amp_dtype=amp)
+        evaluate(compiled_v, loader, device=device, amp_dtype=amp, channels_last=args.channels_last)
         _sync(device)
         return time.perf_counter() - t0
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vistrain.errors import ConfigError, suggest
 
@@ -107,12 +107,29 @@ class SchedConfig(_Section):
     min_lr_ratio: float = Field(0.0, ge=0.0)
 
 
+AMP_MODES = ("auto", "off", "on", "bf16", "fp16")
+
+
 class TrainConfig(_Section):
     """The training loop."""
 
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _amp_switch(cls, value: Any) -> Any:
+        """``true``/``false`` (booleans or their spellings) mean on/off, as before the modes existed."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return "on" if value.lower() in ("true", "yes", "1") else "off"
+        return value
+
     epochs: int = Field(60, ge=1)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    amp: bool | Literal["auto"] = "auto"  # mixed precision; auto = on for CUDA
+    amp: Literal[AMP_MODES] = Field(
+        "auto", description="mixed precision: auto (on for CUDA), off, on (bf16 where the device has it, else fp16), "
+                            "bf16, or fp16 (with a gradient scaler, saved in checkpoints)")
+    channels_last: bool = Field(False, description="channels-last memory format for the model and its inputs")
+    compile: bool = Field(False, description="torch.compile the model (the first steps compile; needs a C compiler on CPU)")
     seed: int = 0
     deterministic: bool = False
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)

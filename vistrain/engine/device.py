@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 import os
 import random
 
@@ -34,13 +35,43 @@ def select_device(name: str = "auto") -> torch.device:
 
 
 def amp_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
-    """The autocast dtype to use, or None for full precision (``auto`` = on for CUDA only)."""
-    enabled = (device.type == "cuda") if amp == "auto" else bool(amp)
-    if not enabled:
+    """The autocast dtype of ``train.amp`` on *device*, or None for full precision.
+
+    ``auto``: on for CUDA only; ``on``: bf16 where the device has it, else fp16; ``bf16``, ``fp16``: that one
+    (fp16 trains with a gradient scaler, :func:`grad_scaler`); ``off`` (or False): none.
+    """
+    mode = ("on" if amp else "off") if isinstance(amp, bool) else str(amp)
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
         return None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16
+    cuda_bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported()
+    if mode == "fp16":
+        return torch.float16
+    if mode == "bf16":
+        if not cuda_bf16:
+            raise ConfigError("train.amp=bf16: this GPU has no bfloat16 support",
+                              hint="use train.amp=fp16 (with a gradient scaler) or train.amp=on")
+        return torch.bfloat16
+    return torch.bfloat16 if cuda_bf16 else torch.float16
+
+
+def grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
+    """fp16 autocast needs a gradient scaler (its state is checkpointed); bf16 and full precision do not."""
+    return torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+
+
+def prepare_model(model: torch.nn.Module, *, channels_last: bool = False, compile: bool = False,
+                  wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> torch.nn.Module:
+    """The module to train: *model* in channels-last format (in place: checkpoints hold the same tensors), then
+    compiled with ``torch.compile``, then *wrap* (e.g. DDP) around it. *model* itself stays the one to save."""
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    trained = torch.compile(model) if compile else model
+    return wrap(trained) if wrap is not None else trained
+
+
+def input_format(channels_last: bool) -> torch.memory_format:
+    """The memory format batches go to the device in."""
+    return torch.channels_last if channels_last else torch.preserve_format
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

@@ -15,7 +15,7 @@ from vistrain.config import BEST_RULES
 from vistrain.data.pipeline import TimedIterator
 from vistrain.engine import distributed as dist
 from vistrain.engine.control import StopRequested, TrainControl
-from vistrain.engine.device import autocast
+from vistrain.engine.device import autocast, input_format
 from vistrain.errors import DataError, NonFiniteLossError
 from vistrain.events import BatchEnd, EpochEnd, EvalEnd, Event, ImagesSkipped
 
@@ -166,6 +166,7 @@ def train_one_epoch(
     save_step: Callable[[str], None] | None = None,
     step_checkpoints: StepCheckpoints | None = None,
     max_bad_fraction: float = 0.05,
+    channels_last: bool = False,
 ) -> dict[str, float]:
     """Train for one epoch, from ``state.epoch_step`` on; returns mean loss, top-1, samples and duration.
 
@@ -185,6 +186,7 @@ def train_one_epoch(
         loader.load_state_dict(state.loader_state)  # continues after the batches already done
     steps = len(loader)
     non_blocking = device.type == "cuda"
+    layout = input_format(channels_last)
     t_epoch = time.perf_counter()
     t_interval = t_epoch
     batches = iter(loader)
@@ -221,7 +223,8 @@ def train_one_epoch(
         except StopIteration:
             break
         step += 1
-        images = images.to(device, non_blocking=non_blocking)
+        images = images.to(device, non_blocking=non_blocking, memory_format=layout if images.ndim == 4 else
+                           torch.preserve_format)
         targets = targets.to(device, non_blocking=non_blocking)
         if batch_transform is not None:
             images, targets = batch_transform(images, targets)
@@ -334,6 +337,7 @@ def evaluate(
     emit: Emit = _no_emit,
     class_map: torch.Tensor | None = None,
     reduce: bool = True,
+    channels_last: bool = False,
 ) -> dict[str, float]:
     """Loss, top-1 and top-5 over a loader. *class_map* maps dataset labels to model outputs.
 
@@ -347,7 +351,8 @@ def evaluate(
     correct5 = torch.zeros((), device=device, dtype=torch.long)
     n = 0
     for images, targets in loader:
-        images = images.to(device, non_blocking=device.type == "cuda")
+        images = images.to(device, non_blocking=device.type == "cuda",
+                           memory_format=input_format(channels_last) if images.ndim == 4 else torch.preserve_format)
         targets = targets.to(device, non_blocking=device.type == "cuda")
         if class_map is not None:
             targets = class_map.to(device)[targets]
@@ -420,7 +425,8 @@ def fit(
         metrics = {f"train_{k}": v for k, v in train_metrics.items() if k in ("loss", "top1")}
         is_best = False
         if val_loader is not None and (epoch % eval_every == 0 or epoch == epochs):
-            val = evaluate(model, val_loader, device=device, amp_dtype=amp_dtype, epoch=epoch, stage=stage, emit=emit)
+            val = evaluate(model, val_loader, device=device, amp_dtype=amp_dtype, epoch=epoch, stage=stage, emit=emit,
+                           channels_last=bool(train_kwargs.get("channels_last")))
             metrics.update({f"val_{k}": v for k, v in val.items() if k != "num_samples"})
             is_best = update_best(state, epoch, val["top1"], int(val.get("num_samples", 0)), best_rule)
         elif val_loader is None:

@@ -39,6 +39,7 @@ from vistrain import checkpoint
 from vistrain.checkpoint import load_checkpoint
 from vistrain.engine import distributed as dist
 from vistrain.engine.control import StopRequested
+from vistrain.engine.device import grad_scaler, prepare_model
 from vistrain.engine.loop import StepCheckpoints, TrainState, fit, soft_cross_entropy
 from vistrain.engine.resume import restore_training, saved_state
 from vistrain.errors import CheckpointError
@@ -283,7 +284,7 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
         p for p in stage.model.parameters() if p.requires_grad]
     optimizer = build_optimizer(ctx, trainable, stage.optim)
     scheduler = build_scheduler(ctx, optimizer, stage.epochs, len(train_loader))
-    scaler = torch.amp.GradScaler("cuda") if ctx.amp_dtype == torch.float16 else None
+    scaler = grad_scaler(ctx.device, ctx.amp_dtype)
     state = restore_stage_state(ctx, stage, optimizer, scheduler, scaler, steps_per_epoch=len(train_loader))
     save_model = stage.save_model or stage.model
     spec, input_spec = stage.save_spec or (stage.model_spec, stage.input_spec)
@@ -299,11 +300,14 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
     loss = _with_smoothing(stage.loss or soft_cross_entropy, len(ctx.data.classes), smoothing)
     every = cfg.checkpoint
     try:
-        state = fit(dist.wrap_model(stage.model, ctx.device), train_loader, val_loader, optimizer, device=ctx.device,
+        trained = prepare_model(stage.model, channels_last=cfg.train.channels_last, compile=cfg.train.compile,
+                                wrap=lambda m: dist.wrap_model(m, ctx.device))
+        state = fit(trained, train_loader, val_loader, optimizer, device=ctx.device,
                     epochs=stage.epochs, state=state, stage=stage.name, scheduler=scheduler, save=writer,
                     eval_every=cfg.train.eval_every, emit=ctx.emit, best_rule=cfg.checkpoint.best, loss_fn=loss,
                     amp_dtype=ctx.amp_dtype, scaler=scaler, grad_clip=cfg.train.grad_clip, batch_transform=batch_aug,
                     log_interval=cfg.train.log_interval, control=ctx.control, max_bad_fraction=cfg.data.max_bad_fraction,
+                    channels_last=cfg.train.channels_last,
                     step_checkpoints=StepCheckpoints(every.every_steps, every.every_minutes))
     except StopRequested:
         writer.finish()  # a stop reports its checkpoint as saved: a failed write must say so instead
