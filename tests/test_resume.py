@@ -120,16 +120,18 @@ def test_sigterm_prints_the_resume_line_exits_75_and_resumes_exactly(uninterrupt
     assert _metric_rows(run) == _metric_rows(uninterrupted)
 
 
-@pytest.mark.parametrize("amp", ["bf16", "fp16"])
-def test_mixed_precision_runs_train_and_resume_bitwise_after_sigkill(amp, tmp_path, cli):
-    """bf16 autocast on the CPU, and fp16 with its gradient scaler: a run that learns, killed at a random step
-    and resumed, ends bitwise equal to an uninterrupted one, the scaler's state (scale, growth tracker) too."""
-    args = ARGS + ["--set", f"train.amp={amp}", "--out", tmp_path, "--name"]
+@pytest.mark.parametrize("option", ["train.amp=bf16", "train.amp=fp16", "train.ema_decay=0.98"])
+def test_precision_and_ema_runs_train_and_resume_bitwise_after_sigkill(option, tmp_path, cli):
+    """bf16 autocast on the CPU; fp16 with its gradient scaler; an EMA of the weights: a run that learns, killed
+    at a random step and resumed, ends bitwise equal to an uninterrupted one, with the scaler's state (scale,
+    growth tracker) and the average (and the training weights beside it) too."""
+    args = ARGS + ["--set", option, "--out", tmp_path, "--name"]
     code, out, err = cli(*args, "ref")
     assert code == 0, err
     ref = torch.load(tmp_path / "ref" / "checkpoints" / "last.pt", weights_only=True)
     assert ref["metrics"]["val_top1"] > 0.5  # it trains (ten classes: chance is 0.1)
-    assert ("scaler" in ref) == (amp == "fp16")
+    assert ("scaler" in ref) == (option == "train.amp=fp16")
+    assert ("train_state_dict" in ref) == option.startswith("train.ema")
     target = random.Random().randrange(7, EPOCHS * STEPS_PER_EPOCH - 2)  # after the first step checkpoint (5)
     proc = start(args + ["job", "--resume", "auto"])
     run_until(proc, target)
@@ -138,8 +140,10 @@ def test_mixed_precision_runs_train_and_resume_bitwise_after_sigkill(amp, tmp_pa
     assert code == 0, err
     assert "resumed inside epoch" in out or "resumed from epoch" in out
     got = torch.load(tmp_path / "job" / "checkpoints" / "last.pt", weights_only=True)
-    assert_bitwise_equal(ref["state_dict"], got["state_dict"], f"{amp}, SIGKILL at global step {target}")
-    if amp == "fp16":
+    for key in ("state_dict", "train_state_dict"):
+        if key in ref:
+            assert_bitwise_equal(ref[key], got[key], f"{key}, {option}, SIGKILL at global step {target}")
+    if "scaler" in ref:
         assert got["scaler"] == ref["scaler"], (got["scaler"], ref["scaler"])
 
 

@@ -39,7 +39,8 @@ def make_checkpoint(*, model, model_spec: dict, input_spec: dict, classes: list[
                     optimizer=None, scheduler=None, scaler=None, metrics: dict | None = None,
                     config: dict | None = None, rng: dict | None = None, state=None, stage_epochs: int | None = None,
                     strategy: str = "", stage: str = "", stage_state: dict | None = None,
-                    rank_states: list[dict] | None = None, extra_modules: dict | None = None) -> dict:
+                    rank_states: list[dict] | None = None, extra_modules: dict | None = None,
+                    ema_model=None) -> dict:
     """Assemble the checkpoint dict: everything needed to predict, evaluate or resume.
 
     *state* (the loop's ``TrainState``) adds where training stands inside the stage; *rank_states* every
@@ -61,6 +62,10 @@ def make_checkpoint(*, model, model_spec: dict, input_spec: dict, classes: list[
         "stage": stage,
         "stage_state": dict(stage_state or {}),
     }
+    if ema_model is not None:  # the averaged weights are the ones validated and used; training goes on from these
+        ckpt["train_state_dict"] = ckpt["state_dict"]
+        ckpt["state_dict"] = {k: v.detach().cpu() for k, v in ema_model.state_dict().items()}
+        ckpt["weights"] = "ema"
     if extra_modules:  # trained beside the model (a distillation adapter): for resume only
         ckpt["extra_modules"] = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()}
                                  for name, m in extra_modules.items()}
@@ -171,8 +176,18 @@ def classes_of(ckpt: dict) -> list[str]:
 
 
 def weights(ckpt: dict) -> dict:
-    """The model's ``state_dict``."""
+    """The model's ``state_dict``: the weights validated and used (the EMA of the weights when the run kept one)."""
     return ckpt["state_dict"]
+
+
+def training_weights(ckpt: dict) -> dict:
+    """The weights training continues from: the raw ones beside an EMA, else :func:`weights`."""
+    return ckpt.get("train_state_dict") or ckpt["state_dict"]
+
+
+def holds_ema(ckpt: dict) -> bool:
+    """Whether :func:`weights` are an exponential moving average (``train.ema_decay``)."""
+    return ckpt.get("weights") == "ema"
 
 
 def metrics_of(ckpt: dict) -> dict[str, float]:

@@ -129,6 +129,11 @@ class TrainConfig(_Section):
         "auto", description="mixed precision: auto (on for CUDA), off, on (bf16 where the device has it, else fp16), "
                             "bf16, or fp16 (with a gradient scaler, saved in checkpoints)")
     channels_last: bool = Field(False, description="channels-last memory format for the model and its inputs")
+    accum_steps: int = Field(1, ge=1, description="gradient accumulation: loader batches per optimizer step "
+                                                 "(the effective batch is batch_size x accum_steps x processes)")
+    ema_decay: float | None = Field(None, gt=0.0, lt=1.0, description="exponential moving average of the weights "
+                                    "(e.g. 0.999): validated, kept in best.pt and used by eval; unset: off")
+    ema_warmup: bool = Field(True, description="timm's EMA warm-up: the decay grows from 0 to ema_decay")
     compile: bool = Field(False, description="torch.compile the model (the first steps compile; needs a C compiler on CPU)")
     seed: int = 0
     deterministic: bool = False

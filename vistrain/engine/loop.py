@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -167,6 +168,8 @@ def train_one_epoch(
     step_checkpoints: StepCheckpoints | None = None,
     max_bad_fraction: float = 0.05,
     channels_last: bool = False,
+    ema: Any = None,
+    accum_steps: int = 1,
 ) -> dict[str, float]:
     """Train for one epoch, from ``state.epoch_step`` on; returns mean loss, top-1, samples and duration.
 
@@ -211,11 +214,15 @@ def train_one_epoch(
                              "seen": seen, "loss_total": epoch_loss_total}
         state.loader_state = loader.state_dict() if resumable else {}
 
+    # gradient accumulation: *accum* loader batches (micro-batches) make one optimizer step; the epoch's last
+    # group may be shorter. Stops and checkpoints happen between groups only, so a resume starts a whole group.
+    accum = max(1, int(accum_steps))
+    opt_steps = -(-steps // accum)
     step = start
     while True:
         if control is not None:  # before the next batch is drawn, so the loader's position is the step's
             control.wait_if_paused()
-            if control.stop_requested and not distributed:
+            if control.stop_requested and not distributed and step % accum == 0:
                 snapshot(step)
                 raise StopRequested()
         try:
@@ -228,26 +235,35 @@ def train_one_epoch(
         targets = targets.to(device, non_blocking=non_blocking)
         if batch_transform is not None:
             images, targets = batch_transform(images, targets)
-        with autocast(device, amp_dtype):
-            logits = model(images)
-            # a loss marked ``sees_images`` (e.g. distillation running its teacher) also gets the batch
-            loss = loss_fn(logits, targets, images) if sees_images else loss_fn(logits, targets)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        state.global_step += 1
+        group_start = (step - 1) // accum * accum
+        boundary = step - group_start == min(accum, steps - group_start)  # the group's last micro-batch
+        # under DDP, gradients are all-reduced once per group, with its last backward
+        sync = contextlib.nullcontext() if boundary or not hasattr(model, "no_sync") else model.no_sync()
+        with sync:
+            with autocast(device, amp_dtype):
+                logits = model(images)
+                # a loss marked ``sees_images`` (e.g. distillation running its teacher) also gets the batch
+                loss = loss_fn(logits, targets, images) if sees_images else loss_fn(logits, targets)
+            if step - 1 == group_start:
+                optimizer.zero_grad(set_to_none=True)
+            scaled = loss / min(accum, steps - group_start) if accum > 1 else loss  # the group's mean
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        if boundary:
+            if scaler is not None:
+                if grad_clip:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                if grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            state.global_step += 1
+            if ema is not None:  # the weights' moving average (engine/ema.py), after every optimizer step
+                ema.update(state.global_step)
         batch = images.shape[0]
         # keep per-step bookkeeping to two tiny device ops; syncing happens once per interval
         interval_loss += loss.detach()
@@ -256,7 +272,7 @@ def train_one_epoch(
         interval_steps += 1
         interval_samples += batch
         seen += batch
-        if step % log_interval == 0 or step == steps:
+        if boundary and (-(-step // accum) % log_interval == 0 or step == steps):
             # one all-reduce per interval: every rank sees the mean loss, so a NaN anywhere stops all
             interval_total = dist.all_reduce_mean(interval_loss).item()
             epoch_loss_total += interval_total
@@ -269,7 +285,7 @@ def train_one_epoch(
             now = time.perf_counter()
             dt = now - t_interval
             emit(BatchEnd(
-                stage=stage, epoch=epoch, epochs=epochs, step=step, steps_per_epoch=steps,
+                stage=stage, epoch=epoch, epochs=epochs, step=-(-step // accum), steps_per_epoch=opt_steps,
                 global_step=state.global_step, loss=mean_loss, lr=optimizer.param_groups[0]["lr"],
                 samples_per_s=interval_samples / dt if dt > 0 else 0.0,
                 data_wait_s=data_iter.wait_s - wait_mark, step_time_s=dt,
@@ -279,7 +295,7 @@ def train_one_epoch(
             interval_loss.zero_()
             interval_steps = interval_samples = 0
             unreadable.check(distributed)
-        if step < steps:  # the epoch's end is fit's checkpoint
+        if step < steps and boundary:  # the epoch's end is fit's checkpoint
             stop = control is not None and control.stop_requested
             user_save = control is not None and control.take_save_request()
             timed = step_checkpoints is not None and step_checkpoints.due(state.global_step)
@@ -425,8 +441,9 @@ def fit(
         metrics = {f"train_{k}": v for k, v in train_metrics.items() if k in ("loss", "top1")}
         is_best = False
         if val_loader is not None and (epoch % eval_every == 0 or epoch == epochs):
-            val = evaluate(model, val_loader, device=device, amp_dtype=amp_dtype, epoch=epoch, stage=stage, emit=emit,
-                           channels_last=bool(train_kwargs.get("channels_last")))
+            ema = train_kwargs.get("ema")  # with an EMA of the weights, the average is what is validated and kept
+            val = evaluate(ema.module if ema is not None else model, val_loader, device=device, amp_dtype=amp_dtype,
+                           epoch=epoch, stage=stage, emit=emit, channels_last=bool(train_kwargs.get("channels_last")))
             metrics.update({f"val_{k}": v for k, v in val.items() if k != "num_samples"})
             is_best = update_best(state, epoch, val["top1"], int(val.get("num_samples", 0)), best_rule)
         elif val_loader is None:

@@ -33,8 +33,8 @@ def saved_state(ckpt: dict) -> TrainState:
     return TrainState(**checkpoint.position(ckpt, d.rank, d.world_size))
 
 
-def restore_training(ckpt: dict, *, model, optimizer=None, scheduler=None, scaler=None, epochs: int,
-                     steps_per_epoch: int | None = None,
+def restore_training(ckpt: dict, *, model, optimizer=None, scheduler=None, scaler=None, ema=None, epochs: int,
+                     steps_per_epoch: int | None = None, accum_steps: int = 1,
                      log: Callable[[str], None] = lambda message: None) -> TrainState:
     """Load *ckpt* into the training objects and return the :class:`TrainState` to continue from.
 
@@ -52,14 +52,17 @@ def restore_training(ckpt: dict, *, model, optimizer=None, scheduler=None, scale
                           hint="resume with the same --batch-size and number of processes (--nproc) it was "
                                "trained with")
     if remapped:
-        state.global_step = ep * int(steps_per_epoch)
+        state.global_step = ep * -(-int(steps_per_epoch) // max(1, accum_steps))  # optimizer steps
         log(f"steps per epoch changed from {saved_spe} to {steps_per_epoch}: the LR schedule continues at epoch {ep}")
     if epochs < ep or (epochs == ep and part):
         where = f"{ep} epoch(s) and {part} step(s)" if part else f"{ep} epoch(s)"
         raise ConfigError(f"the checkpoint has already trained {where}; --epochs {epochs} is fewer",
                           hint=f"pass --epochs {ep + 1} or more to continue")
     try:
-        dist.unwrap(model).load_state_dict(checkpoint.weights(ckpt))
+        dist.unwrap(model).load_state_dict(checkpoint.training_weights(ckpt))
+        if ema is not None:  # a checkpoint without an average starts it from the weights it has
+            ema.module.load_state_dict(checkpoint.weights(ckpt) if checkpoint.holds_ema(ckpt)
+                                       else checkpoint.training_weights(ckpt))
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         saved = checkpoint.model_description(ckpt)[0]["name"]

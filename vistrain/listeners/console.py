@@ -21,7 +21,9 @@ def result_summary(metrics: dict) -> str:
     best, epoch, test = metrics.get("best_val_top1"), metrics.get("best_epoch"), metrics.get("test_top1")
     text = ""
     if isinstance(best, float) and best >= 0:
-        where = f" (epoch {int(epoch)})" if isinstance(epoch, (int, float)) and epoch else ""
+        parts = ([f"epoch {int(epoch)}"] if isinstance(epoch, (int, float)) and epoch else []) + \
+            (["EMA weights"] if metrics.get("ema_decay") else [])
+        where = f" ({', '.join(parts)})" if parts else ""
         text = f", best.pt{where} val top-1 {_pct(best)}"
     return text + (f", test top-1 {_pct(test)}" if isinstance(test, float) else "")
 

@@ -68,8 +68,9 @@ class CheckpointWriter:
 
     def __init__(self, ctx: RunContext, *, model, model_spec: dict, input_spec: dict, optimizer=None,
                  scheduler=None, scaler=None, prefix: str = "", stage: str = "", stage_state: dict | None = None,
-                 epochs: int | None = None, final: bool = True, extra_modules: dict | None = None):
+                 epochs: int | None = None, final: bool = True, extra_modules: dict | None = None, ema=None):
         self.ctx = ctx
+        self.ema = ema
         self.extra_modules = dict(extra_modules or {})
         self.epochs = epochs or ctx.config.train.epochs  # the stage's length, for a resume that changes it
         self.model = model
@@ -98,7 +99,8 @@ class CheckpointWriter:
             optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
             metrics={k: float(v) for k, v in metrics.items()}, config=self.ctx.config.model_dump(mode="json"),
             rng=rng, state=state, stage_epochs=self.epochs, strategy=self.ctx.config.strategy.name,
-            stage=self.stage, stage_state=self.stage_state, rank_states=ranks, extra_modules=self.extra_modules)
+            stage=self.stage, stage_state=self.stage_state, rank_states=ranks, extra_modules=self.extra_modules,
+            ema_model=self.ema.module if self.ema is not None else None)
         metric = metrics.get("val_top1")
         folder = self.ctx.folder.checkpoints
         if reason == "step":

@@ -40,6 +40,7 @@ from vistrain.checkpoint import load_checkpoint
 from vistrain.engine import distributed as dist
 from vistrain.engine.control import StopRequested
 from vistrain.engine.device import grad_scaler, prepare_model
+from vistrain.engine.ema import WeightEma
 from vistrain.engine.loop import StepCheckpoints, TrainState, fit, soft_cross_entropy
 from vistrain.engine.resume import restore_training, saved_state
 from vistrain.errors import CheckpointError
@@ -218,7 +219,7 @@ def plan_resume(ctx: RunContext, names: Sequence[str]) -> dict[str, Any]:
 
 
 def restore_stage_state(ctx: RunContext, stage: Stage, optimizer, scheduler, scaler=None,
-                        steps_per_epoch: int | None = None) -> TrainState:
+                        steps_per_epoch: int | None = None, ema=None, accum_steps: int = 1) -> TrainState:
     """Put the resume checkpoint back into *stage* (weights, optimizer, schedule, RNG, counters, and the
     position inside the epoch: see :func:`vistrain.engine.resume.restore_training`).
 
@@ -234,7 +235,8 @@ def restore_stage_state(ctx: RunContext, stage: Stage, optimizer, scheduler, sca
         ctx.log(f"stage {stage.name}: the pseudo-labels differ from the interrupted run's; continuing with the new ones",
                 "warning")
     state = restore_training(ck, model=stage.save_model or stage.model, optimizer=optimizer, scheduler=scheduler,
-                             scaler=scaler, epochs=stage.epochs, steps_per_epoch=steps_per_epoch, log=ctx.log)
+                             scaler=scaler, ema=ema, epochs=stage.epochs, steps_per_epoch=steps_per_epoch,
+                             accum_steps=accum_steps, log=ctx.log)
     saved_extra = checkpoint.extra_modules(ck)
     for name, module in stage.extra_modules.items():
         if name not in saved_extra:
@@ -283,18 +285,24 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
     trainable = stage.param_groups if stage.param_groups is not None else [
         p for p in stage.model.parameters() if p.requires_grad]
     optimizer = build_optimizer(ctx, trainable, stage.optim)
-    scheduler = build_scheduler(ctx, optimizer, stage.epochs, len(train_loader))
+    accum = cfg.train.accum_steps
+    scheduler = build_scheduler(ctx, optimizer, stage.epochs, -(-len(train_loader) // accum))  # optimizer steps
     scaler = grad_scaler(ctx.device, ctx.amp_dtype)
-    state = restore_stage_state(ctx, stage, optimizer, scheduler, scaler, steps_per_epoch=len(train_loader))
     save_model = stage.save_model or stage.model
+    ema = WeightEma(save_model, cfg.train.ema_decay, cfg.train.ema_warmup) if cfg.train.ema_decay else None
+    if ema is not None:
+        ctx.log(f"stage {stage.name}: EMA of the weights (decay {cfg.train.ema_decay:g}"
+                f"{', timm warm-up' if cfg.train.ema_warmup else ''}): validated, and the weights best.pt holds")
+    state = restore_stage_state(ctx, stage, optimizer, scheduler, scaler, steps_per_epoch=len(train_loader), ema=ema,
+                                accum_steps=accum)
     spec, input_spec = stage.save_spec or (stage.model_spec, stage.input_spec)
     writer = CheckpointWriter(ctx, model=save_model, model_spec=spec, input_spec=input_spec.to_dict(),
                               optimizer=optimizer, scheduler=scheduler, scaler=scaler, prefix=stage.prefix,
                               stage=stage.name, stage_state=stage.state, epochs=stage.epochs, final=stage.final,
-                              extra_modules=stage.extra_modules)
+                              extra_modules=stage.extra_modules, ema=ema)
     ctx.emit(StageStarted(stage=stage.name, index=stage.index, total=stage.total,
                           description=stage.description or stage.name, epochs=stage.epochs,
-                          steps_per_epoch=len(train_loader), model=spec["name"],
+                          steps_per_epoch=-(-len(train_loader) // accum), model=spec["name"],
                           num_params=sum(p.numel() for p in save_model.parameters())))
     smoothing = cfg.train.label_smoothing if stage.label_smoothing is None else stage.label_smoothing
     loss = _with_smoothing(stage.loss or soft_cross_entropy, len(ctx.data.classes), smoothing)
@@ -307,7 +315,7 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
                     eval_every=cfg.train.eval_every, emit=ctx.emit, best_rule=cfg.checkpoint.best, loss_fn=loss,
                     amp_dtype=ctx.amp_dtype, scaler=scaler, grad_clip=cfg.train.grad_clip, batch_transform=batch_aug,
                     log_interval=cfg.train.log_interval, control=ctx.control, max_bad_fraction=cfg.data.max_bad_fraction,
-                    channels_last=cfg.train.channels_last,
+                    channels_last=cfg.train.channels_last, ema=ema, accum_steps=accum,
                     step_checkpoints=StepCheckpoints(every.every_steps, every.every_minutes))
     except StopRequested:
         writer.finish()  # a stop reports its checkpoint as saved: a failed write must say so instead
@@ -321,4 +329,6 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
         metrics = {**checkpoint.metrics_of(_load_best(ctx, stage, best_path)), **metrics}
     metrics["best_val_top1"] = state.best_metric
     metrics["best_epoch"] = state.best_epoch
+    if ema is not None:
+        metrics["ema_decay"] = float(cfg.train.ema_decay)
     return StageResult(stage, state, metrics, best_path)
