@@ -77,11 +77,13 @@ def test_report_on_a_finished_run(cli, runs, tmp_path):
     assert code == 0, err
     html = (tmp_path / "r.html").read_text()
     ids = section_ids(html)
-    assert {"summary", "curves", "val", "confusion", "per-class", "mistakes", "config", "environment"} <= ids
+    assert {"summary", "curves", "val", "confusion", "per-class", "calibration", "mistakes", "config",
+            "environment"} <= ids
     assert not {"pseudo-labels", "augment-search"} & ids and not any(i.startswith("stage-") for i in ids)
-    assert len(pngs(html)) == 4
+    assert len(pngs(html)) == 5
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["confusion.png", "curves.png", "mistakes.png",
-                                                                     "per-class.png"]
+                                                                     "per-class.png", "reliability.png"]
+    assert re.search(r"Expected calibration error \(15 bins\) on the val split: \d+\.\d\d%", html)
     assert "finished normally" in html and "best.pt on the val split of digits" in html
     assert "torch" in html and "http" not in html.replace("http-equiv", "")  # self-contained: no links out
     # the val top-1 the report computes from best.pt is the one the run logged for its best epoch

@@ -185,6 +185,11 @@ def training_weights(ckpt: dict) -> dict:
     return ckpt.get("train_state_dict") or ckpt["state_dict"]
 
 
+def temperature(ckpt: dict) -> float:
+    """The softmax temperature ``vistrain calibrate`` fitted on the val split (1.0: not calibrated)."""
+    return float(ckpt.get("temperature") or 1.0)
+
+
 def holds_ema(ckpt: dict) -> bool:
     """Whether :func:`weights` are an exponential moving average (``train.ema_decay``)."""
     return ckpt.get("weights") == "ema"

@@ -129,6 +129,8 @@ class TrainConfig(_Section):
         "auto", description="mixed precision: auto (on for CUDA), off, on (bf16 where the device has it, else fp16), "
                             "bf16, or fp16 (with a gradient scaler, saved in checkpoints)")
     channels_last: bool = Field(False, description="channels-last memory format for the model and its inputs")
+    test_tta: Literal["none", "flip", "crops", "crops-flip"] = Field(
+        "none", description="test-time augmentation of the test-split evaluation at the end of the run (vistrain eval --tta)")
     accum_steps: int = Field(1, ge=1, description="gradient accumulation: loader batches per optimizer step "
                                                  "(the effective batch is batch_size x accum_steps x processes)")
     ema_decay: float | None = Field(None, gt=0.0, lt=1.0, description="exponential moving average of the weights "

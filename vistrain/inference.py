@@ -9,15 +9,69 @@ the report's val predictions and ``vistrain models knn-eval``. The checkpoint be
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from vistrain.data.pipeline import ImageTransform, InputSpec, build_loader
-from vistrain.errors import CheckpointError, ConfigError, DataError
+from vistrain.errors import CheckpointError, ConfigError, DataError  # noqa: F401 - ConfigError: TTA modes
 
 SPLITS = ("auto", "val", "test", "all")
+TTA_MODES = ("none", "flip", "crops", "crops-flip")
+TTA_VIEWS = {"none": 0, "flip": 2, "crops": 5, "crops-flip": 10}  # views per image of each mode
+
+
+class TestTimeAugmentation(torch.nn.Module):
+    """A model scored on several views of each image: the mean of their softmax outputs, returned as its log
+    (cross-entropy on it is the averaged prediction's negative log-likelihood; top-k ranks it).
+
+    ``flip``: the image and its mirror. ``crops``: the four corners and the centre at the model's size, cut
+    from the image resized to size / crop_pct (torchvision's FiveCrop; the loader provides that larger image,
+    see :func:`tta_input`); ``crops-flip``: those five and their mirrors (TenCrop).
+    """
+
+    __test__ = False  # a model, not a pytest test class
+
+    def __init__(self, model: torch.nn.Module, mode: str, size: int):
+        super().__init__()
+        if mode not in TTA_MODES or mode == "none":
+            raise ConfigError(f"unknown test-time augmentation {mode!r}", hint=f"use one of {', '.join(TTA_MODES)}")
+        self.model, self.mode, self.size = model, mode, size
+
+    def views(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The views of batch *x* the model sees."""
+        views = [x]
+        if self.mode.startswith("crops"):
+            s, h, w = self.size, x.shape[-2], x.shape[-1]
+            top, left = (h - s) // 2, (w - s) // 2
+            views = [x[..., :s, :s], x[..., :s, w - s:], x[..., h - s:, :s], x[..., h - s:, w - s:],
+                     x[..., top:top + s, left:left + s]]
+        if self.mode.endswith("flip"):
+            views += [v.flip(-1) for v in views]
+        return views
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        views = self.views(x)
+        probs = sum(torch.softmax(self.model(v).float(), dim=1) for v in views) / len(views)
+        return probs.clamp_min(1e-12).log()
+
+
+def tta_input(input_spec: InputSpec, mode: str) -> InputSpec:
+    """The input the loader makes for *mode*: for crops, the image at size / crop_pct, whole."""
+    import dataclasses
+
+    if not mode.startswith("crops"):
+        return input_spec
+    return dataclasses.replace(input_spec, size=int(round(input_spec.size / input_spec.crop_pct)), crop_pct=1.0)
+
+
+def with_tta(model, input_spec: InputSpec, mode: str | None):
+    """(model, loader input spec) for test-time augmentation *mode* (none: the model itself)."""
+    if not mode or mode == "none":
+        return model, input_spec
+    return TestTimeAugmentation(model, mode, input_spec.size).eval(), tta_input(input_spec, mode)
 
 
 def class_mapping(data_classes: list[str], ckpt_classes: list[str]) -> torch.Tensor:
@@ -41,14 +95,44 @@ def images_loader(images, input_spec: InputSpec, batch_size: int):
 
 def evaluate_images(model, images, input_spec: InputSpec, *, device, batch_size: int = 512, class_map=None,
                     amp_dtype=None, epoch: int = 0, stage: str = "", split: str = "test",
-                    emit: Callable | None = None) -> dict[str, Any]:
-    """Loss, top-1 and top-5 of *model* on *images* (this process alone, no collective); emits an ``EvalEnd``
-    through *emit* when given."""
+                    emit: Callable | None = None, tta: str | None = None) -> dict[str, Any]:
+    """Loss, top-1 and top-5 of *model* on *images* (this process alone, no collective), with test-time
+    augmentation *tta* (see :class:`TestTimeAugmentation`); emits an ``EvalEnd`` through *emit* when given."""
     from vistrain.engine.loop import evaluate
 
+    model, input_spec = with_tta(model, input_spec, tta)
     kwargs = {"emit": emit} if emit is not None else {}
     return evaluate(model, images_loader(images, input_spec, batch_size), device=device, amp_dtype=amp_dtype,
                     epoch=epoch, stage=stage, split=split, class_map=class_map, reduce=False, **kwargs)
+
+
+@torch.no_grad()
+def split_logits(model, images, input_spec: InputSpec, device, class_map=None, batch_size: int = 512,
+                 tta: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels in the model's class order) of *model* over *images*."""
+    from vistrain.engine.loop import predict_logits
+
+    model, input_spec = with_tta(model, input_spec, tta)
+    logits, targets = predict_logits(model, images_loader(images, input_spec, batch_size), device=device)
+    return logits.float(), (class_map[targets] if class_map is not None else targets)
+
+
+def scores(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> dict[str, Any]:
+    """Loss, top-1, top-5 and count of *logits* against *labels*, with the ECE (15 bins) and reliability table of
+    their softmax at *temperature* (the loss too is at that temperature; top-k does not depend on it)."""
+    import torch.nn.functional as F
+
+    from vistrain.calibration import reliability
+    from vistrain.engine.loop import topk_correct
+
+    n = len(labels)
+    if not n:
+        raise DataError("no readable image to evaluate", hint="check the dataset with 'vistrain datasets check'")
+    scaled = logits / temperature
+    c1, c5 = topk_correct(scaled, labels, (1, 5))
+    table = reliability(torch.softmax(scaled, dim=1).numpy(), labels.numpy())
+    return {"loss": float(F.cross_entropy(scaled, labels)), "top1": int(c1) / n, "top5": int(c5) / n,
+            "num_samples": n, "ece": table.ece, "reliability": table, "temperature": temperature}
 
 
 def checkpoint_source(ckpt: dict, data_spec: str | None = None, *, download: bool = False, labels_per_class=...):
@@ -100,7 +184,7 @@ def pick_split(ckpt: dict, data_spec: str, split: str, source, data_cfg) -> tupl
 
 
 def evaluate_checkpoint(checkpoint_path, data_spec: str, *, split: str = "auto", batch_size: int = 512,
-                        device: str = "auto", download: bool = False) -> dict:
+                        device: str = "auto", download: bool = False, tta: str = "none") -> dict:
     """Evaluate a checkpoint on a dataset split; returns loss, top1, top5, count, split and skipped files."""
     from vistrain import checkpoint
     from vistrain.engine.device import select_device
@@ -111,8 +195,8 @@ def evaluate_checkpoint(checkpoint_path, data_spec: str, *, split: str = "auto",
     source, data_cfg = checkpoint_source(ckpt, data_spec, download=download)
     mapping = class_mapping(source.classes, checkpoint.classes_of(ckpt))
     images, split = pick_split(ckpt, data_spec, split, source, data_cfg)
-    result = evaluate_images(model, images, input_spec, device=dev, batch_size=batch_size, class_map=mapping)
-    result.update(split=split, dataset=data_spec, skipped=source.skipped, notes=source.notes,
+    result = scores(*split_logits(model, images, input_spec, dev, mapping, batch_size, tta), checkpoint.temperature(ckpt))
+    result.update(tta=tta, split=split, dataset=data_spec, skipped=source.skipped, notes=source.notes,
                   num_classes=len(checkpoint.classes_of(ckpt)))
     return result
 
@@ -135,7 +219,8 @@ def split_probabilities(checkpoint_path, split: str = "val", *, batch_size: int 
     mapping = class_mapping(source.classes, checkpoint.classes_of(ckpt))
     images, _ = pick_split(ckpt, data_spec, split, source, data_cfg)
     logits, targets = predict_logits(model, images_loader(images, input_spec, batch_size), device=dev)
-    return torch.softmax(logits, dim=1).numpy(), mapping[targets].numpy(), images, data_spec, ckpt
+    probs = torch.softmax(logits / checkpoint.temperature(ckpt), dim=1)
+    return probs.numpy(), mapping[targets].numpy(), images, data_spec, ckpt
 
 
 @torch.no_grad()
@@ -157,7 +242,7 @@ def predict_files(checkpoint_path, paths: list[Path], *, top_k: int = 5, device:
         except ImageDecodeError:
             failed.append(str(path))
             continue
-        probs = torch.softmax(model(x.unsqueeze(0).to(dev)).float(), dim=1)[0].cpu()
+        probs = torch.softmax(model(x.unsqueeze(0).to(dev)).float() / checkpoint.temperature(ckpt), dim=1)[0].cpu()
         k = min(top_k, len(classes))
         values, idx = probs.topk(k)
         results.append((str(path), [(classes[i], float(v)) for v, i in zip(values.tolist(), idx.tolist())]))
@@ -193,3 +278,42 @@ def knn_eval_checkpoint(checkpoint_path, data_spec: str | None = None, *, k: int
                   num_classes=len(data.classes),
                   embedding_dim=int(model.bank.shape[1]))
     return result
+
+
+@dataclass
+class Calibrated:
+    """A checkpoint with its fitted temperature, and the scores before and after on val (and test)."""
+
+    ckpt: dict
+    temperature: float
+    val_count: int
+    report: dict[str, tuple[dict, dict]]
+
+
+def calibrate_checkpoint(checkpoint_path, *, device: str = "auto", fit: Callable | None = None) -> Calibrated:
+    """Temperature scaling of a checkpoint on the val split of its own dataset (as its run split it): T is fitted on
+    val logits alone; the test split, when the run had one, is scored before and after for the report only."""
+    from vistrain import checkpoint
+    from vistrain.calibration import fit_temperature
+    from vistrain.engine.device import select_device
+    from vistrain.models.factory import load_model
+
+    dev = select_device(device)
+    model, ckpt, input_spec = load_model(checkpoint_path, dev)
+    data_spec = checkpoint.trained_on(ckpt)
+    if not data_spec:
+        raise DataError(f"checkpoint {str(checkpoint_path)!r} does not record its dataset")
+    source, data_cfg = checkpoint_source(ckpt)
+    mapping = class_mapping(source.classes, checkpoint.classes_of(ckpt))
+    val, _ = pick_split(ckpt, data_spec, "val", source, data_cfg)
+    logits, labels = split_logits(model, val, input_spec, dev, mapping)
+    temperature = (fit or fit_temperature)(logits, labels)
+    report = {"val": (scores(logits, labels), scores(logits, labels, temperature))}
+    try:
+        test, _ = pick_split(ckpt, data_spec, "test", source, data_cfg)
+    except DataError:
+        test = None
+    if test is not None:  # scored after the fit, for the report
+        t_logits, t_labels = split_logits(model, test, input_spec, dev, mapping)
+        report["test"] = (scores(t_logits, t_labels), scores(t_logits, t_labels, temperature))
+    return Calibrated({**ckpt, "temperature": temperature}, temperature, len(labels), report)

@@ -72,7 +72,7 @@ def evaluate_test_split(ctx) -> dict[str, Any]:
     Emits an ``EvalEnd`` with ``split="test"`` and returns ``test_*`` metrics (empty without a checkpoint).
     """
     from vistrain.checkpoint import position
-    from vistrain.inference import evaluate_images
+    from vistrain.inference import TTA_VIEWS, evaluate_images
     from vistrain.models.factory import load_model
 
     if not ctx.dist.is_main:  # under DDP rank 0 alone evaluates the test split, without collectives
@@ -83,9 +83,11 @@ def evaluate_test_split(ctx) -> dict[str, Any]:
     model, ckpt, input_spec = load_model(path, ctx.device)
     result = evaluate_images(model, ctx.data.test, input_spec, device=ctx.device,
                              batch_size=ctx.config.data.eval_batch_size, amp_dtype=ctx.amp_dtype,
-                             epoch=position(ckpt)["epoch"], stage="test", split="test", emit=ctx.emit)
+                             epoch=position(ckpt)["epoch"], stage="test", split="test", emit=ctx.emit,
+                             tta=ctx.config.train.test_tta)
     return {"test_top1": result["top1"], "test_top5": result["top5"], "test_loss": result["loss"],
-            "test_samples": result["num_samples"], "test_checkpoint": path.name}
+            "test_samples": result["num_samples"], "test_checkpoint": path.name,
+            "test_tta_views": TTA_VIEWS[ctx.config.train.test_tta]}
 
 
 def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, resume: dict | None = None,

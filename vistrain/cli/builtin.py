@@ -21,6 +21,9 @@ def register_commands(register):
     register("report", "vistrain.cli.report:report_command", help="Write a run's HTML report (curves, confusion, mistakes...).")
     register("compare", "vistrain.cli.report:compare_command", help="Compare runs: metrics table, config differences, curves.")
     register("export", "vistrain.cli.export:export_command", help="Export a checkpoint to safetensors, TorchScript or ONNX.")
+    register("calibrate", "vistrain.cli.evaluate:calibrate_command",
+             help="Fit a softmax temperature on the val split and store it in the checkpoint.")
+    register("average", "vistrain.cli.export:average_command", help="Average checkpoints' weights (BatchNorm recomputed).")
     register("datasets", "vistrain.cli.datasets:app", help="List datasets, check their images, pack them as shards.")
     register("augment", "vistrain.cli.augment:app", help="List augmentation ops, preview a pipeline, search policies.")
     register("strategies", "vistrain.cli.lists:strategies_app", help="List training strategies.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -15,16 +16,27 @@ def eval_command(
     batch_size: int = typer.Option(512, "--batch-size", "-b", min=1),
     device: str = typer.Option("auto", "--device"),
     download: bool = typer.Option(False, "--download", help="Allow downloading the dataset."),
+    tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none, flip (image and mirror), crops "
+                            "(five crops of the image at size/crop_pct) or crops-flip (ten)."),
+    reliability: Optional[Path] = typer.Option(None, "--reliability", help="Write a reliability diagram (PNG)."),
 ) -> None:
     """Evaluate a checkpoint: top-1/top-5 and loss, mapping dataset classes onto the checkpoint's by name."""
     from vistrain.inference import evaluate_checkpoint
 
     from vistrain.listeners.console import shows_top5
 
-    result = evaluate_checkpoint(checkpoint, data, split=split, batch_size=batch_size, device=device, download=download)
+    result = evaluate_checkpoint(checkpoint, data, split=split, batch_size=batch_size, device=device, download=download,
+                                 tta=tta)
     top5 = f"  top-5 {100 * result['top5']:.2f}%" if shows_top5(result["num_classes"]) else ""
-    typer.echo(f"{result['dataset']} [{result['split']}] {result['num_samples']} images: "
-               f"top-1 {100 * result['top1']:.2f}%{top5}  loss {result['loss']:.4f}")
+    with_tta = f", TTA {tta}" if tta != "none" else ""
+    temp = f" at T={result['temperature']:.3g}" if result["temperature"] != 1.0 else ""
+    typer.echo(f"{result['dataset']} [{result['split']}{with_tta}] {result['num_samples']} images: "
+               f"top-1 {100 * result['top1']:.2f}%{top5}  loss {result['loss']:.4f}  ECE {100 * result['ece']:.2f}%{temp}")
+    if reliability is not None:
+        from vistrain.calibration import reliability_png
+
+        reliability_png(result["reliability"], reliability, f"{result['dataset']} [{result['split']}]")
+        typer.echo(f"wrote {reliability}")
     for note in result.get("notes", []):
         typer.echo(f"warning: {note}", err=True)
     if result["skipped"]:
@@ -48,3 +60,24 @@ def predict_command(
     if failed:
         raise DataError(f"could not read {len(failed)} image(s): {', '.join(failed[:5])}",
                         hint="check the files are valid images")
+
+
+def calibrate_command(
+    checkpoint: Path = typer.Argument(..., help="A vistrain checkpoint, e.g. runs/NAME/checkpoints/best.pt."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the calibrated checkpoint here "
+                                       "(default: the checkpoint itself, replaced atomically)."),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Fit a softmax temperature on the val split (never the test split) and store it in the checkpoint;
+    print the val NLL and ECE before and after, and the test split's, which are only reported."""
+    from vistrain.calibration import fit_temperature
+    from vistrain.durable import atomic_torch_save
+    from vistrain.inference import calibrate_checkpoint
+
+    fit = calibrate_checkpoint(checkpoint, device=device, fit=fit_temperature)
+    target = out or checkpoint
+    atomic_torch_save(fit.ckpt, target)
+    typer.echo(f"temperature {fit.temperature:.4g} fitted on {fit.val_count} val images; wrote {target}")
+    for split, (before, after) in fit.report.items():
+        typer.echo(f"  {split:<5} NLL {before['loss']:.4f} -> {after['loss']:.4f}   "
+                   f"ECE {100 * before['ece']:.2f}% -> {100 * after['ece']:.2f}%   top-1 {100 * after['top1']:.2f}%")

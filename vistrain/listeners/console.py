@@ -25,7 +25,9 @@ def result_summary(metrics: dict) -> str:
             (["EMA weights"] if metrics.get("ema_decay") else [])
         where = f" ({', '.join(parts)})" if parts else ""
         text = f", best.pt{where} val top-1 {_pct(best)}"
-    return text + (f", test top-1 {_pct(test)}" if isinstance(test, float) else "")
+    views = {2: "flip", 5: "crops", 10: "crops-flip"}.get(int(metrics.get("test_tta_views") or 0))  # inference.TTA_VIEWS
+    with_tta = f" (TTA {views})" if views else ""
+    return text + (f", test top-1 {_pct(test)}{with_tta}" if isinstance(test, float) else "")
 
 
 def shows_top5(num_classes: int) -> bool:

@@ -140,4 +140,6 @@ def load_model(source, device: Any = "cpu", *, what: str = "checkpoint") -> Load
         raise CheckpointError(f"{where} does not match model {spec['name']!r}: {first}",
                               hint="the weights come from a different architecture or class count") from None
     model.to(device).eval()
+    # the calibrated temperature (vistrain calibrate): probabilities made from this model divide the logits by it
+    model.vistrain_temperature = checkpoint.temperature(ckpt)
     return LoadedModel(model, ckpt, InputSpec.from_dict(input_dict))

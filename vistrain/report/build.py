@@ -97,6 +97,14 @@ def _val_section(sec: Section, ckpt: Path, predict: Callable, prefix: str, mista
     per.image(f"{prefix}per-class.png", figures.per_class_figure(acc, counts, pred.classes), "per-class accuracy")
     worst = sorted(range(len(acc)), key=lambda i: acc[i])[:3]
     per.text("Weakest classes: " + ", ".join(f"{pred.classes[i]} {100 * acc[i]:.1f}%" for i in worst) + ".")
+    from vistrain.calibration import reliability, reliability_figure
+
+    table = reliability(pred.probs, pred.labels)
+    cal = sec.sub("Calibration", id=f"{prefix}calibration")
+    cal.image(f"{prefix}reliability.png", reliability_figure(table, f"val, {ckpt.name}"), "reliability diagram")
+    cal.text(f"Expected calibration error (15 bins) on the val split: {100 * table.ece:.2f}%: how far the model's "
+             f"confidence is from its accuracy. 'vistrain calibrate' fits a temperature on the val split that "
+             f"reduces it; the probabilities here already use the checkpoint's temperature when it has one.")
     if mistakes <= 0:
         return
     wrong = pred.confident_mistakes(mistakes)

@@ -109,7 +109,9 @@ def predict_probs(ctx: RunContext, model: nn.Module, input_spec: InputSpec, imag
     """Softmax of *model* over *images* (eval mode, no augmentation) as an (N, classes) float32 array."""
     logits, _ = predict_logits(model, eval_loader(ctx, images, input_spec), device=ctx.device,
                                amp_dtype=ctx.amp_dtype)
-    return torch.softmax(logits.float(), dim=1).numpy().astype(np.float32) if len(logits) else np.zeros(
+    # a teacher from a calibrated checkpoint (vistrain calibrate) labels with its fitted temperature
+    t = float(getattr(model, "vistrain_temperature", 1.0))
+    return torch.softmax(logits.float() / t, dim=1).numpy().astype(np.float32) if len(logits) else np.zeros(
         (0, len(ctx.data.classes)), np.float32)
 
 

@@ -1,0 +1,90 @@
+"""Checkpoint averaging: the uniform average of several checkpoints' weights of one model (``vistrain average``).
+
+Averaging the weights of the last epochs of a run (Izmailov et al. 2018's SWA with a uniform
+average; Polyak averaging) lands in a flatter region than any one of them. The checkpoints must hold
+the same model (spec, classes and weight names). Floating-point tensors are averaged; integer buffers
+(BatchNorm's batch counter) are the last checkpoint's. BatchNorm running statistics of averaged
+weights are not the average of the statistics, so they are recomputed with
+``torch.optim.swa_utils.update_bn`` over the training split of the run's dataset, unaugmented.
+The result is a checkpoint for ``eval``, ``predict``, ``export`` and teachers, not for ``--resume``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from vistrain import checkpoint
+from vistrain.errors import CheckpointError
+
+
+@dataclass
+class Averaged:
+    """An averaged checkpoint and what went into it."""
+
+    ckpt: dict
+    sources: list[str]
+    bn_images: int  # images BatchNorm statistics were recomputed on (0: the model has no BatchNorm)
+
+
+def average_weights(ckpts: list[dict], names: list[str]) -> dict[str, torch.Tensor]:
+    """The uniform average of the checkpoints' weights, after checking they hold one model."""
+    if len(ckpts) < 2:
+        raise CheckpointError("averaging needs at least two checkpoints", hint="pass two or more checkpoint files")
+    first_spec, _input, first_classes = checkpoint.model_description(ckpts[0], repr(names[0]))
+    first = checkpoint.weights(ckpts[0])
+    for ck, name in zip(ckpts[1:], names[1:]):
+        spec, _input, classes = checkpoint.model_description(ck, repr(name))
+        if spec != first_spec or list(classes) != list(first_classes) or checkpoint.weights(ck).keys() != first.keys():
+            raise CheckpointError(f"{name} holds another model than {names[0]} ({spec['name']} with {len(classes)} "
+                                  f"classes against {first_spec['name']} with {len(first_classes)})",
+                                  hint="average checkpoints of one run (or of runs of the same model and classes)")
+    out = {}
+    for key, value in first.items():
+        if value.is_floating_point():
+            out[key] = sum(checkpoint.weights(ck)[key].double() for ck in ckpts).div(len(ckpts)).to(value.dtype)
+        else:
+            out[key] = checkpoint.weights(ckpts[-1])[key].clone()
+    return out
+
+
+def recompute_batchnorm(model: torch.nn.Module, ckpt: dict, data_spec: str | None, device: torch.device,
+                        batch_size: int = 256) -> int:
+    """Fresh BatchNorm statistics over the training split of *data_spec* (default: the checkpoint's dataset);
+    returns the number of images (0 when the model has no BatchNorm)."""
+    from torch.optim.swa_utils import update_bn
+
+    from vistrain.inference import checkpoint_data, images_loader
+    from vistrain.data.pipeline import InputSpec
+
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return 0
+    _source, splits = checkpoint_data(ckpt, data_spec)
+    input_spec = InputSpec.from_dict(checkpoint.model_description(ckpt)[1])
+    update_bn(images_loader(splits.train, input_spec, batch_size), model, device=device)
+    model.eval()
+    return len(splits.train)
+
+
+def average_checkpoints(paths: list[Path], *, data_spec: str | None = None, update_bn: bool = True,
+                        device: str = "auto") -> Averaged:
+    """Average *paths* (see the module); the checkpoint dict is the last one's with the averaged weights."""
+    from vistrain.engine.device import select_device
+    from vistrain.models.factory import build_from_spec
+
+    names = [str(p) for p in paths]
+    ckpts = [checkpoint.load_checkpoint(p) for p in paths]
+    weights = average_weights(ckpts, names)
+    last = ckpts[-1]
+    model = build_from_spec(checkpoint.model_description(last)[0])
+    model.load_state_dict(weights)
+    dev = select_device(device)
+    model.to(dev)
+    bn_images = recompute_batchnorm(model, last, data_spec, dev) if update_bn else 0
+    keep = ("format", "format_version", "model", "input", "classes", "config", "strategy", "epoch", "global_step")
+    ckpt = {k: last[k] for k in keep if k in last}
+    ckpt.update(state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()}, weights="average",
+                averaged_from=[Path(n).name for n in names], metrics={}, stage=last.get("stage", ""))
+    return Averaged(ckpt, names, bn_images)
