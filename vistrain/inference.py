@@ -201,26 +201,50 @@ def evaluate_checkpoint(checkpoint_path, data_spec: str, *, split: str = "auto",
     return result
 
 
+@dataclass
+class OwnData:
+    """A checkpoint's model with the dataset it trained on, split as its run split it."""
+
+    model: Any
+    ckpt: dict
+    input_spec: InputSpec
+    device: Any
+    data_spec: str
+    source: Any
+    data_cfg: Any
+    mapping: torch.Tensor
+
+    @classmethod
+    def load(cls, checkpoint_path, device: str = "auto") -> OwnData:
+        from vistrain import checkpoint
+        from vistrain.engine.device import select_device
+        from vistrain.models.factory import load_model
+
+        dev = select_device(device)
+        model, ckpt, input_spec = load_model(checkpoint_path, dev)
+        data_spec = checkpoint.trained_on(ckpt)
+        if not data_spec:
+            raise DataError(f"checkpoint {str(checkpoint_path)!r} does not record its dataset")
+        source, data_cfg = checkpoint_source(ckpt)
+        mapping = class_mapping(source.classes, checkpoint.classes_of(ckpt))
+        return cls(model, ckpt, input_spec, dev, data_spec, source, data_cfg, mapping)
+
+    def split(self, name: str):
+        """The images of split *name* (see :func:`pick_split`)."""
+        return pick_split(self.ckpt, self.data_spec, name, self.source, self.data_cfg)[0]
+
+
 @torch.no_grad()
 def split_probabilities(checkpoint_path, split: str = "val", *, batch_size: int = 512, device: str = "cpu"):
     """Softmax outputs and true labels (in the checkpoint's class order) on a split of the dataset the checkpoint
     trained on; returns (probs (N, C) array, labels (N,) array, images, dataset spec, checkpoint)."""
     from vistrain import checkpoint
-    from vistrain.engine.device import select_device
-    from vistrain.engine.loop import predict_logits
-    from vistrain.models.factory import load_model
 
-    dev = select_device(device)
-    model, ckpt, input_spec = load_model(checkpoint_path, dev)
-    data_spec = checkpoint.trained_on(ckpt)
-    if not data_spec:
-        raise DataError(f"checkpoint {str(checkpoint_path)!r} does not record its dataset")
-    source, data_cfg = checkpoint_source(ckpt)
-    mapping = class_mapping(source.classes, checkpoint.classes_of(ckpt))
-    images, _ = pick_split(ckpt, data_spec, split, source, data_cfg)
-    logits, targets = predict_logits(model, images_loader(images, input_spec, batch_size), device=dev)
-    probs = torch.softmax(logits / checkpoint.temperature(ckpt), dim=1)
-    return probs.numpy(), mapping[targets].numpy(), images, data_spec, ckpt
+    own = OwnData.load(checkpoint_path, device)
+    images = own.split(split)
+    logits, labels = split_logits(own.model, images, own.input_spec, own.device, own.mapping, batch_size)
+    probs = torch.softmax(logits / checkpoint.temperature(own.ckpt), dim=1)
+    return probs.numpy(), labels.numpy(), images, own.data_spec, own.ckpt
 
 
 @torch.no_grad()
@@ -293,27 +317,17 @@ class Calibrated:
 def calibrate_checkpoint(checkpoint_path, *, device: str = "auto", fit: Callable | None = None) -> Calibrated:
     """Temperature scaling of a checkpoint on the val split of its own dataset (as its run split it): T is fitted on
     val logits alone; the test split, when the run had one, is scored before and after for the report only."""
-    from vistrain import checkpoint
     from vistrain.calibration import fit_temperature
-    from vistrain.engine.device import select_device
-    from vistrain.models.factory import load_model
 
-    dev = select_device(device)
-    model, ckpt, input_spec = load_model(checkpoint_path, dev)
-    data_spec = checkpoint.trained_on(ckpt)
-    if not data_spec:
-        raise DataError(f"checkpoint {str(checkpoint_path)!r} does not record its dataset")
-    source, data_cfg = checkpoint_source(ckpt)
-    mapping = class_mapping(source.classes, checkpoint.classes_of(ckpt))
-    val, _ = pick_split(ckpt, data_spec, "val", source, data_cfg)
-    logits, labels = split_logits(model, val, input_spec, dev, mapping)
+    own = OwnData.load(checkpoint_path, device)
+    logits, labels = split_logits(own.model, own.split("val"), own.input_spec, own.device, own.mapping)
     temperature = (fit or fit_temperature)(logits, labels)
     report = {"val": (scores(logits, labels), scores(logits, labels, temperature))}
     try:
-        test, _ = pick_split(ckpt, data_spec, "test", source, data_cfg)
+        test = own.split("test")
     except DataError:
         test = None
     if test is not None:  # scored after the fit, for the report
-        t_logits, t_labels = split_logits(model, test, input_spec, dev, mapping)
+        t_logits, t_labels = split_logits(own.model, test, own.input_spec, own.device, own.mapping)
         report["test"] = (scores(t_logits, t_labels), scores(t_logits, t_labels, temperature))
-    return Calibrated({**ckpt, "temperature": temperature}, temperature, len(labels), report)
+    return Calibrated({**own.ckpt, "temperature": temperature}, temperature, len(labels), report)
