@@ -21,6 +21,8 @@ def register_commands(register):
     register("report", "vistrain.cli.report:report_command", help="Write a run's HTML report (curves, confusion, mistakes...).")
     register("compare", "vistrain.cli.report:compare_command", help="Compare runs: metrics table, config differences, curves.")
     register("export", "vistrain.cli.export:export_command", help="Export a checkpoint to safetensors, TorchScript or ONNX.")
+    register("lr-find", "vistrain.cli.lr_find:lr_find_command",
+             help="Sweep the learning rate on the run's config; suggest one (valley), plot it.")
     register("calibrate", "vistrain.cli.evaluate:calibrate_command",
              help="Fit a softmax temperature on the val split and store it in the checkpoint.")
     register("average", "vistrain.cli.export:average_command", help="Average checkpoints' weights (BatchNorm recomputed).")
