@@ -335,3 +335,21 @@ def test_piped_tables_never_fold_a_row(capsys):
     print_table(table)
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("plug")]
     assert len(rows) == 1 and long in rows[0]
+
+
+@pytest.mark.parametrize("args, codes", [(["--help"], (141,)), (["config", "show"], (1, 141)),
+                                         (["models", "list"], (1, 141))])  # rich's tables end their own way: 1
+def test_output_piped_to_a_reader_that_stops_early_is_not_an_error(args, codes):
+    """`vistrain --help | head -1`: the reader closes the pipe; no error line, exit 141 (128 + SIGPIPE) as git.
+    (The reader closes before the first write, so the write fails every time, not only when the output
+    outgrows the pipe's buffer.)"""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "vistrain", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**__import__("os").environ, "VISTRAIN_PLUGINS": "none"})
+    proc.stdout.close()  # the reader is gone before anything is written
+    err = proc.stderr.read().decode()
+    code = proc.wait(timeout=60)
+    assert "error" not in err.lower() and "Traceback" not in err and "Exception" not in err, err
+    assert code in codes

@@ -19,6 +19,7 @@ EXIT_OK = 0
 EXIT_BUG = 1  # an unexpected exception: a bug to report
 EXIT_USER = 2  # a user error: the one line says what to fix
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE), as git and shells report it
 
 
 def one_line(text: object) -> str:
@@ -100,6 +101,14 @@ def report(exc: BaseException, debug: bool, command=None, args: list[str] | None
     *command* and *args* (the root click command and the arguments) give usage errors raised
     without a context, such as an option missing its value, the usage line of their subcommand.
     """
+    if isinstance(exc, BrokenPipeError):  # the reader left (`vistrain ... | head`): not an error to print
+        import os
+
+        try:  # Python's recipe: the interpreter flushes stdout once more at exit; let that go nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
     import typer  # only here: `vistrain --help` runs without Typer (see vistrain.cli.roothelp)
 
     if isinstance(exc, _classes("Exit", typer.Exit)):
