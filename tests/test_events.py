@@ -180,3 +180,39 @@ def test_run_finished_is_the_last_event_even_with_a_fast_system_sampler(tmp_path
                                 "augment.spec": "none"})
     execute(cfg, listeners=[Recorder(), SlowOnFinish()])
     assert "system_sample" in seen and seen[-1] == "run_finished", seen[-4:]
+
+
+def test_under_ddp_every_rank_shows_even_in_a_run_shorter_than_the_sampling_interval():
+    """Other ranks post at once; rank 0 emits a last sample at stop with every rank's latest. A 100 s interval
+    and an immediate stop: rank 1 posted, rank 0 emitted exactly one sample holding both ranks."""
+    import time
+
+    from vistrain.engine.distributed import DistInfo, SampleRelay
+    from vistrain.engine.system import SystemSampler
+
+    class Store:
+        def __init__(self):
+            self.data = {}
+
+        def set(self, key, value):
+            self.data[key] = value.encode() if isinstance(value, str) else value
+
+        def check(self, keys):
+            return all(k in self.data for k in keys)
+
+        def get(self, key):
+            return self.data[key]
+
+    store = Store()
+    rank1 = SystemSampler(lambda e: None, interval=100.0, relay=SampleRelay(DistInfo(rank=1, world_size=2), store), rank=1)
+    rank1.start()
+    deadline = time.time() + 10
+    while not store.data and time.time() < deadline:
+        time.sleep(0.01)
+    rank1.stop()
+    assert store.data, "rank 1 did not post at once"
+    got = []
+    rank0 = SystemSampler(got.append, interval=100.0, relay=SampleRelay(DistInfo(rank=0, world_size=2), store), rank=0)
+    rank0.start()
+    rank0.stop()
+    assert len(got) == 1 and sorted(r["rank"] for r in got[0].ranks) == [0, 1]

@@ -119,24 +119,35 @@ class SystemSampler:
         own.gpus, own.ranks = gpus, rows
         return own
 
+    def _tick(self, process: psutil.Process) -> bool:
+        """One sample: emitted, or posted for rank 0 under DDP; False (and ``error`` set) when it failed."""
+        try:
+            sample = self._own(process)
+            if self.relay is None:
+                self.emit(sample)
+            elif self.rank != 0:
+                data = {k: v for k, v in sample.to_dict().items() if k not in ("schema", "kind")}
+                self.relay.post({**data, "rank": self.rank, "host": self.host})
+            else:
+                self.emit(self.merge(sample, self.relay.collect()))
+            return True
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the runner, never kills training
+            self.error = exc
+            return False
+
     def _run(self) -> None:
         process = psutil.Process(os.getpid())
+        if self.relay is not None and self.rank != 0 and not self._tick(process):
+            return  # other ranks report at once: rank 0's first sample can already show them
         while not self._stop.wait(self.interval):
-            try:
-                sample = self._own(process)
-                if self.relay is None:
-                    self.emit(sample)
-                elif self.rank != 0:
-                    data = {k: v for k, v in sample.to_dict().items() if k not in ("schema", "kind")}
-                    self.relay.post({**data, "rank": self.rank, "host": self.host})
-                else:
-                    self.emit(self.merge(sample, self.relay.collect()))
-            except BaseException as exc:  # noqa: BLE001 - surfaced by the runner, never kills training
-                self.error = exc
+            if not self._tick(process):
                 return
 
     def stop(self) -> None:
-        """Stop and join the thread."""
+        """Stop and join the thread; under DDP rank 0 emits one last sample with every rank's latest, so even a
+        run shorter than the interval (or a sampler thread starved by a busy machine) shows all of them."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+        if self.relay is not None and self.rank == 0 and self.error is None and self._thread.ident is not None:
+            self._tick(psutil.Process(os.getpid()))
