@@ -92,7 +92,25 @@ class SubsetImageSet(ImageSet):
         return None if arr is None else arr[self.indices]
 
 
-class TargetImageSet(ImageSet):
+class SameImagesSet(ImageSet):
+    """The images of ``self.base``, index for index, under labels or targets of its own (subclasses set them)."""
+
+    base: ImageSet
+
+    def image(self, index: int) -> np.ndarray:
+        return self.base.image(index)
+
+    def raw(self, index: int) -> bytes | None:
+        return self.base.raw(index)
+
+    def name(self, index: int) -> str:
+        return self.base.name(index)
+
+    def as_array(self) -> np.ndarray | None:
+        return self.base.as_array()
+
+
+class TargetImageSet(SameImagesSet):
     """Images of another set with replaced training targets: hard labels (N,) or soft rows (N, classes).
 
     Pseudo-labelled data is this: the teacher's labels (or its softmax) stand in for the true ones.
@@ -119,18 +137,6 @@ class TargetImageSet(ImageSet):
     def soft(self) -> bool:
         """Whether the targets are probability rows."""
         return self._targets.ndim == 2
-
-    def image(self, index: int) -> np.ndarray:
-        return self.base.image(index)
-
-    def raw(self, index: int) -> bytes | None:
-        return self.base.raw(index)
-
-    def name(self, index: int) -> str:
-        return self.base.name(index)
-
-    def as_array(self) -> np.ndarray | None:
-        return self.base.as_array()
 
     def targets(self) -> np.ndarray:
         return self._targets
@@ -182,7 +188,7 @@ class ConcatImageSet(ImageSet):
                                for r in rows])
 
 
-class RelabelledImageSet(ImageSet):
+class RelabelledImageSet(SameImagesSet):
     """Images of another set under other labels, e.g. an unlabelled pool's true labels in this run's classes
     (``-1`` where unknown)."""
 
@@ -191,18 +197,6 @@ class RelabelledImageSet(ImageSet):
             raise ValueError(f"{len(labels)} labels for {len(base)} images")
         self.base = base
         self.labels = np.asarray(labels, dtype=np.int64)
-
-    def image(self, index: int) -> np.ndarray:
-        return self.base.image(index)
-
-    def raw(self, index: int) -> bytes | None:
-        return self.base.raw(index)
-
-    def name(self, index: int) -> str:
-        return self.base.name(index)
-
-    def as_array(self) -> np.ndarray | None:
-        return self.base.as_array()
 
 
 class GeneratedImageSet(ImageSet):
