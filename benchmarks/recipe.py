@@ -1,4 +1,4 @@
-"""The default recipe, per seed: test-split top-1 (of best.pt, and of the final epoch's last.pt), val top-1 and wall time; optionally without augmentation.
+"""The default recipe, per seed: test-split top-1 (of best.pt, of the final epoch's last.pt, and of averaged.pt with checkpoint.average_last), val top-1 and wall time; optionally without augmentation.
 
 Every run uses `vistrain run`'s defaults (LeNet-5 on mnist5k unless overridden). The test split
 (``data.test_fraction``) is never trained on or used to choose best.pt, so its accuracy is the
@@ -30,7 +30,10 @@ def run_once(spec: str, overrides: list[str], out: str) -> dict[str, float]:
     m = result.metrics
     # the final epoch's weights on the same test split, for comparison only (outside the timed run)
     last = evaluate_checkpoint(result.run_dir / "checkpoints" / "last.pt", cfg.data.name, split="test", device="cpu")
-    return {"test": float(m.get("test_top1", float("nan"))), "test_last": float(last["top1"]),
+    averaged = result.run_dir / "checkpoints" / "averaged.pt"  # checkpoint.average_last: the average on its own
+    avg = evaluate_checkpoint(averaged, cfg.data.name, split="test", device="cpu")["top1"] if averaged.exists() else None
+    return {"test": float(m.get("test_top1", float("nan"))), "test_last": float(last["top1"]), "test_avg": avg,
+            "avg_is_best": bool(m.get("average_is_best")),
             "final": float(m.get("val_top1", 0.0)), "best": float(m.get("best_val_top1", 0.0)),
             "epoch": int(m.get("best_epoch", 0)), "wall": wall,
             "load": os.getloadavg()[0]}
@@ -53,8 +56,10 @@ def main() -> None:
             for label, spec in specs:
                 r = run_once(spec, [*args.overrides, f"train.seed={seed}"], out)
                 results.setdefault(label, []).append(r)
+                avg = (f", averaged.pt {100 * r['test_avg']:.2f}%{' = best.pt' if r['avg_is_best'] else ''}"
+                       if r["test_avg"] is not None else "")
                 print(f"seed {seed} {label:16s} test top-1 {100 * r['test']:.2f}% (final epoch "
-                      f"{100 * r['test_last']:.2f}%)  val top-1 final "
+                      f"{100 * r['test_last']:.2f}%{avg})  val top-1 final "
                       f"{100 * r['final']:.2f}% best.pt {100 * r['best']:.2f}% (epoch {r['epoch']})  wall {r['wall']:.1f}s  "
                       f"(load average {r['load']:.2f})", flush=True)
     for label, rows in results.items():
@@ -63,8 +68,9 @@ def main() -> None:
         def mean(key: str) -> float:
             return sum(r[key] for r in rows) / n
 
+        avg = f", averaged.pt {100 * mean('test_avg'):.2f}%" if all(r["test_avg"] is not None for r in rows) else ""
         print(f"mean of {n} seed(s) {label:16s}: test top-1 {100 * mean('test'):.2f}% (final epoch "
-              f"{100 * mean('test_last'):.2f}%)  (val final "
+              f"{100 * mean('test_last'):.2f}%{avg})  (val final "
               f"{100 * mean('final'):.2f}%, best.pt {100 * mean('best'):.2f}%)  wall {mean('wall'):.1f}s "
               f"(slowest {max(r['wall'] for r in rows):.1f}s)")
 

@@ -18,7 +18,8 @@ PACKAGE = ROOT / "vistrain"
 # docs/architecture.md, "Which way the imports point": a module may import its own layer and the ones below
 LAYERS = {
     1: ["vistrain", "vistrain.errors", "vistrain.config", "vistrain.events", "vistrain.hookspecs", "vistrain.registry",
-        "vistrain.plugins", "vistrain.dispatch", "vistrain.runfolder", "vistrain.checkpoint", "vistrain.durable"],
+        "vistrain.plugins", "vistrain.dispatch", "vistrain.runfolder", "vistrain.checkpoint", "vistrain.durable",
+        "vistrain.metrics"],
     2: ["vistrain.data", "vistrain.models", "vistrain.augment", "vistrain.listeners"],
     3: ["vistrain.engine", "vistrain.calibration"],
     4: ["vistrain.strategies"],

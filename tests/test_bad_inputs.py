@@ -91,6 +91,11 @@ CASES = [
     # numeric options at 0 and below
     user("epochs-zero", *RUN, "--epochs", "0", expect="train.epochs"),
     user("batch-size-zero", *RUN, "--batch-size", "0", expect="batch_size"),
+    user("sampler-unknown", *RUN, "--set", "data.sampler=balance", expect="data.sampler"),
+    user("class-weights-unknown", *RUN, "--set", "train.class_weights=inverse-sqrt", expect="train.class_weights"),
+    user("class-weights-wrong-length", *RUN_DIGITS, "--set", "train.class_weights=[1, 2]",
+         expect="train.class_weights has 2 numbers but the dataset has 10 classes"),
+    user("average-last-one", *RUN, "--set", "checkpoint.average_last=1", expect="checkpoint.average_last"),
     user("lr-negative", *RUN, "--lr", "-1", expect="optim.lr"),
     # paths
     user("imagefolder-missing", *RUN, "--data", "imagefolder:{w}/no-such-dir", expect="does not exist"),

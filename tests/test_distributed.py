@@ -206,3 +206,31 @@ def test_nan_on_one_rank_and_a_stop_on_rank_0_end_every_rank_at_the_same_step(tm
     got = {**json.loads((tmp_path / "rank0.json").read_text()), **json.loads((tmp_path / "rank1.json").read_text())}
     assert got["nan0"] == got["nan1"] == 3  # the NaN of rank 1 reached rank 0 through the all-reduced loss
     assert got["stop0"] == got["stop1"] == 6  # rank 0's stop request, agreed on after the step, stops rank 1 too
+
+
+def test_balanced_sampling_class_weights_and_the_average_of_the_last_epochs_under_ddp(tmp_path, cli):
+    """Two ranks of batch 32 draw the balanced order one process of 64 draws, weigh the loss the same, and
+    rank 0 averages the last epochs: the weights, val figures and averaged.pt match the single process's."""
+    import torch
+
+    extra = ["--set", "data.sampler=balanced", "--set", "train.class_weights=auto",
+             "--set", "checkpoint.average_last=2", "--set", "checkpoint.best=last"]
+    assert cli("run", *COMMON, *extra, "--batch-size", "64", "--out", tmp_path / "one", "--name", "one")[0] == 0
+    reference = tmp_path / "one" / "one"
+    out = tmp_path / "runs"
+
+    def in_process():
+        code, text, err = cli("run", "--nproc", "2", *COMMON, *extra, "--batch-size", "32", "--out", out, "--name", "ddp")
+        return code == 0, f"code {code}\n{text}{err}"
+
+    launch(in_process, out)
+    run = out / "ddp"
+    assert_same_training(run, reference)
+    got = torch.load(run / "checkpoints" / "averaged.pt", weights_only=True)
+    ref = torch.load(reference / "checkpoints" / "averaged.pt", weights_only=True)
+    assert got["averaged_from"] == ["epoch-0001.pt", "epoch-0002.pt"]
+    for key, value in ref["state_dict"].items():
+        assert (got["state_dict"][key] - value).abs().max().item() < 1e-5, key
+    assert abs(got["metrics"]["val_top1"] - ref["metrics"]["val_top1"]) < 1e-12
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert best["weights"] == "average"  # checkpoint.best=last: the average is the stage's final point

@@ -120,11 +120,13 @@ def test_sigterm_prints_the_resume_line_exits_75_and_resumes_exactly(uninterrupt
     assert _metric_rows(run) == _metric_rows(uninterrupted)
 
 
-@pytest.mark.parametrize("option", ["train.amp=bf16", "train.amp=fp16", "train.ema_decay=0.98"])
+@pytest.mark.parametrize("option", ["train.amp=bf16", "train.amp=fp16", "train.ema_decay=0.98", "data.sampler=balanced",
+                                    "checkpoint.average_last=2"])
 def test_precision_and_ema_runs_train_and_resume_bitwise_after_sigkill(option, tmp_path, cli):
-    """bf16 autocast on the CPU; fp16 with its gradient scaler; an EMA of the weights: a run that learns, killed
-    at a random step and resumed, ends bitwise equal to an uninterrupted one, with the scaler's state (scale,
-    growth tracker) and the average (and the training weights beside it) too."""
+    """bf16 autocast on the CPU; fp16 with its gradient scaler; an EMA of the weights; the balanced sampler; the
+    average of the last epochs: a run that learns, killed at a random step and resumed, ends bitwise equal to an
+    uninterrupted one, with the scaler's state (scale, growth tracker), the EMA (and the training weights beside
+    it) and averaged.pt too."""
     args = ARGS + ["--set", option, "--out", tmp_path, "--name"]
     code, out, err = cli(*args, "ref")
     assert code == 0, err
@@ -145,6 +147,9 @@ def test_precision_and_ema_runs_train_and_resume_bitwise_after_sigkill(option, t
             assert_bitwise_equal(ref[key], got[key], f"{key}, {option}, SIGKILL at global step {target}")
     if "scaler" in ref:
         assert got["scaler"] == ref["scaler"], (got["scaler"], ref["scaler"])
+    if option.startswith("checkpoint.average_last"):
+        averaged = [torch.load(tmp_path / name / "checkpoints" / "averaged.pt", weights_only=True) for name in ("ref", "job")]
+        assert_bitwise_equal(averaged[0]["state_dict"], averaged[1]["state_dict"], f"averaged.pt, SIGKILL at {target}")
 
 
 def test_find_resume_checkpoint_skips_unloadable_files_newest_first(tmp_path):

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 from vistrain import checkpoint
-from vistrain.errors import CheckpointError
 
 
 @dataclass
@@ -27,27 +26,6 @@ class Averaged:
     ckpt: dict
     sources: list[str]
     bn_images: int  # images BatchNorm statistics were recomputed on (0: the model has no BatchNorm)
-
-
-def average_weights(ckpts: list[dict], names: list[str]) -> dict[str, torch.Tensor]:
-    """The uniform average of the checkpoints' weights, after checking they hold one model."""
-    if len(ckpts) < 2:
-        raise CheckpointError("averaging needs at least two checkpoints", hint="pass two or more checkpoint files")
-    first_spec, _input, first_classes = checkpoint.model_description(ckpts[0], repr(names[0]))
-    first = checkpoint.weights(ckpts[0])
-    for ck, name in zip(ckpts[1:], names[1:]):
-        spec, _input, classes = checkpoint.model_description(ck, repr(name))
-        if spec != first_spec or list(classes) != list(first_classes) or checkpoint.weights(ck).keys() != first.keys():
-            raise CheckpointError(f"{name} holds another model than {names[0]} ({spec['name']} with {len(classes)} "
-                                  f"classes against {first_spec['name']} with {len(first_classes)})",
-                                  hint="average checkpoints of one run (or of runs of the same model and classes)")
-    out = {}
-    for key, value in first.items():
-        if value.is_floating_point():
-            out[key] = sum(checkpoint.weights(ck)[key].double() for ck in ckpts).div(len(ckpts)).to(value.dtype)
-        else:
-            out[key] = checkpoint.weights(ckpts[-1])[key].clone()
-    return out
 
 
 def recompute_batchnorm(model: torch.nn.Module, ckpt: dict, data_spec: str | None, device: torch.device,
@@ -76,15 +54,12 @@ def average_checkpoints(paths: list[Path], *, data_spec: str | None = None, upda
 
     names = [str(p) for p in paths]
     ckpts = [checkpoint.load_checkpoint(p) for p in paths]
-    weights = average_weights(ckpts, names)
+    weights = checkpoint.average_weights(ckpts, names)
     last = ckpts[-1]
     model = build_from_spec(checkpoint.model_description(last)[0])
     model.load_state_dict(weights)
     dev = select_device(device)
     model.to(dev)
     bn_images = recompute_batchnorm(model, last, data_spec, dev) if update_bn else 0
-    keep = ("format", "format_version", "model", "input", "classes", "config", "strategy", "epoch", "global_step")
-    ckpt = {k: last[k] for k in keep if k in last}
-    ckpt.update(state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()}, weights="average",
-                averaged_from=[Path(n).name for n in names], metrics={}, stage=last.get("stage", ""))
+    ckpt = checkpoint.averaged_checkpoint(last, model.state_dict(), [Path(n).name for n in names])
     return Averaged(ckpt, names, bn_images)

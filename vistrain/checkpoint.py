@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -252,6 +253,46 @@ def rng_of(ckpt: dict, rank: int = 0, world_size: int = 1) -> dict | None:
 # --- the checkpoints of a run folder ----------------------------------------------------------
 
 
+def average_weights(ckpts: list[dict], names: list[str]) -> dict[str, torch.Tensor]:
+    """The uniform average of the checkpoints' weights, after checking they hold one model."""
+    if len(ckpts) < 2:
+        raise CheckpointError("averaging needs at least two checkpoints", hint="pass two or more checkpoint files")
+    first_spec, _input, first_classes = model_description(ckpts[0], repr(names[0]))
+    first = weights(ckpts[0])
+    for ck, name in zip(ckpts[1:], names[1:]):
+        spec, _input, classes = model_description(ck, repr(name))
+        if spec != first_spec or list(classes) != list(first_classes) or weights(ck).keys() != first.keys():
+            raise CheckpointError(f"{name} holds another model than {names[0]} ({spec['name']} with {len(classes)} "
+                                  f"classes against {first_spec['name']} with {len(first_classes)})",
+                                  hint="average checkpoints of one run (or of runs of the same model and classes)")
+    out = {}
+    for key, value in first.items():
+        if value.is_floating_point():
+            out[key] = sum(weights(ck)[key].double() for ck in ckpts).div(len(ckpts)).to(value.dtype)
+        else:
+            out[key] = weights(ckpts[-1])[key].clone()
+    return out
+
+
+def averaged_checkpoint(last: dict, state_dict: dict, sources: list[str], metrics: dict | None = None,
+                        **extra: Any) -> dict:
+    """A checkpoint of averaged weights *state_dict*: the model description of *last* (the newest averaged
+    checkpoint), ``weights: "average"`` and the names it came from, plus *extra* keys; for eval, predict, export
+    and teachers, not for ``--resume`` (no optimizer, schedule or position)."""
+    keep = ("format", "format_version", "model", "input", "classes", "config", "strategy", "epoch", "global_step",
+            "stage", "stage_state", "temperature")
+    ckpt = {k: last[k] for k in keep if k in last}
+    ckpt.update(state_dict={k: v.detach().cpu() for k, v in state_dict.items()}, weights="average",
+                averaged_from=list(sources), metrics=dict(metrics or {}), **extra)
+    ckpt.setdefault("stage", "")
+    return ckpt
+
+
+def epoch_checkpoint_name(prefix: str, epoch: int) -> str:
+    """``{prefix}epoch-0042.pt``: an epoch's checkpoint kept for ``checkpoint.average_last``."""
+    return f"{prefix}epoch-{epoch:04d}.pt"
+
+
 def step_checkpoint_name(prefix: str, global_step: int) -> str:
     """``{prefix}step-00001234.pt``: sorts by step."""
     return f"{prefix}step-{global_step:08d}.pt"
@@ -268,9 +309,11 @@ def prune_step_checkpoints(folder: str | os.PathLike, prefix: str, keep: int) ->
 
 
 def resume_candidates(folder: str | os.PathLike) -> list[Path]:
-    """Checkpoints a run could continue from, newest first: ``*last.pt`` and ``*step-N.pt`` (not best)."""
+    """Checkpoints a run could continue from, newest first: ``*last.pt`` and ``*step-N.pt`` (not best, nor the
+    ``*epoch-N.pt`` kept for averaging, nor averaged weights)."""
     folder = Path(folder)
-    files = [p for p in folder.glob("*.pt") if not p.name.startswith(".") and not p.name.endswith("best.pt")]
+    files = [p for p in folder.glob("*.pt") if not p.name.startswith(".") and
+             (p.name.endswith("last.pt") or re.fullmatch(r".*step-\d+\.pt", p.name))]
 
     def key(p: Path):
         try:

@@ -59,6 +59,9 @@ class DataConfig(_Section):
                             "to evaluate); auto: crop for photos, squash for datasets of one small image size")
     crop_pct: float = Field(0.875, gt=0.0, le=1.0, description="crop geometry: the centre crop's share of the "
                                                                 "shorter side when evaluating")
+    sampler: Literal["shuffle", "balanced"] = Field(
+        "shuffle", description="the training order: shuffle (every image once per epoch), or balanced (drawn with "
+                               "replacement, each class equally often: for imbalanced classes)")
     max_bad_fraction: float = Field(0.05, ge=0.0, le=1.0, description="share of an epoch's images that may be "
                                     "unreadable (skipped and reported) before the run stops")
     image_column: str = Field("image", description="hf: sources: the column holding the images")
@@ -137,6 +140,11 @@ class TrainConfig(_Section):
                                     "(e.g. 0.999): validated, kept in best.pt and used by eval; unset: off")
     ema_warmup: bool = Field(True, description="timm's EMA warm-up: the decay grows from 0 to ema_decay")
     compile: bool = Field(False, description="torch.compile the model (the first steps compile; needs a C compiler on CPU)")
+    class_weights: Literal["none", "auto", "inverse", "effective"] | list[float] = Field(
+        "none", description="weight the cross-entropy per class: auto or inverse (n / (classes x n_c)), effective "
+                            "(Cui et al. 2019's effective number of samples, see class_weights_beta), a list of one "
+                            "weight per class, or none")
+    class_weights_beta: float = Field(0.999, ge=0.0, lt=1.0, description="beta of class_weights=effective")
     seed: int = 0
     deterministic: bool = False
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
@@ -159,6 +167,10 @@ class CheckpointConfig(_Section):
     every_steps: int | None = Field(None, ge=1, description="write step-N.pt every N optimizer steps")
     every_minutes: float | None = Field(30.0, gt=0.0, description="write step-N.pt at least this often")
     keep: int = Field(3, ge=1, description="step checkpoints kept (the newest)")
+    average_last: int | None = Field(
+        None, ge=2, description="average the weights of each stage's last K epochs (kept as epoch-N.pt), with "
+                                "BatchNorm statistics recomputed: written as averaged.pt, validated, and best.pt when "
+                                "the best rule picks it as the stage's final point; unset: off")
 
 
 class StrategyConfig(_Section):

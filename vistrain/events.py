@@ -124,7 +124,8 @@ class EpochEnd(Event):
 
 @dataclass
 class EvalEnd(Event):
-    """An evaluation finished; accuracies are fractions in [0, 1]."""
+    """An evaluation finished; accuracies are fractions in [0, 1]. *split*: ``val`` after an epoch, ``test`` (the
+    held-out split, once at the end), ``val-average`` (the averaged weights of ``checkpoint.average_last``)."""
 
     kind: ClassVar[str] = "eval_end"
     stage: str
@@ -134,6 +135,11 @@ class EvalEnd(Event):
     top1: float
     top5: float
     num_samples: int
+    # per-class figures (vistrain.metrics): class-averaged, and per class in the model's class order
+    balanced_top1: float | None = None
+    macro_f1: float | None = None
+    class_precision: list[float] | None = None
+    class_recall: list[float] | None = None
 
 
 @dataclass
@@ -146,7 +152,7 @@ class CheckpointSaved(Event):
     global_step: int
     is_best: bool = False
     metric: float | None = None
-    reason: str = "epoch"  # epoch | best | user | stop
+    reason: str = "epoch"  # epoch | best | user | stop | step | average
 
 
 @dataclass

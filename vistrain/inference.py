@@ -118,12 +118,15 @@ def split_logits(model, images, input_spec: InputSpec, device, class_map=None, b
 
 
 def scores(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> dict[str, Any]:
-    """Loss, top-1, top-5 and count of *logits* against *labels*, with the ECE (15 bins) and reliability table of
-    their softmax at *temperature* (the loss too is at that temperature; top-k does not depend on it)."""
+    """Loss, top-1, top-5 and count of *logits* against *labels*, the per-class figures of
+    :class:`~vistrain.metrics.ClassMetrics` (``classes``, and its summary's keys), with the ECE (15 bins) and
+    reliability table of their softmax at *temperature* (the loss too is at that temperature; top-k does not
+    depend on it)."""
     import torch.nn.functional as F
 
     from vistrain.calibration import reliability
     from vistrain.engine.loop import topk_correct
+    from vistrain.metrics import ClassMetrics
 
     n = len(labels)
     if not n:
@@ -131,8 +134,10 @@ def scores(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0)
     scaled = logits / temperature
     c1, c5 = topk_correct(scaled, labels, (1, 5))
     table = reliability(torch.softmax(scaled, dim=1).numpy(), labels.numpy())
+    per_class = ClassMetrics.from_predictions(labels.numpy(), scaled.argmax(dim=1).numpy(), scaled.shape[1])
     return {"loss": float(F.cross_entropy(scaled, labels)), "top1": int(c1) / n, "top5": int(c5) / n,
-            "num_samples": n, "ece": table.ece, "reliability": table, "temperature": temperature}
+            "num_samples": n, "ece": table.ece, "reliability": table, "temperature": temperature,
+            "classes": per_class, **per_class.summary()}
 
 
 def checkpoint_source(ckpt: dict, data_spec: str | None = None, *, download: bool = False, labels_per_class=...):
@@ -197,7 +202,7 @@ def evaluate_checkpoint(checkpoint_path, data_spec: str, *, split: str = "auto",
     images, split = pick_split(ckpt, data_spec, split, source, data_cfg)
     result = scores(*split_logits(model, images, input_spec, dev, mapping, batch_size, tta), checkpoint.temperature(ckpt))
     result.update(tta=tta, split=split, dataset=data_spec, skipped=source.skipped, notes=source.notes,
-                  num_classes=len(checkpoint.classes_of(ckpt)))
+                  num_classes=len(checkpoint.classes_of(ckpt)), class_names=list(checkpoint.classes_of(ckpt)))
     return result
 
 

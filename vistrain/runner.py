@@ -86,6 +86,7 @@ def evaluate_test_split(ctx) -> dict[str, Any]:
                              epoch=position(ckpt)["epoch"], stage="test", split="test", emit=ctx.emit,
                              tta=ctx.config.train.test_tta)
     return {"test_top1": result["top1"], "test_top5": result["top5"], "test_loss": result["loss"],
+            "test_balanced_top1": result["balanced_top1"], "test_macro_f1": result["macro_f1"],
             "test_samples": result["num_samples"], "test_checkpoint": path.name,
             "test_tta_views": TTA_VIEWS[ctx.config.train.test_tta]}
 
@@ -104,6 +105,7 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
     from vistrain.augment.pipeline import build_pipeline
     from vistrain.checkpoint import position, stage_of
     from vistrain.data import recipes
+    from vistrain.data.balance import balance_line, class_counts
     from vistrain.data.prepare import load_source, prepare_data
     from vistrain.dispatch import EventDispatcher
     from vistrain.durable import clean_stale_temps
@@ -165,6 +167,10 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
                                            f"rank 0 writes the run folder"))
         if recipe_line:
             emit(Log(level="info", message=recipe_line))
+        balance = balance_line(class_counts(data.train.targets(), len(data.classes)), data.classes, cfg.data.sampler,
+                               cfg.train.class_weights)
+        if balance:
+            emit(Log(level="info", message=balance))
         if source.skipped:
             shown = ", ".join(os.path.basename(p) for p in source.skipped[:5])
             more = f" and {len(source.skipped) - 5} more" if len(source.skipped) > 5 else ""

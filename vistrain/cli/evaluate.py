@@ -19,8 +19,10 @@ def eval_command(
     tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none, flip (image and mirror), crops "
                             "(five crops of the image at size/crop_pct) or crops-flip (ten)."),
     reliability: Optional[Path] = typer.Option(None, "--reliability", help="Write a reliability diagram (PNG)."),
+    per_class: bool = typer.Option(False, "--per-class", help="Print each class's precision, recall, F1 and images."),
 ) -> None:
-    """Evaluate a checkpoint: top-1/top-5 and loss, mapping dataset classes onto the checkpoint's by name."""
+    """Evaluate a checkpoint: top-1/top-5, loss, balanced top-1, macro-F1 and ECE, mapping dataset classes onto the
+    checkpoint's by name."""
     from vistrain.inference import evaluate_checkpoint
 
     from vistrain.listeners.console import shows_top5
@@ -32,6 +34,13 @@ def eval_command(
     temp = f" at T={result['temperature']:.3g}" if result["temperature"] != 1.0 else ""
     typer.echo(f"{result['dataset']} [{result['split']}{with_tta}] {result['num_samples']} images: "
                f"top-1 {100 * result['top1']:.2f}%{top5}  loss {result['loss']:.4f}  ECE {100 * result['ece']:.2f}%{temp}")
+    typer.echo(f"  balanced top-1 {100 * result['balanced_top1']:.2f}%  macro-F1 {100 * result['macro_f1']:.2f}%  "
+               f"(mean over classes: recall, and F1 of precision and recall)")
+    if per_class:
+        from vistrain.metrics import TABLE_HEADER
+        from vistrain.report.compare import format_table
+
+        typer.echo(format_table(TABLE_HEADER, result["classes"].table(result["class_names"])))
     if reliability is not None:
         from vistrain.calibration import reliability_png
 

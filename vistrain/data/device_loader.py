@@ -58,6 +58,7 @@ class DeviceAugmentLoader:
         self._rng_before: dict[int, dict] = {}  # augment_rng state before batch i was made
         self._resume: dict | None = None
         self.dataset = self.images  # len(loader.dataset) works as with a DataLoader
+        self.weights: torch.Tensor | None = None  # balanced sampling (set by build_loader)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order and augmentation the next iteration yields."""
@@ -90,7 +91,10 @@ class DeviceAugmentLoader:
         n = len(self.images)
         self.order_generator.manual_seed(epoch_seed(self.seed, self.epoch, _ORDER_STREAM))
         self.augment_rng = np.random.default_rng(epoch_seed(self.seed, self.epoch, self._augment_stream))
-        order = torch.randperm(n, generator=self.order_generator) if self.shuffle else torch.arange(n)
+        if self.shuffle and self.weights is not None:  # balanced sampling: drawn with replacement
+            order = torch.multinomial(self.weights, n, replacement=True, generator=self.order_generator)
+        else:
+            order = torch.randperm(n, generator=self.order_generator) if self.shuffle else torch.arange(n)
         order = [b.to(self.device) for b in rank_batches(order, self.batch_size, self.rank, self.world_size,
                                                           pad=self.pad, drop_last=self.drop_last)]
         start, resume, self._resume = 0, self._resume, None

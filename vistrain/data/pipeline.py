@@ -247,6 +247,7 @@ def build_loader(
     rank: int = 0,
     world_size: int = 1,
     pad: bool = True,
+    sample_weights: torch.Tensor | None = None,
 ):
     """Pick the fast in-memory path when nothing is random per image; for in-memory data whose
     augmentation has a tensor form, batches augmented on *device* (``device_augment``: True, or
@@ -255,8 +256,24 @@ def build_loader(
 
     *rank* and *world_size* shard the data for DDP training (:mod:`vistrain.data.sampling`: every image once,
     the same number of steps on each rank); an evaluation loader passes ``pad=False``. The in-memory paths
-    take the ``squash`` geometry; the ``crop`` geometry goes through the DataLoader path.
+    take the ``squash`` geometry; the ``crop`` geometry goes through the DataLoader path. *sample_weights*
+    (shuffled loaders): each epoch draws its images with replacement in proportion to them
+    (:func:`vistrain.data.balance.balanced_sample_weights`).
     """
+    loader = _build_loader(images, transform, batch_size, shuffle=shuffle, seed=seed, num_workers=num_workers,
+                           drop_last=drop_last, pin_memory=pin_memory, device=device, device_augment=device_augment,
+                           rank=rank, world_size=world_size, pad=pad)
+    if sample_weights is not None and shuffle:
+        if len(sample_weights) != len(images):
+            raise ValueError(f"{len(sample_weights)} sampling weights for {len(images)} images")
+        sampler = getattr(loader, "batch_sampler", loader)  # the DataLoader path orders through its batch sampler
+        sampler.weights = sample_weights
+    return loader
+
+
+def _build_loader(images: ImageSet, transform: ImageTransform, batch_size: int, *, shuffle: bool, seed: int,
+                  num_workers: int | str, drop_last: bool, pin_memory: bool, device, device_augment: bool | str,
+                  rank: int, world_size: int, pad: bool):
     from vistrain.data.dataloader import auto_num_workers, dataloader
 
     augmenting = transform.augment is not None or transform.crop_smin is not None

@@ -21,10 +21,15 @@ def batch_count(n: int, batch_size: int, drop_last: bool) -> int:
     return n // batch_size if drop_last else (n + batch_size - 1) // batch_size
 
 
-def epoch_permutation(n: int, *, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
-    """Every index once, in the epoch's order: a pure function of (seed, epoch)."""
+def epoch_permutation(n: int, *, shuffle: bool, seed: int, epoch: int,
+                      weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The epoch's order, a pure function of (seed, epoch): every index once, or with *weights* (training only)
+    *n* indices drawn with replacement in proportion to them (:mod:`vistrain.data.balance`)."""
     if shuffle:
-        return torch.randperm(n, generator=torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch)))
+        generator = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch))
+        if weights is not None:
+            return torch.multinomial(weights, n, replacement=True, generator=generator)
+        return torch.randperm(n, generator=generator)
     return torch.arange(n)
 
 
@@ -81,6 +86,7 @@ class ResumableLoader:
         self.epoch = 0
         self.position = 0  # batches handed out in the current epoch
         self._skip = 0
+        self.weights: torch.Tensor | None = None  # balanced sampling (set by build_loader)
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order (and augmentation) the next iteration uses."""
@@ -101,7 +107,7 @@ class ResumableLoader:
 
     def _batches(self) -> Iterator[tuple[int, torch.Tensor]]:
         """(batch number, indices) from the resume point on; counts what was handed out."""
-        order = epoch_permutation(self.n, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch)
+        order = epoch_permutation(self.n, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch, weights=self.weights)
         batches = rank_batches(order, self.batch_size, self.rank, self.world_size, pad=self.pad,
                                drop_last=self.drop_last)
         start, self._skip = self._skip, 0
@@ -124,13 +130,14 @@ class ShardBatchSampler(torch.utils.data.Sampler):
         self.rank, self.world_size, self.pad, self.drop_last = rank, world_size, pad, drop_last
         self.epoch = 0
         self.skip = 0
+        self.weights: torch.Tensor | None = None  # balanced sampling (set by build_loader)
 
     def __len__(self) -> int:
         return rank_batch_count(self.n, self.batch_size, self.rank, self.world_size, pad=self.pad,
                                 drop_last=self.drop_last)
 
     def __iter__(self):
-        order = epoch_permutation(self.n, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch)
+        order = epoch_permutation(self.n, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch, weights=self.weights)
         batches = rank_batches(order, self.batch_size, self.rank, self.world_size, pad=self.pad,
                                drop_last=self.drop_last)
         # each index travels with its epoch: persistent workers hold a copy of the dataset made when they started

@@ -145,6 +145,20 @@ def all_reduce_sum_ints(*values) -> tuple[int, ...]:
     return _sums_over_ranks(values, torch.int64, int)
 
 
+def all_reduce_sum_tensor(t: torch.Tensor) -> torch.Tensor:
+    """Element-wise sum of *t* over ranks (e.g. a confusion matrix); *t* itself without DDP."""
+    if not is_distributed():
+        return t
+    return _reduce(t, tdist.ReduceOp.SUM)
+
+
+def all_reduce_max_int(value: int) -> int:
+    """The largest of an int over ranks."""
+    if not is_distributed():
+        return int(value)
+    return int(_reduce(torch.tensor([int(value)], dtype=torch.int64), tdist.ReduceOp.MAX).item())
+
+
 def agree(*flags: bool) -> tuple[bool, ...]:
     """Each flag true on any rank becomes true on all, so the ranks stop and save at the same step."""
     if not is_distributed():

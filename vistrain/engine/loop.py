@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -19,6 +20,7 @@ from vistrain.engine.control import StopRequested, TrainControl
 from vistrain.engine.device import autocast, input_format
 from vistrain.errors import DataError, NonFiniteLossError
 from vistrain.events import BatchEnd, EpochEnd, EvalEnd, Event, ImagesSkipped
+from vistrain.metrics import ClassMetrics
 
 Emit = Callable[[Event], None]
 
@@ -129,9 +131,11 @@ def _epoch_images(loader) -> int:
         return 1
 
 
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Cross-entropy for hard (int) or soft (probability) targets, as CutMix/MixUp produce."""
-    return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0,
+                       weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy for hard (int) or soft (probability) targets, as CutMix/MixUp produce; *weight*: one per
+    class (``train.class_weights``; torch's weighted mean over hard targets, the weighted sum per image over soft)."""
+    return F.cross_entropy(logits, target, label_smoothing=label_smoothing, weight=weight)
 
 
 def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[torch.Tensor]:
@@ -355,9 +359,10 @@ def evaluate(
     reduce: bool = True,
     channels_last: bool = False,
 ) -> dict[str, float]:
-    """Loss, top-1 and top-5 over a loader. *class_map* maps dataset labels to model outputs.
+    """Loss, top-1, top-5, and the per-class figures of :class:`~vistrain.metrics.ClassMetrics` (balanced top-1,
+    macro-F1, per-class precision, recall and F1) over a loader. *class_map* maps dataset labels to model outputs.
 
-    Under DDP each rank evaluates its shard of the loader and the sums are all-reduced
+    Under DDP each rank evaluates its shard of the loader and the sums (and the confusion matrix) are all-reduced
     (``reduce=False``: this process's loader alone, no collective).
     """
     model = dist.unwrap(model)
@@ -365,6 +370,7 @@ def evaluate(
     loss_sum = torch.zeros((), device=device)
     correct1 = torch.zeros((), device=device, dtype=torch.long)
     correct5 = torch.zeros((), device=device, dtype=torch.long)
+    confusion: torch.Tensor | None = None  # flattened, rows true class: made once the outputs' count is known
     n = 0
     for images, targets in loader:
         images = images.to(device, non_blocking=device.type == "cuda",
@@ -379,19 +385,31 @@ def evaluate(
         c1, c5 = topk_correct(logits, targets, (1, 5))
         correct1 += c1
         correct5 += c5
+        k = logits.shape[1]
+        if confusion is None:
+            confusion = torch.zeros(k * k, dtype=torch.long, device=device)
+        confusion += torch.bincount(targets * k + logits.argmax(dim=1), minlength=k * k)
         n += images.shape[0]
     UnreadableImages(loader, stage, epoch, 1.0, emit, split).check()  # left out of the figures: reported
     sums = (loss_sum, correct1, correct5, n)
     loss_total, c1_total, c5_total, n = dist.all_reduce_sum_floats(*sums) if reduce else (float(v) for v in sums)
+    if reduce and dist.is_distributed():  # a rank without images learns the outputs' count from the others
+        k = dist.all_reduce_max_int(0 if confusion is None else math.isqrt(confusion.numel()))
+        confusion = dist.all_reduce_sum_tensor(confusion if confusion is not None else
+                                               torch.zeros(k * k, dtype=torch.long, device=device))
+    k = 0 if confusion is None else math.isqrt(confusion.numel())
+    classes = ClassMetrics.from_confusion(confusion.cpu().numpy().reshape(k, k) if k else np.zeros((0, 0)))
     n = int(n)
     result = {
         "loss": loss_total / max(1, n),
         "top1": c1_total / max(1, n),
         "top5": c5_total / max(1, n),
         "num_samples": n,
+        **classes.summary(),
     }
     emit(EvalEnd(stage=stage, epoch=epoch, split=split, loss=result["loss"], top1=result["top1"],
-                 top5=result["top5"], num_samples=n))
+                 top5=result["top5"], num_samples=n, balanced_top1=classes.balanced_top1, macro_f1=classes.macro_f1,
+                 class_precision=result["class_precision"], class_recall=result["class_recall"]))
     return result
 
 
@@ -444,7 +462,7 @@ def fit(
             ema = train_kwargs.get("ema")  # with an EMA of the weights, the average is what is validated and kept
             val = evaluate(ema.module if ema is not None else model, val_loader, device=device, amp_dtype=amp_dtype,
                            epoch=epoch, stage=stage, emit=emit, channels_last=bool(train_kwargs.get("channels_last")))
-            metrics.update({f"val_{k}": v for k, v in val.items() if k != "num_samples"})
+            metrics.update({f"val_{k}": v for k, v in val.items() if k != "num_samples" and isinstance(v, float)})
             is_best = update_best(state, epoch, val["top1"], int(val.get("num_samples", 0)), best_rule)
         elif val_loader is None:
             is_best = True

@@ -22,7 +22,8 @@ def result_summary(metrics: dict) -> str:
     text = ""
     if isinstance(best, float) and best >= 0:
         parts = ([f"epoch {int(epoch)}"] if isinstance(epoch, (int, float)) and epoch else []) + \
-            (["EMA weights"] if metrics.get("ema_decay") else [])
+            (["EMA weights"] if metrics.get("ema_decay") else []) + \
+            ([f"average of {int(metrics['average_epochs'])} epochs"] if metrics.get("average_is_best") else [])
         where = f" ({', '.join(parts)})" if parts else ""
         text = f", best.pt{where} val top-1 {_pct(best)}"
     views = {2: "flip", 5: "crops", 10: "crops-flip"}.get(int(metrics.get("test_tta_views") or 0))  # inference.TTA_VIEWS
@@ -47,6 +48,13 @@ def skipped_line(event: ImagesSkipped) -> str:
 
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
+
+
+def _per_class(e: EvalEnd) -> str:
+    """`` balanced top-1 x% macro-F1 y%`` of an evaluation that has them."""
+    if e.balanced_top1 is None or e.macro_f1 is None:
+        return ""
+    return f" balanced top-1 {_pct(e.balanced_top1)} macro-F1 {_pct(e.macro_f1)}"
 
 
 class ConsoleReporter:
@@ -161,7 +169,10 @@ class ConsoleReporter:
         self._stop_progress()
         if e.split == "test":
             self._line(f"test split ({e.num_samples} held-out images, checkpoint of epoch {e.epoch}): "
-                       f"loss {e.loss:.4f} top-1 {_pct(e.top1)}{self._top5(e.top5)}")
+                       f"loss {e.loss:.4f} top-1 {_pct(e.top1)}{self._top5(e.top5)}{_per_class(e)}")
+            return
+        if e.split == "val-average":  # checkpoint.average_last: the average of the last epochs' weights
+            self._line(f"{e.stage} averaged weights: val loss {e.loss:.4f} top-1 {_pct(e.top1)}{self._top5(e.top5)}")
             return
         ep = self._pending_epoch
         if ep is not None and ep.epoch == e.epoch:

@@ -10,7 +10,14 @@ from vistrain.errors import OutputError
 from vistrain.events import EpochEnd, EvalEnd, Event, RunFailed, RunFinished, StageStarted
 from vistrain.hookspecs import hookimpl
 
-COLUMNS = ["stage", "epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "epoch_time_s"]
+COLUMNS = ["stage", "epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "epoch_time_s",
+           "val_balanced_top1", "val_macro_f1"]
+
+
+def _header(path: Path) -> list[str]:
+    """The column names of an existing CSV file (empty when it has none)."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        return next(csv.reader(fh), [])
 
 
 class MetricsCsvWriter:
@@ -21,8 +28,10 @@ class MetricsCsvWriter:
         self._pending: dict | None = None
         try:
             new = not path.exists() or path.stat().st_size == 0
+            # a resumed run keeps the columns its file was started with (an older version wrote fewer)
+            columns = COLUMNS if new else _header(path) or COLUMNS
             self._fh = open(path, "a", newline="", encoding="utf-8")
-            self._writer = csv.DictWriter(self._fh, fieldnames=COLUMNS)
+            self._writer = csv.DictWriter(self._fh, fieldnames=columns, extrasaction="ignore")
             if new:
                 self._writer.writeheader()
                 self._fh.flush()
@@ -50,6 +59,8 @@ class MetricsCsvWriter:
         elif isinstance(event, EvalEnd) and event.split == "val" and self._pending is not None \
                 and self._pending["epoch"] == event.epoch and self._pending["stage"] == event.stage:
             self._pending.update(val_loss=f"{event.loss:.6f}", val_top1=f"{event.top1:.6f}", val_top5=f"{event.top5:.6f}")
+            if event.balanced_top1 is not None and event.macro_f1 is not None:
+                self._pending.update(val_balanced_top1=f"{event.balanced_top1:.6f}", val_macro_f1=f"{event.macro_f1:.6f}")
             self._flush_pending()
         elif isinstance(event, (StageStarted, RunFinished, RunFailed)):
             self._flush_pending()

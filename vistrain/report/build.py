@@ -53,7 +53,10 @@ def _summary(doc: Document, run: RunData) -> None:
              ["epochs finished", sum(len(s.epochs) for s in run.stages)],
              ["final val top-1", _pct(final.top1) if final else "n/a"],
              ["highest val top-1", f"{_pct(best.top1)} ({best.stage}, epoch {best.epoch})" if best else "n/a"]]
-    rows += [["held-out test top-1", f"{_pct(t.top1)} on {t.num_samples} images ({t.stage})"] for t in run.tests]
+    for t in run.tests:
+        rows.append(["held-out test top-1", f"{_pct(t.top1)} on {t.num_samples} images ({t.stage})"])
+        if t.balanced_top1 is not None and t.macro_f1 is not None:
+            rows.append(["held-out test balanced top-1 / macro-F1", f"{_pct(t.balanced_top1)} / {_pct(t.macro_f1)}"])
     resumed = f" over {len(run.sessions)} sessions (resumed)" if len(run.sessions) > 1 else ""
     rows += [["wall time", _secs(run.wall_s) + resumed],
              ["training samples/s", f"{run.samples_per_s():.0f}" if run.samples_per_s() else "n/a"]]
@@ -97,6 +100,17 @@ def _val_section(sec: Section, ckpt: Path, predict: Callable, prefix: str, mista
     per.image(f"{prefix}per-class.png", figures.per_class_figure(acc, counts, pred.classes), "per-class accuracy")
     worst = sorted(range(len(acc)), key=lambda i: acc[i])[:3]
     per.text("Weakest classes: " + ", ".join(f"{pred.classes[i]} {100 * acc[i]:.1f}%" for i in worst) + ".")
+    from vistrain.metrics import TABLE_HEADER
+
+    classes = pred.class_metrics()
+    per.text(f"Balanced top-1 (the mean of the classes' recall) {_pct(classes.balanced_top1)}, macro-F1 "
+             f"{_pct(classes.macro_f1)}: each class counts the same, however many images it has.")
+    rows = classes.table(pred.classes)
+    if len(rows) > 30:  # the classes that need attention, not a thousand rows
+        weakest = sorted(range(len(rows)), key=lambda i: classes.f1[i])[:15]
+        per.text(f"The 15 classes of {len(rows)} with the lowest F1:")
+        rows = [rows[i] for i in weakest]
+    per.table(TABLE_HEADER, rows)
     from vistrain.calibration import reliability, reliability_figure
 
     table = reliability(pred.probs, pred.labels)

@@ -11,7 +11,7 @@ from vistrain.report.rundata import RunData, load_run
 
 IGNORED_KEYS = ("output.name", "output.dir")  # differ between any two runs and say nothing about them
 HEADER = ["run", "status", "strategy", "model", "epochs", "final val top-1", "highest val top-1", "final val loss",
-          "test top-1", "wall", "samples/s"]
+          "test top-1", "test balanced top-1", "test macro-F1", "wall", "samples/s"]
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -52,8 +52,10 @@ def run_row(run: RunData) -> list[str]:
     strategy = run.started.strategy if run.started else (run.config.get("strategy") or {}).get("name", "?")
     model = run.started.model if run.started else (run.config.get("model") or {}).get("name", "?")
     best_text = f"{_pct(best.top1)} (ep {best.epoch})" if best else "n/a"
+    test = run.tests[-1] if run.tests else None
     return [run.name, run.status, strategy, model, str(sum(len(s.epochs) for s in run.stages)), _pct(final.top1 if final else None),
-            best_text, f"{final.loss:.4f}" if final else "n/a", _pct(run.tests[-1].top1 if run.tests else None),
+            best_text, f"{final.loss:.4f}" if final else "n/a", _pct(test.top1 if test else None),
+            _pct(test.balanced_top1 if test else None), _pct(test.macro_f1 if test else None),
             f"{run.wall_s:.1f} s" if run.wall_s is not None else "n/a", f"{sps:.0f}" if sps else "n/a"]
 
 

@@ -42,6 +42,12 @@ class SplitPredictions:
         counts = cm.sum(axis=1)
         return np.divide(np.diag(cm), counts, out=np.zeros(len(counts)), where=counts > 0), counts
 
+    def class_metrics(self):
+        """Per-class precision, recall and F1, balanced top-1 and macro-F1 (:class:`~vistrain.metrics.ClassMetrics`)."""
+        from vistrain.metrics import ClassMetrics
+
+        return ClassMetrics.from_confusion(self.confusion())
+
     def confident_mistakes(self, k: int) -> list[int]:
         """Indices of up to *k* wrong predictions, most confident first."""
         wrong = np.flatnonzero(self.predicted != self.labels)

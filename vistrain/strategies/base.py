@@ -12,7 +12,7 @@ import torch
 from vistrain.config import Config
 from vistrain.data.prepare import PreparedData
 from vistrain.engine import distributed as dist
-from vistrain.checkpoint import make_checkpoint, prune_step_checkpoints, step_checkpoint_name
+from vistrain.checkpoint import epoch_checkpoint_name, make_checkpoint, prune_step_checkpoints, step_checkpoint_name
 from vistrain.durable import DurableWriter
 from vistrain.engine.control import TrainControl
 from vistrain.engine.distributed import DistInfo
@@ -109,6 +109,9 @@ class CheckpointWriter:
         else:
             path = self.path("last")
             paths = [path, folder / "last.pt"] if self.prefix else [path]
+            window = self.ctx.config.checkpoint.average_last
+            if reason == "epoch" and window and state.epoch > self.epochs - window:  # kept for the average
+                paths.append(folder / epoch_checkpoint_name(self.prefix, state.epoch))
         events = [CheckpointSaved(path=str(path), epoch=state.epoch, global_step=state.global_step, is_best=False,
                                   metric=metric, reason=reason)]
         if is_best:

@@ -70,15 +70,17 @@ class TeacherView:
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
-                      temperature: float, alpha: float, logit: LogitLoss | None = None) -> torch.Tensor:
-    """α·L(z_s, z_t) + (1−α)·CE(y, z_s), L being Hinton's T²·KL unless *logit* is given; targets hard or soft."""
+                      temperature: float, alpha: float, logit: LogitLoss | None = None,
+                      class_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """α·L(z_s, z_t) + (1−α)·CE(y, z_s), L being Hinton's T²·KL unless *logit* is given; targets hard or soft;
+    *class_weight* weights the CE term per class (``train.class_weights``)."""
     if logit is None:
         soft = kd_loss(student_logits, teacher_logits, temperature)
     else:
         soft = logit(student_logits.float(), teacher_logits.float(), targets, float(temperature))
     if alpha >= 1.0:
         return alpha * soft
-    return alpha * soft + (1.0 - alpha) * F.cross_entropy(student_logits.float(), targets)
+    return alpha * soft + (1.0 - alpha) * F.cross_entropy(student_logits.float(), targets, weight=class_weight)
 
 
 class DistillationLoss:
@@ -92,9 +94,11 @@ class DistillationLoss:
                  feature_weight: float = 0.0):
         self.teacher, self.temperature, self.alpha, self.logit = teacher, temperature, alpha, logit
         self.student, self.feature, self.feature_weight = student, feature, feature_weight
+        self.class_weight: torch.Tensor | None = None  # train.class_weights, for the labels' CE term
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        loss = distillation_loss(logits, self.teacher(images), targets, self.temperature, self.alpha, self.logit)
+        loss = distillation_loss(logits, self.teacher(images), targets, self.temperature, self.alpha, self.logit,
+                                 self.class_weight)
         if self.feature != "none" and self.feature_weight:
             theirs = self.teacher.tap.features
             mine = self.student.features

@@ -35,7 +35,7 @@ def fit_nonparametric(ctx: RunContext, model, model_spec: dict, input_spec, *, s
     val = evaluate(model, val_loader, device=ctx.device, epoch=1, stage=stage, emit=ctx.emit)
     state = TrainState(epoch=1, best_metric=val["top1"], best_epoch=1)
     metrics = {"train_loss": train["loss"], "train_top1": train["top1"], "epoch": 1,
-               **{f"val_{k}": v for k, v in val.items() if k != "num_samples"}}
+               **{f"val_{k}": v for k, v in val.items() if k != "num_samples" and isinstance(v, float)}}
     state.history.append(metrics)
     writer = CheckpointWriter(ctx, model=model, model_spec=model_spec, input_spec=input_spec.to_dict(), stage=stage)
     writer(state, metrics, True, "epoch")

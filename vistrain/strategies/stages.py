@@ -22,6 +22,9 @@ finished, :func:`run_stage` then loads their ``best.pt`` instead of training the
 
 from __future__ import annotations
 
+import copy
+import functools
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,7 @@ from torch import nn
 
 from vistrain.augment import build_augmentation
 from vistrain.config import AugmentConfig, OptimConfig
+from vistrain.data.balance import balanced_sample_weights, class_counts, class_weights
 from vistrain.data.pipeline import ImageTransform, InputSpec, MixedBatchLoader, build_loader
 from vistrain.data.source import ConcatImageSet, ImageSet
 from vistrain import checkpoint
@@ -44,7 +48,8 @@ from vistrain.engine.ema import WeightEma
 from vistrain.engine.loop import StepCheckpoints, TrainState, fit, soft_cross_entropy
 from vistrain.engine.resume import restore_training, saved_state
 from vistrain.errors import CheckpointError
-from vistrain.events import StageStarted
+from vistrain.durable import atomic_torch_save
+from vistrain.events import CheckpointSaved, StageStarted
 from vistrain.models.factory import create_model, upscale_warning
 from vistrain.plugins import registry
 from vistrain.strategies.base import CheckpointWriter, RunContext
@@ -120,6 +125,26 @@ def smooth_targets(targets: torch.Tensor, num_classes: int, smoothing: float) ->
     return soft * (1.0 - smoothing) + smoothing / num_classes if smoothing else soft
 
 
+def weighted_loss(ctx: RunContext, stage: Stage) -> StageLoss:
+    """*stage*'s loss (default: cross-entropy) with ``train.class_weights`` applied to its cross-entropy: the
+    default loss takes them, a loss with a ``class_weight`` attribute (distillation's CE term) gets them set,
+    any other loss is used as it is (with a warning)."""
+    cfg = ctx.config
+    weights = class_weights(class_counts(ctx.data.train.targets(), len(ctx.data.classes)), cfg.train.class_weights,
+                            cfg.train.class_weights_beta)
+    if weights is None:
+        return stage.loss or soft_cross_entropy
+    weights = weights.to(ctx.device)
+    if stage.loss is None:
+        return functools.partial(soft_cross_entropy, weight=weights)
+    if hasattr(stage.loss, "class_weight"):
+        stage.loss.class_weight = weights
+    else:
+        ctx.log(f"stage {stage.name}: its loss has no cross-entropy term to weight; train.class_weights does not "
+                f"apply to it", "warning")
+    return stage.loss
+
+
 def _with_smoothing(loss: StageLoss, num_classes: int, smoothing: float) -> StageLoss:
     """Apply label smoothing to the targets before *loss* sees them, so every loss gets it the same way."""
     if not smoothing:
@@ -183,10 +208,11 @@ def stage_loaders(ctx: RunContext, stage: Stage):
     train_set = stage.train_set if stage.train_set is not None else ctx.data.train
 
     def loader(images: ImageSet, size: int, seed_offset: int = 0):
+        weights = balanced_sample_weights(images.targets(), num_classes) if cfg.data.sampler == "balanced" else None
         return build_loader(images, train_tf, size, shuffle=True, seed=cfg.train.seed + seed_offset,
                             num_workers=cfg.data.num_workers, pin_memory=pin, device=ctx.device,
                             device_augment=cfg.data.device_augment, rank=ctx.dist.rank,
-                            world_size=ctx.dist.world_size)
+                            world_size=ctx.dist.world_size, sample_weights=weights)
 
     if stage.mix_set is not None and stage.mix_ratio > 0:
         own = max(1, round(batch_size / (1.0 + stage.mix_ratio)))
@@ -259,6 +285,78 @@ def _load_best(ctx: RunContext, stage: Stage, path: Path) -> dict:
     return ck
 
 
+# --- averaging the last epochs -----------------------------------------------------------
+
+
+def average_last_epochs(ctx: RunContext, stage: Stage, state: TrainState, input_spec: InputSpec) -> dict[str, float]:
+    """``checkpoint.average_last: K``: the uniform average of the stage's last K epochs' weights (the weights
+    their checkpoints hold: the EMA when it is on), BatchNorm statistics recomputed over the training split
+    (unaugmented), validated, written as ``<prefix>averaged.pt``, and ``best.pt`` when ``checkpoint.best`` picks
+    it as the stage's final point (``1se``: within one standard error of the highest val top-1; ``max``: the
+    highest; ``last``: always). Rank 0 does the work and writes; the other ranks wait for its result.
+    Returns ``average_val_top1`` (and ``best_*`` when it became best.pt); nothing when off."""
+    window = ctx.config.checkpoint.average_last
+    if not window:
+        return {}
+    result = _average_on_main(ctx, stage, state, input_spec, window) if ctx.dist.is_main else None
+    result = dist.broadcast_object(result)
+    if result and result.get("is_best"):
+        state.best_metric, state.best_epoch, state.best_seen = (result["best_val_top1"], result["best_epoch"],
+                                                                result["best_seen"])
+    return {k: v for k, v in (result or {}).items() if k not in ("is_best", "best_seen")}
+
+
+def _average_on_main(ctx: RunContext, stage: Stage, state: TrainState, input_spec: InputSpec,
+                     window: int) -> dict[str, Any]:
+    from torch.optim.swa_utils import update_bn
+
+    from vistrain.engine.loop import evaluate, update_best
+
+    folder = ctx.folder.checkpoints
+    wanted = {e: folder / checkpoint.epoch_checkpoint_name(stage.prefix, e)
+              for e in range(max(1, stage.epochs - window + 1), stage.epochs + 1)}
+    found = [e for e, p in wanted.items() if p.exists()]
+    present = [wanted[e] for e in found]
+    if len(present) < 2:
+        ctx.log(f"stage {stage.name}: checkpoint.average_last={window} found {len(present)} epoch checkpoint(s) of "
+                f"its last {window} epochs; nothing averaged", "warning")
+        return {}
+    ckpts = [load_checkpoint(p) for p in present]
+    model = copy.deepcopy(dist.unwrap(stage.save_model or stage.model)).to(ctx.device)
+    model.load_state_dict(checkpoint.average_weights(ckpts, [p.name for p in present]))
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if has_bn:
+        update_bn(eval_loader(ctx, ctx.data.train, input_spec), model, device=ctx.device)
+    ctx.log(f"stage {stage.name}: averaged the weights of epochs {', '.join(map(str, found))}"
+            + (f", BatchNorm statistics recomputed on {len(ctx.data.train)} training images" if has_bn else ""))
+    val = evaluate(model, eval_loader(ctx, ctx.data.val, input_spec), device=ctx.device, amp_dtype=ctx.amp_dtype,
+                   epoch=stage.epochs, stage=stage.name, split="val-average", emit=ctx.emit, reduce=False)
+    is_best = update_best(state, stage.epochs, val["top1"], int(val["num_samples"]), ctx.config.checkpoint.best)
+    metrics = {f"val_{k}": v for k, v in val.items() if k != "num_samples" and isinstance(v, float)}
+    metrics["epoch"] = stage.epochs
+    ck = checkpoint.averaged_checkpoint(ckpts[-1], model.state_dict(), [p.name for p in present], metrics,
+                                        best_metric=float(state.best_metric), best_epoch=int(state.best_epoch),
+                                        best_seen=float(state.best_seen))
+    averaged = folder / f"{stage.prefix}averaged.pt"
+    targets = [averaged]
+    if is_best:
+        targets.append(ctx.folder.checkpoint(f"{stage.prefix}best.pt"))
+        if stage.prefix and stage.final:
+            targets.append(folder / "best.pt")
+    atomic_torch_save(ck, *targets)
+    ctx.emit(CheckpointSaved(path=str(averaged), epoch=stage.epochs, global_step=state.global_step, is_best=False,
+                             metric=val["top1"], reason="average"))
+    if is_best:
+        ctx.emit(CheckpointSaved(path=str(targets[1]), epoch=stage.epochs, global_step=state.global_step,
+                                 is_best=True, metric=val["top1"], reason="best"))
+    out: dict[str, Any] = {"average_val_top1": val["top1"], "average_epochs": len(present), "is_best": is_best,
+                           "average_is_best": float(is_best)}
+    if is_best:
+        out.update(best_val_top1=float(state.best_metric), best_epoch=int(state.best_epoch),
+                   best_seen=float(state.best_seen))
+    return out
+
+
 # --- running a stage ---------------------------------------------------------------------
 
 
@@ -305,7 +403,7 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
                           steps_per_epoch=-(-len(train_loader) // accum), model=spec["name"],
                           num_params=sum(p.numel() for p in save_model.parameters())))
     smoothing = cfg.train.label_smoothing if stage.label_smoothing is None else stage.label_smoothing
-    loss = _with_smoothing(stage.loss or soft_cross_entropy, len(ctx.data.classes), smoothing)
+    loss = _with_smoothing(weighted_loss(ctx, stage), len(ctx.data.classes), smoothing)
     every = cfg.checkpoint
     try:
         trained = prepare_model(stage.model, channels_last=cfg.train.channels_last, compile=cfg.train.compile,
@@ -324,7 +422,9 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
         writer.finish(quiet=True)  # the files on disk are whole either way; the first error is the one to show
         raise
     writer.finish()
+    averaged = average_last_epochs(ctx, stage, state, input_spec)
     metrics = dict(state.history[-1]) if state.history else {}
+    metrics.update(averaged)
     if best_path.exists():
         metrics = {**checkpoint.metrics_of(_load_best(ctx, stage, best_path)), **metrics}
     metrics["best_val_top1"] = state.best_metric
