@@ -24,7 +24,7 @@ LAYERS = {
     3: ["vistrain.engine", "vistrain.calibration"],
     4: ["vistrain.strategies"],
     5: ["vistrain.runner", "vistrain.inference"],
-    6: ["vistrain.policy_search", "vistrain.report", "vistrain.export", "vistrain.averaging", "vistrain.lr_find",
+    6: ["vistrain.policy_search", "vistrain.tune", "vistrain.report", "vistrain.export", "vistrain.averaging", "vistrain.lr_find",
         "vistrain.gradcam",
         "vistrain.plugin_doctor"],
     7: ["vistrain.cli", "vistrain.tui", "vistrain.__main__"],

@@ -28,6 +28,8 @@ SAMPLES = [
     ev.PseudoLabelStats(round=1, counts_before=[5, 3], counts_after=[5, 5], confidence_hist=[0] * 19 + [8],
                         threshold=0.3, acceptance_rate=0.8, mean_confidence=0.9, flip_rate=None, accuracy=0.97),
     ev.AugmentTrial(trial=1, trials=4, policy={"n": 2, "m": 9}, score=0.97, leaderboard=[{"n": 2, "m": 9, "score": 0.97}]),
+    ev.TuneTrial(study="s", number=3, state="pruned", params={"optim.lr": 0.01}, trials=20, finished=4,
+                 run_dir="/tmp/s/trial-0003", outcome="pruned", steps=[0.5, 0.6], best_number=1, best_value=0.9),
 ]
 
 

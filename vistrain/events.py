@@ -223,6 +223,32 @@ class AugmentTrial(Event):
 
 
 @dataclass
+class TuneTrial(Event):
+    """A trial of a ``vistrain tune`` study started or ended (written to the study folder's ``events.jsonl``).
+
+    *state*: ``running``, ``complete``, ``pruned`` (by the pruner, or ``outcome`` diverged), ``fail``;
+    *outcome* says why a trial ended (completed, pruned, diverged, preempted, killed, failed). *number* is
+    Optuna's trial number; *run_dir* the trial's run folder; *steps* the val top-1 of each epoch reported."""
+
+    kind: ClassVar[str] = "tune_trial"
+    study: str
+    number: int
+    state: str
+    params: dict[str, Any]
+    trials: int  # the study's budget: trials that complete or are pruned
+    finished: int  # how many have so far
+    run_dir: str = ""
+    value: float | None = None
+    outcome: str = ""
+    steps: list[float] = field(default_factory=list)
+    best_number: int | None = None
+    best_value: float | None = None
+    worker: str = ""
+    duration_s: float = 0.0
+    message: str = ""
+
+
+@dataclass
 class Unknown(Event):
     """An event of a kind this version does not know (written by a newer vistrain or a plugin)."""
 
@@ -235,7 +261,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
         RunStarted, RunFinished, RunFailed, StageStarted, BatchEnd, EpochEnd, EvalEnd,
-        CheckpointSaved, SystemSample, Log, ImagesSkipped, PseudoLabelStats, AugmentTrial,
+        CheckpointSaved, SystemSample, Log, ImagesSkipped, PseudoLabelStats, AugmentTrial, TuneTrial,
     )
 }
 

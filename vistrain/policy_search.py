@@ -1,10 +1,11 @@
-"""RandAugment policy search (orchestration above the runner): sample (N, M[, op subset]), train briefly, score on val, keep the best.
+"""RandAugment policy search, a preset of ``vistrain tune``: the RandAugment (N, M[, op subset]) space, the
+random sampler, no pruning; each trial trains briefly and is scored on val; the best policy is kept.
 
-Each trial is an ordinary run (:func:`vistrain.runner.execute`) in ``<out>/trial-NNN`` whose
-``augment.spec`` points at that trial's ``policy.yaml``. Finished trials are appended to
-``<out>/trials.jsonl``; a rerun skips them, so an interrupted search resumes where it stopped.
-Trial *t*'s policy depends only on (seed, t), so resuming samples the same policies.
-The best policy so far is kept in ``<out>/policy.yaml``; ``vistrain run --augment`` takes it.
+Each trial is an ordinary run in ``<out>/trial-NNNN`` whose ``augment.spec`` points at that trial's
+``policy.yaml``; the study (``<out>/study.db``) holds the trials, so an interrupted search resumes where it
+stopped and several processes can share one. On top of tune's files the preset keeps its own: finished trials
+appended to ``<out>/trials.jsonl`` (numbered from 1), ``augment_trial`` events with the leaderboard, and the best
+policy so far in ``<out>/policy.yaml``, which ``vistrain run --augment`` takes.
 """
 
 from __future__ import annotations
@@ -15,42 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
+from vistrain.augment.pipeline import load_policy, write_policy  # noqa: F401 - write_policy is public here too
 from vistrain.config import read_yaml
-from vistrain.errors import ConfigError, OutputError
+from vistrain.errors import ConfigError
 from vistrain.runfolder import RunFolder
 
-N_CHOICES = (1, 2, 3)
-
-
-def sample_policy(seed: int, trial: int, pool: list[str], subset: bool = False) -> dict[str, Any]:
-    """The RandAugment step of trial *trial*: ``{op: rand, n, m[, ops]}``, reproducible from (seed, trial)."""
-    rng = np.random.default_rng([seed, trial])
-    policy: dict[str, Any] = {"op": "rand", "n": int(rng.choice(N_CHOICES)), "m": int(rng.integers(0, 31))}
-    if subset and len(pool) > 2:
-        k = int(rng.integers(max(2, len(pool) // 2), len(pool) + 1))
-        policy["ops"] = sorted(str(x) for x in rng.choice(pool, size=k, replace=False))
-    return policy
+N_RANGE = (1, 3)
+M_RANGE = (0, 30)
 
 
 def policy_spec(policy: dict[str, Any]) -> str:
     """A short human label such as ``rand-n2-m9`` (``+k ops`` when a subset is used)."""
     label = f"rand-n{policy['n']}-m{policy['m']}"
     return label + (f" ({len(policy['ops'])} ops)" if policy.get("ops") else "")
-
-
-def write_policy(path: Path, policy: dict[str, Any], base: list[Any], **info: Any) -> None:
-    """Write a policy file: the pipeline (base steps then the RandAugment step) and *info*."""
-    data = {"pipeline": list(base) + [policy], **info}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}", hint="choose a writable --out folder") from None
 
 
 def read_trials(path: Path) -> list[dict[str, Any]]:
@@ -94,69 +74,74 @@ def _check_same_search(out: Path, settings: dict[str, Any]) -> None:
         path.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
 
 
+def search_space(subset: bool, base: list[Any]):
+    """The preset's space: RandAugment's N in 1-3 and M in 0-30 (and each op kept or not with *subset*)."""
+    from vistrain.tune.space import Param, Space
+
+    options = {"n": N_RANGE, "m": M_RANGE, "base": ",".join(str(b) for b in base) or None,
+               "ops": "subset" if subset else None, "mstd": None}
+    return Space([Param("augment.spec", "randaugment", options=options)], "augment search")
+
+
 def run_search(cfg, *, trials: int, epochs: int, out_dir: str | Path, subset: bool = False,
                base: list[Any] | None = None, listeners: list[Any] | None = None,
-               on_trial: Callable[[dict[str, Any]], None] | None = None) -> SearchResult:
+               on_trial: Callable[[dict[str, Any]], None] | None = None, control=None) -> SearchResult:
     """Run (or resume) a search of *trials* policies, *epochs* epochs each, on *cfg*'s data and model.
 
     Emits an ``AugmentTrial`` event with the leaderboard after every trial, through the same
     dispatcher and listeners a run uses.
     """
     from vistrain.augment.pipeline import build_pipeline
-    from vistrain.augment.randaugment import default_pool
     from vistrain.dispatch import EventDispatcher
+    from vistrain.engine.control import TrainControl
     from vistrain.events import AugmentTrial
-    from vistrain.plugins import get_plugin_manager
     from vistrain.listeners.jsonl import JsonlWriter
-    from vistrain.runner import execute
+    from vistrain.plugins import get_plugin_manager
+    from vistrain.tune.worker import TuneSettings, Worker
 
     out = Path(out_dir).expanduser()
     base = list(base or [])
     build_pipeline(base or None)  # a bad base spec fails before any training
-    pool = default_pool()
     _check_same_search(out, {"data": cfg.data.name, "model": cfg.model.name, "seed": cfg.train.seed,
                              "epochs": epochs, "subset": subset, "base": base})
     trials_path = out / "trials.jsonl"
     records = read_trials(trials_path)
-    done = {r["trial"] for r in records}
+    skipped = len(records)
+    trial_cfg = cfg.model_copy(deep=True)
+    trial_cfg.train.epochs = epochs
+    settings = TuneSettings(name="augment-search", folder=out, storage="", space=search_space(subset, base),
+                            config=trial_cfg.model_dump(mode="json"), trials=trials, sampler="random", pruner="none",
+                            seed=cfg.train.seed, preset="augment-search")
     pm = get_plugin_manager()
     writer = JsonlWriter(RunFolder(out).events)
 
-    def emit_trial(record: dict[str, Any]) -> None:
+    def record_trial(event) -> None:
+        if event.state != "complete":
+            return
+        policy = load_policy(Path(event.run_dir) / "policy.yaml")[-1]
+        record = {"trial": event.number + 1, "policy": policy, "label": policy_spec(policy), "score": event.value,
+                  "run_dir": event.run_dir}
+        records.append(record)
+        with open(trials_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
         board = leaderboard(records)
-        own = [("vistrain.search.jsonl", writer)] + [(f"vistrain.search.listener{i}", obj) for i, obj in enumerate(listeners or [])]
-        emit = EventDispatcher(pm, listeners=own)
-        emit(AugmentTrial(trial=record["trial"], trials=trials, policy=record["policy"], score=record["score"],
-                          leaderboard=[{k: r[k] for k in ("trial", "label", "score")} for r in board]))
+        best = board[0]
+        write_policy(out / "policy.yaml", best["policy"], base, score=best["score"], trial=best["trial"],
+                     data=cfg.data.name, model=cfg.model.name)
+        own = [("vistrain.search.jsonl", writer)] + [(f"vistrain.search.listener{i}", obj)
+                                                     for i, obj in enumerate(listeners or [])]
+        EventDispatcher(pm, listeners=own)(AugmentTrial(
+            trial=record["trial"], trials=trials, policy=record["policy"], score=record["score"],
+            leaderboard=[{k: r[k] for k in ("trial", "label", "score")} for r in board]))
+        if on_trial is not None:
+            on_trial(record)
 
     try:
-        for trial in range(1, trials + 1):
-            if trial in done:
-                continue
-            policy = sample_policy(cfg.train.seed, trial, pool, subset)
-            trial_dir = out / f"trial-{trial:03d}"
-            policy_path = trial_dir / "policy.yaml"
-            write_policy(policy_path, policy, base)
-            trial_cfg = cfg.model_copy(deep=True)
-            trial_cfg.augment.spec = str(policy_path)
-            trial_cfg.train.epochs = epochs
-            trial_cfg.output.dir, trial_cfg.output.name = str(out), trial_dir.name
-            result = execute(trial_cfg, listeners=list(listeners or []), run_dir=trial_dir)
-            score = float(result.metrics.get("best_val_top1", result.metrics.get("val_top1", 0.0)))
-            record = {"trial": trial, "policy": policy, "label": policy_spec(policy), "score": score,
-                      "run_dir": str(trial_dir)}
-            records.append(record)
-            with open(trials_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
-            best = leaderboard(records)[0]
-            write_policy(out / "policy.yaml", best["policy"], base, score=best["score"], trial=best["trial"],
-                         data=cfg.data.name, model=cfg.model.name)
-            emit_trial(record)
-            if on_trial is not None:
-                on_trial(record)
+        Worker(settings, control=control or TrainControl(), listeners=list(listeners or []), on_trial=record_trial,
+               log=lambda message: None).run()
     finally:
         writer.close()
     board = leaderboard(records)
     if not board:
         raise ConfigError("the search ran no trials", hint="use --trials 1 or more")
-    return SearchResult(out, board, out / "policy.yaml", skipped=len(done))
+    return SearchResult(out, board, out / "policy.yaml", skipped=skipped)

@@ -207,6 +207,23 @@ def is_policy_path(spec: str) -> bool:
     return spec.endswith((".yaml", ".yml")) or ("/" in spec and Path(spec).expanduser().exists())
 
 
+def write_policy(path: Path, policy: dict[str, Any], base: list[Any], **info: Any) -> None:
+    """Write a policy file (the form a pipeline file takes): the pipeline (*base* steps then the
+    RandAugment step *policy*) and *info* (score, trial...), atomically."""
+    import yaml
+
+    from vistrain.errors import OutputError
+
+    data = {"pipeline": list(base) + [policy], **info}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}", hint="choose a writable --out folder") from None
+
+
 def build_pipeline(spec: str | list[Any] | None) -> Pipeline | None:
     """A :class:`Pipeline` from a spec string, a YAML list or a YAML file path; None for 'none'."""
     if spec is None:

@@ -27,5 +27,7 @@ def register_commands(register):
              help="Fit a softmax temperature on the val split and store it in the checkpoint.")
     register("average", "vistrain.cli.export:average_command", help="Average checkpoints' weights (BatchNorm recomputed).")
     register("datasets", "vistrain.cli.datasets:app", help="List datasets, check their images, pack them as shards.")
+    register("tune", "vistrain.cli.tune:app",
+             help="Search config keys and augmentation with Optuna (TPE, pruning, many workers); tune report.")
     register("augment", "vistrain.cli.augment:app", help="List augmentation ops, preview a pipeline, search policies.")
     register("strategies", "vistrain.cli.lists:strategies_app", help="List training strategies.")
