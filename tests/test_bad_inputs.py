@@ -44,6 +44,7 @@ def user(id_, *args, expect, env=None):
 RUN = ("run", "--headless", "--out", "{w}/runs")
 RUN_DIGITS = (*RUN, "--data", "digits", "--epochs", "1", "--set", "data.batch_size=256")
 CKPT = "{w}/base/checkpoints/last.pt"
+TUNE = ("tune", "--out", "{w}/studies", "--set", "data.name=digits", "--set", "train.epochs=1")
 
 def _plugin_env(name: str) -> dict:
     """Environment that lets exactly the fake plugin *name* load (tests default to VISTRAIN_PLUGINS=none)."""
@@ -96,6 +97,17 @@ CASES = [
     user("class-weights-wrong-length", *RUN_DIGITS, "--set", "train.class_weights=[1, 2]",
          expect="train.class_weights has 2 numbers but the dataset has 10 classes"),
     user("average-last-one", *RUN, "--set", "checkpoint.average_last=1", expect="checkpoint.average_last"),
+    # vistrain tune
+    user("tune-unknown-key", *TUNE, "--space", "{w}/space-typo.yaml", expect="unknown config key 'optim.lrr'"),
+    user("tune-low-above-high", *TUNE, "--space", "{w}/space-reversed.yaml", expect="low 0.1 > high 0.001"),
+    user("tune-unknown-distribution", *TUNE, "--space", "{w}/space-gauss.yaml", expect="unknown distribution 'gauss'"),
+    user("tune-unknown-sampler", *TUNE, "--space", "{w}/space.yaml", "--sampler", "grid", expect="unknown sampler 'grid'"),
+    user("tune-unknown-pruner", *TUNE, "--space", "{w}/space.yaml", "--pruner", "asha", expect="unknown pruner 'asha'"),
+    user("tune-bad-storage", *TUNE, "--space", "{w}/space.yaml", "--storage", "nosuchdb://x/y",
+         expect="cannot open the study storage 'nosuchdb://x/y'"),
+    user("tune-trials-zero", *TUNE, "--space", "{w}/space.yaml", "--trials", "0", expect="--trials must be 1 or more"),
+    user("tune-no-space", *TUNE, expect="needs a search space"),
+    user("tune-report-not-a-study", "tune", "report", "{w}/empty", expect="is not a study folder"),
     user("lr-negative", *RUN, "--lr", "-1", expect="optim.lr"),
     # paths
     user("imagefolder-missing", *RUN, "--data", "imagefolder:{w}/no-such-dir", expect="does not exist"),
@@ -307,6 +319,10 @@ def _make_checkpoints(root: Path) -> None:
 def _make_workspace(root: Path) -> None:
     (root / "bad-indent.yaml").write_text("model:\n  name: lenet5\n data: x\n")
     (root / "list.yaml").write_text("- model\n- data\n")
+    (root / "space.yaml").write_text("optim.lr: {log_uniform: [1.0e-3, 1.0e-1]}\n")
+    (root / "space-typo.yaml").write_text("optim.lrr: {log_uniform: [1.0e-3, 1.0e-1]}\n")
+    (root / "space-reversed.yaml").write_text("optim.lr: {uniform: [0.1, 0.001]}\n")
+    (root / "space-gauss.yaml").write_text("optim.lr: {gauss: [0.1, 0.001]}\n")
     (root / "empty" / "a").mkdir(parents=True)
     (root / "a-file").write_text("not a folder")
     png = _png_bytes()

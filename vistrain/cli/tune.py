@@ -61,7 +61,7 @@ def _settings(config, space, trials, study, out, storage, sampler, pruner, seed,
         raise ConfigError(f"unknown pruner {pruner!r}", hint=f"use one of {', '.join(PRUNERS)}")
     parsed = Space.from_file(space)
     cfg = resolve_config(config, None, set_)
-    folder = out.expanduser() / study
+    folder = (out.expanduser() / study).absolute()  # events name trial folders from anywhere
     settings = TuneSettings(name=study, folder=folder, storage=storage or "", space=parsed,
                             config=cfg.model_dump(mode="json"), trials=trials, sampler=sampler, pruner=pruner,
                             seed=seed, heartbeat=heartbeat, grace=grace)
@@ -101,8 +101,11 @@ def _tune(config, space, trials, study, out, storage, sampler, pruner, workers, 
         import signal
 
         name = signal.Signals(received[0]).name if received else "a stop"
-        typer.echo(f"stopped by {name}: the running trial saved a checkpoint and will resume when the study "
-                   f"continues (run the same command again)")
+        if worker.preempted:
+            typer.echo(f"stopped by {name}: the running trial saved a checkpoint and will resume when the study "
+                       f"continues (run the same command again)")
+        else:
+            typer.echo(f"stopped by {name} between trials; run the same command again to continue the study")
         return PREEMPTED_EXIT_CODE
     if not os.environ.get("VISTRAIN_TUNE_WORKER"):
         _print_summary(settings)

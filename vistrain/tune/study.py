@@ -1,8 +1,8 @@
 """A study: its folder, its Optuna storage, sampler and pruner, the trial budget, and the heartbeat.
 
 The study folder (``--out``/``--study``) holds ``study.yaml`` (the space, the base config, sampler and
-pruner: a later command or another machine must agree with it), ``events.jsonl`` (one ``tune_trial`` event
-per finished trial), the default storage ``study.db`` (SQLite), and one run folder per trial
+pruner: a later command or another machine must agree with it), ``events.jsonl`` (a ``tune_trial`` event when
+each trial starts and when it ends, or is found dead), the default storage ``study.db`` (SQLite), and one run folder per trial
 (``trial-0007``). Storages: ``sqlite:///PATH`` or any SQLAlchemy URL (Optuna's ``RDBStorage``: PostgreSQL,
 MySQL...), or ``journal:PATH``, a journal file on shared storage (Optuna's ``JournalStorage`` with its file
 lock), which needs no database server.
@@ -36,7 +36,7 @@ HEARTBEAT = "vistrain_heartbeat"
 ORIGIN = "vistrain_origin"  # the trial whose run folder a retry continues
 RETRY_OF = "vistrain_retry_of"
 OVER_BUDGET = "vistrain_over_budget"
-OUTCOME = "vistrain_outcome"  # completed, pruned, diverged, preempted, killed, failed
+OUTCOME = "vistrain_outcome"  # completed, pruned, diverged, preempted, interrupted, killed, taken over, failed
 
 
 def storage_url(spec: str | None, folder: Path) -> str:
@@ -46,8 +46,20 @@ def storage_url(spec: str | None, folder: Path) -> str:
     return spec
 
 
-def open_storage(url: str):
-    """An Optuna storage for *url* (``journal:PATH`` or an SQLAlchemy URL); a clear error when it cannot open."""
+def open_storage(url: str, attempts: int = 5):
+    """An Optuna storage for *url* (``journal:PATH`` or an SQLAlchemy URL); a clear error when it cannot open.
+    Workers starting together race to create a new database's tables: a failed attempt is retried."""
+    for attempt in range(attempts):
+        try:
+            return _open_storage(url)
+        except ConfigError:
+            if attempt == attempts - 1 or not url.startswith("sqlite"):
+                raise
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
+
+
+def _open_storage(url: str):
     import optuna
 
     try:
@@ -207,14 +219,14 @@ def reap_stale(study, grace: float, now: float | None = None) -> list[int]:
             beat = t.datetime_start.timestamp()
         if beat is None or now - float(beat) <= grace:
             continue
-        try:
+        try:  # the outcome first: a finished trial takes no more attributes
+            study._storage.set_trial_user_attr(t._trial_id, OUTCOME, "killed")
             if not study._storage.set_trial_state_values(t._trial_id, ts.FAIL):
                 continue
         except UpdateFinishedTrialError:
-            continue  # another worker got there first
+            continue  # another worker got there first (or the trial ended after all)
         except Exception:  # noqa: BLE001 - e.g. the journal replays another worker's change first
             continue
-        study._storage.set_trial_user_attr(t._trial_id, OUTCOME, "killed")
         enqueue_retry(study, t, "killed")
         reaped.append(t.number)
     return reaped

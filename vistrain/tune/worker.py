@@ -148,7 +148,10 @@ class Worker:
         if self._study is None:
             from vistrain.augment.randaugment import default_pool
 
+            from vistrain.tune.summary import check_study_file
+
             s = self.settings
+            check_study_file(s)  # study.yaml: a study's settings, and a refusal of other ones
             url = st.storage_url(s.storage, s.folder)
             probe = st.open_study(s.name, url, None, None)
             seed = self.worker.sampler_seed(s.seed, len(probe.trials))
@@ -199,7 +202,11 @@ class Worker:
         study = self.study()
         s = self.settings
         while not self.control.stop_requested:
-            st.reap_stale(study, s.grace)
+            for number in st.reap_stale(study, s.grace):  # a killed worker's trial: failed once, retried
+                dead = study.trials[number]
+                self._emit(TrialOutcome(number, "fail", "killed", None, dict(dead.params), self._run_dir(dead),
+                                        [dead.intermediate_values[k] for k in sorted(dead.intermediate_values)]))
+                self.log(f"trial {number}: its worker stopped sending heartbeats; failed, a retry is queued")
             if st.finished_count(study) >= s.trials:
                 break
             if len(st.counted(study)) >= s.trials and not st.waiting_count(study):
@@ -253,6 +260,11 @@ class Worker:
                 return self._end(trial, "pruned", "diverged", None, run_dir, feed, t0, str(exc))
             except VistrainError as exc:
                 self._end(trial, "fail", "failed", None, run_dir, feed, t0, str(exc))
+                raise
+            except KeyboardInterrupt:  # Ctrl-C: like a preemption, the trial continues when the study does
+                outcome = self._end(trial, "fail", "interrupted", None, run_dir, feed, t0)
+                if outcome.outcome == "interrupted":
+                    st.enqueue_retry(study, study._storage.get_trial(trial._trial_id), "interrupted")
                 raise
             except BaseException as exc:
                 self._end(trial, "fail", "failed", None, run_dir, feed, t0, f"{type(exc).__name__}: {exc}")
