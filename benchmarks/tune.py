@@ -91,7 +91,7 @@ def main() -> None:
         for name, sampler, pruner in (("random", "random", "none"), ("tpe-median", "tpe", "median")):
             r = search(out, name, sampler, pruner, args.trials, args.epochs, args.seed)
             best = r["best"]
-            from vistrain.tune.worker import describe
+            from vistrain.tune.space import describe
 
             print(f"{name}: wall {r['wall']:.0f}s, {r['complete']} complete, {r['pruned']} pruned, {r['epochs']} epochs "
                   f"trained; best trial {best.number} val top-1 {100 * best.value:.2f}%, held-out test top-1 "

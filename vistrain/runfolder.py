@@ -145,10 +145,11 @@ def read_events(path: Path) -> tuple[list[Event], int]:
 
 
 def follow_events(path: Path, on_event: Callable[[Event], None], stop: threading.Event | None = None,
-                  poll_s: float = 0.25) -> bool:
+                  poll_s: float = 0.25, until_end: bool = True) -> bool:
     """Feed every event of *path* to *on_event*, tailing the file until RunFinished/RunFailed.
 
-    Returns True when the run's last event was seen, False when *stop* was set first.
+    Returns True when the run's last event was seen, False when *stop* was set first. With *until_end* False it
+    tails until *stop* (a tune trial preempted and resumed appends a second run after its first run's end).
     Only complete lines are read, so a line being written is picked up on the next poll.
     """
     stop = stop or threading.Event()
@@ -166,7 +167,7 @@ def follow_events(path: Path, on_event: Callable[[Event], None], stop: threading
                     if event is None:
                         continue  # a torn or foreign line must not end the watch
                     on_event(event)
-                    if isinstance(event, (RunFinished, RunFailed)):
+                    if until_end and isinstance(event, (RunFinished, RunFailed)):
                         return True
             elif stop.wait(poll_s):
                 break

@@ -1,4 +1,4 @@
-"""Front-end entry points: ``vistrain run`` with the dashboard, and ``vistrain attach``."""
+"""Front-end entry points: ``vistrain run`` with the dashboard, and ``vistrain attach`` (a run or a tune study)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,13 @@ def _wait_for(child) -> None:
 
 
 def attach_dashboard(run_dir: str | Path) -> None:
-    """Watch *run_dir*'s events.jsonl: the dashboard in a terminal, plain lines otherwise."""
+    """Watch *run_dir*'s events.jsonl: the dashboard in a terminal, plain lines otherwise. A ``vistrain tune``
+    study folder (it has ``study.yaml``) opens the study view."""
+    from vistrain.tune.summary import STUDY_FILE
+
+    if (Path(run_dir).expanduser() / STUDY_FILE).is_file():
+        attach_study(Path(run_dir).expanduser())
+        return
     path = runfolder.check_events(runfolder.existing(run_dir, hint="pass a run folder, e.g. vistrain attach runs/NAME"))
     if not sys.stdout.isatty():
         from vistrain.listeners.console import ConsoleReporter
@@ -74,3 +80,35 @@ def attach_dashboard(run_dir: str | Path) -> None:
     from vistrain.tui.app import DashboardApp
 
     DashboardApp(events_path=path).run()
+
+
+def attach_study(folder: Path) -> None:
+    """Watch a study folder: the study view in a terminal; otherwise a line per trial event, until the budget is
+    done, and the best trial."""
+    run_folder = runfolder.RunFolder(folder)
+    if run_folder.events.is_file():  # not yet there before the first trial starts: the view waits for it
+        runfolder.check_events(run_folder)
+    if sys.stdout.isatty():
+        from vistrain.tui.study_app import StudyApp
+
+        StudyApp(folder).run()
+        return
+    import threading
+
+    from vistrain.events import TuneTrial
+    from vistrain.tui.study_state import StudyTrials, follow_when_written
+
+    study, done = StudyTrials(folder), threading.Event()
+
+    def on_event(event) -> None:
+        if isinstance(event, TuneTrial):
+            study.apply(event)
+            print(study.trial_line(study.trials[event.number]), flush=True)
+            # set and cleared as events come: a finished study continued later reads on past its first end
+            if study.done and not study.counts()["running"]:
+                done.set()
+            else:
+                done.clear()
+
+    follow_when_written(run_folder.events, on_event, done)
+    print(study.best_line())

@@ -1,4 +1,4 @@
-"""Modal screens: the quit confirmation and the key help."""
+"""Modal screens: the quit confirmation and the key help (of a run, attached or live, and of a study)."""
 
 from __future__ import annotations
 
@@ -25,19 +25,32 @@ It cannot control the training: [b]p[/b] and [b]s[/b] do nothing here.
 """
 
 
+STUDY_HELP = (
+    "[b]Study view:[/b] it reads the study folder's events.jsonl and, for the curves, the events of the trial "
+    "running now (of the best trial once the study is done). It cannot control the study: there is no pause "
+    "([b]p[/b]) or save ([b]s[/b]) here.\n\n"
+    "[b]▶[/b]  the trial whose curves are shown\n"
+    "[b]★[/b]  the best trial so far\n"
+    "[b]q[/b]  close this viewer (the study goes on)\n"
+    "[b]?[/b]  this help\n"
+)
+
+
 class HelpScreen(ModalScreen[None]):
-    """The keys, and in attach mode that training cannot be controlled from here."""
+    """The keys, and in attach mode that training cannot be controlled from here; *text* replaces them (the
+    study view's)."""
 
     BINDINGS = [("escape,question_mark,q", "dismiss", "Close")]
 
-    def __init__(self, attached: bool) -> None:
+    def __init__(self, attached: bool, text: str | None = None) -> None:
         super().__init__()
         self.attached = attached
+        self.text = text or (ATTACH_HELP if attached else LIVE_HELP)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help-box", classes="dialog"):
             yield Static("[b]vistrain dashboard keys[/b]\n")
-            yield Static(ATTACH_HELP if self.attached else LIVE_HELP)
+            yield Static(self.text)
             yield Static("[dim]escape or ? closes this help[/dim]")
 
     def action_dismiss(self, result=None) -> None:

@@ -204,3 +204,11 @@ class Space:
     def sample(self, trial, pool: list[str] | None = None) -> dict[str, Any]:
         """``{config key: value}`` for *trial*."""
         return {p.key: p.sample(trial, pool) for p in self.params}
+
+
+def describe(params: dict[str, Any]) -> str:
+    """``optim.lr=0.0031 train.label_smoothing=0.12 ...`` for a log line."""
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    return " ".join(f"{k}={fmt(v)}" for k, v in params.items()) or "(no parameters)"

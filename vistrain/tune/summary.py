@@ -15,6 +15,7 @@ import yaml
 from vistrain.config import read_yaml
 from vistrain.errors import ConfigError, OutputError
 from vistrain.tune import study as st
+from vistrain.tune.space import describe
 
 STUDY_FILE = "study.yaml"
 # keys that differ between the trials and say nothing about the study (each trial names its own folder)
@@ -111,8 +112,6 @@ class StudySummary:
         lines = [f"study {self.name}: {c.get('complete', 0)} complete, {c.get('pruned', 0)} pruned, "
                  f"{c.get('fail', 0)} failed, {c.get('running', 0)} running, {c.get('waiting', 0)} waiting"]
         for rank, t in enumerate(self.best(5), start=1):
-            from vistrain.tune.worker import describe
-
             lines.append(f"  {rank}. trial {t.number:3d}  val top-1 {100 * t.value:.2f}%  {describe(t.params)}")
         if self.best():
             lines.append(f"best config: vistrain tune report {self.folder} --best-config > best.yaml")

@@ -21,7 +21,7 @@ from vistrain.errors import NonFiniteLossError, VistrainError
 from vistrain.events import EvalEnd, Event, TuneTrial
 from vistrain.hookspecs import hookimpl
 from vistrain.tune import study as st
-from vistrain.tune.space import Space
+from vistrain.tune.space import Space, describe
 
 
 @dataclass
@@ -311,11 +311,3 @@ def _state(name: str):
     from optuna.trial import TrialState
 
     return getattr(TrialState, name)
-
-
-def describe(params: dict[str, Any]) -> str:
-    """``optim.lr=0.0031 train.label_smoothing=0.12 ...`` for a log line."""
-    def fmt(v: Any) -> str:
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    return " ".join(f"{k}={fmt(v)}" for k, v in params.items()) or "(no parameters)"

@@ -16,6 +16,10 @@ class CurvesPanel(Horizontal):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget every point (the study view then follows another trial); the next :meth:`flush` redraws."""
         self.series: dict[str, tuple[list[float], list[float]]] = {
             name: ([], []) for name in ("step_loss", "train_loss", "val_loss", "train_acc", "val_acc")}
         self._offset = 0  # epochs finished in earlier stages, so stages follow each other on the x axis
