@@ -128,3 +128,14 @@ def test_average_last_longer_than_the_stage_warns_and_goes_on(cli, tmp_path):
     assert code == 0, err
     assert "found 1 epoch checkpoint(s) of its last 4 epochs; nothing averaged" in out + err
     assert not (tmp_path / "short" / "checkpoints" / "averaged.pt").exists()
+
+
+def test_the_report_shows_the_averaged_weights(cli, tmp_path):
+    code, out, err = cli(*AVG_RUN, "--set", "checkpoint.best=last", "--out", tmp_path, "--name", "r")
+    assert code == 0, err
+    avg = load_checkpoint(tmp_path / "r" / "checkpoints" / "averaged.pt")
+    code, out, err = cli("report", tmp_path / "r", "--out", tmp_path / "r.html")
+    assert code == 0, err
+    html = (tmp_path / "r.html").read_text()
+    assert f"val top-1 of the averaged weights</td><td>{100 * avg['metrics']['val_top1']:.2f}%" in html
+    assert "best.pt holds them" in html

@@ -264,3 +264,24 @@ def test_reap_stale_fails_a_dead_trial_once_and_enqueues_one_retry():
     assert states == ["FAIL", "WAITING"]
     retry = study.ask()
     assert retry.suggest_float("x", 0, 1) == trial.params["x"] and st.origin_of(retry) == 0
+
+
+@pytest.mark.parametrize("sampler, pruner", [("cmaes", "hyperband"), ("tpe", "median")])
+def test_every_sampler_and_pruner_runs_a_study(sampler, pruner, tmp_path):
+    from vistrain.config import resolve_config
+    from vistrain.engine.control import TrainControl
+    from vistrain.tune.worker import TuneSettings, Worker
+
+    cfg = resolve_config(None, {"data.name": "digits", "train.epochs": 2, "train.threads": 1})
+    space = Space.from_mapping({"optim.lr": {"log_uniform": [1e-3, 3e-2]}, "optim.weight_decay": {"uniform": [0, 0.1]},
+                                "data.batch_size": {"choice": [128, 256]}})
+    settings = TuneSettings("x", tmp_path / "x", "", space, cfg.model_dump(mode="json"), trials=3, sampler=sampler,
+                            pruner=pruner)
+    worker = Worker(settings, control=TrainControl(), log=lambda m: None)
+    outcomes = worker.run()
+    assert len(outcomes) == 3 and all(o.state in ("complete", "pruned") for o in outcomes)
+    study = worker.study()
+    expected = {"cmaes": optuna.samplers.CmaEsSampler, "tpe": optuna.samplers.TPESampler}[sampler]
+    assert isinstance(study.sampler, expected)
+    assert isinstance(study.pruner, {"hyperband": optuna.pruners.HyperbandPruner,
+                                     "median": optuna.pruners.MedianPruner}[pruner])

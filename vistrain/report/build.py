@@ -53,6 +53,10 @@ def _summary(doc: Document, run: RunData) -> None:
              ["epochs finished", sum(len(s.epochs) for s in run.stages)],
              ["final val top-1", _pct(final.top1) if final else "n/a"],
              ["highest val top-1", f"{_pct(best.top1)} ({best.stage}, epoch {best.epoch})" if best else "n/a"]]
+    rows += [[f"val top-1 of the averaged weights ({s.name})" if run.multi_stage else "val top-1 of the averaged weights",
+              f"{_pct(s.averaged.top1)} (checkpoint.average_last; "
+              f"{'best.pt holds them' if s.best_is_average else 'best.pt holds an epoch'})"]
+             for s in run.stages if s.averaged is not None]
     for t in run.tests:
         rows.append(["held-out test top-1", f"{_pct(t.top1)} on {t.num_samples} images ({t.stage})"])
         if t.balanced_top1 is not None and t.macro_f1 is not None:
@@ -156,6 +160,8 @@ def _stages(doc: Document, run: RunData, predict: Callable) -> None:
                 ["training time", _secs(sum(e.duration_s for e in stage.epochs))],
                 ["samples/s", f"{stage.samples_per_s():.0f}" if stage.samples_per_s() else "n/a"],
                 ["best checkpoint", _best_saved(stage.best_saved)]]
+        if stage.averaged is not None:
+            rows.insert(6, ["averaged weights' val top-1", _pct(stage.averaged.top1)])
         sec.table(["", ""], rows)
         if stage.epochs or stage.evals or stage.steps:
             sec.image(f"curves-{slug(stage.name)}.png", figures.curves_figure([stage], stage.name), f"{stage.name} curves")

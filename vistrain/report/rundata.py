@@ -33,6 +33,7 @@ class StageData:
     steps: list[BatchEnd] = field(default_factory=list)
     checkpoints: list[CheckpointSaved] = field(default_factory=list)
     rounds: list[PseudoLabelStats] = field(default_factory=list)  # rounds emitted while this stage was current
+    averaged: EvalEnd | None = None  # checkpoint.average_last: the val evaluation of the averaged weights
 
     @property
     def best_eval(self) -> EvalEnd | None:
@@ -45,6 +46,12 @@ class StageData:
         """The newest best checkpoint this stage wrote (its epoch and val top-1 are the chosen ones)."""
         best = [c for c in self.checkpoints if c.is_best]
         return best[-1] if best else None
+
+    @property
+    def best_is_average(self) -> bool:
+        """Whether the stage's best checkpoint holds the averaged weights (written after their evaluation)."""
+        saved = self.best_saved
+        return self.averaged is not None and saved is not None and saved.time >= self.averaged.time
 
     @property
     def best_checkpoint(self) -> str | None:
@@ -222,6 +229,8 @@ def load_run(run_dir: str | Path) -> RunData:
             _replace_from(current.epochs, ev, lambda e: e.epoch)
         elif isinstance(ev, EvalEnd) and ev.split == "val" and ev.epoch > 0:
             _replace_from(stage(ev.stage).evals, ev, lambda e: e.epoch)
+        elif isinstance(ev, EvalEnd) and ev.split == "val-average":
+            stage(ev.stage).averaged = ev
         elif isinstance(ev, EvalEnd) and ev.split == "test":
             run.tests.append(ev)
         elif isinstance(ev, BatchEnd):
