@@ -167,31 +167,22 @@ def plot_png(result: Sweep, path, chosen: str) -> None:
 def find_lr(cfg, *, start_lr: float, end_lr: float, steps: int) -> Sweep:
     """The sweep on *cfg*'s model, data, augmentation and optimizer (see the module)."""
     from vistrain.augment import build_augmentation
-    from vistrain.data import recipes
-    from vistrain.data.prepare import load_source, prepare_data
     from vistrain.engine import distributed as dist
-    from vistrain.engine.device import amp_dtype, seed_everything, select_device
-    from vistrain.engine.loop import soft_cross_entropy
+    from vistrain.engine.device import amp_dtype
+    from vistrain.runner import prepare_inputs
     from vistrain.strategies.base import RunContext
-    from vistrain.strategies.stages import Stage, build_optimizer, build_stage_model, stage_loaders
+    from vistrain.strategies.stages import Stage, build_optimizer, build_stage_model, stage_loaders, stage_loss
 
-    dinfo = dist.setup(cfg.train.device)
-    seed_everything(cfg.train.seed + dinfo.rank, cfg.train.deterministic)
-    device = dist.device_for(dinfo, select_device(cfg.train.device))
-    source = load_source(cfg.data.name, cfg.data)
-    cfg, _line = recipes.resolve(cfg, source)
-    data = prepare_data(source, cfg.data)
+    cfg, dinfo, device, _source, data, _line = prepare_inputs(cfg)  # threads, seeds, recipe: as a run has them
     ctx = RunContext(config=cfg, device=device, data=data, run_dir=None, emit=lambda event: None, dist=dinfo,
                      amp_dtype=amp_dtype(device, cfg.train.amp),
                      augmentation=build_augmentation(cfg.augment, len(data.classes)))
     model, spec, input_spec = build_stage_model(ctx, cfg.model)
     model.to(device)
-    loader, _val, batch_aug = stage_loaders(ctx, Stage("lr-find", model, spec, input_spec, epochs=1))
+    stage = Stage("lr-find", model, spec, input_spec, epochs=1)
+    loader, _val, batch_aug = stage_loaders(ctx, stage)
     optimizer = build_optimizer(ctx, [p for p in model.parameters() if p.requires_grad])
-    smoothing = cfg.train.label_smoothing
-
-    def loss_fn(logits, targets):
-        return soft_cross_entropy(logits, targets, label_smoothing=smoothing if targets.ndim == 1 else 0.0)
+    loss_fn = stage_loss(ctx, stage)  # the run's loss: class weights and label smoothing included
 
     try:
         return sweep(dist.wrap_model(model, device), loader, optimizer, loss_fn, device=device, start_lr=start_lr,

@@ -91,6 +91,28 @@ def evaluate_test_split(ctx) -> dict[str, Any]:
             "test_tta_views": TTA_VIEWS[ctx.config.train.test_tta]}
 
 
+def prepare_inputs(cfg: Config):
+    """What a run and an LR sweep share, in this order: the process group (DDP), torch's CPU threads, the seeds,
+    the device, the data source, the dataset's recipe (``augment.spec``/``data.resize`` left to vistrain) and
+    the splits. Returns (config with the recipe, dist info, device, source, splits, the recipe's log line)."""
+    import torch
+
+    from vistrain.data import recipes
+    from vistrain.data.prepare import load_source, prepare_data
+    from vistrain.engine import distributed as dist
+    from vistrain.engine.device import seed_everything, select_device
+
+    dinfo = dist.setup(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    # rank 0 seeds as a single process would (DDP broadcasts its initial weights); other ranks differ
+    seed_everything(cfg.train.seed + dinfo.rank, cfg.train.deterministic)
+    device = dist.device_for(dinfo, select_device(cfg.train.device))
+    source = load_source(cfg.data.name, cfg.data)
+    cfg, recipe_line = recipes.resolve(cfg, source)
+    return cfg, dinfo, device, source, prepare_data(source, cfg.data), recipe_line
+
+
 def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, resume: dict | None = None,
             run_dir: Path | None = None) -> RunResult:
     """Run the configured strategy end to end and return its metrics.
@@ -104,14 +126,12 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
     from vistrain.augment import build_augmentation
     from vistrain.augment.pipeline import build_pipeline
     from vistrain.checkpoint import position, stage_of
-    from vistrain.data import recipes
     from vistrain.data.balance import balance_line, class_counts
-    from vistrain.data.prepare import load_source, prepare_data
     from vistrain.dispatch import EventDispatcher
     from vistrain.durable import clean_stale_temps
     from vistrain.engine import distributed as dist
     from vistrain.engine.control import StopRequested, TrainControl
-    from vistrain.engine.device import amp_dtype, seed_everything, select_device
+    from vistrain.engine.device import amp_dtype
     from vistrain.engine.system import SystemSampler
     from vistrain.listeners.csv import MetricsCsvWriter, trim_after_checkpoint
     from vistrain.listeners.jsonl import JsonlWriter
@@ -119,16 +139,8 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
     from vistrain.strategies.base import RunContext
 
     plan = plan_run(cfg)
-    dinfo = dist.setup(cfg.train.device)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    # rank 0 seeds as a single process would (DDP broadcasts its initial weights); other ranks differ
-    seed_everything(cfg.train.seed + dinfo.rank, cfg.train.deterministic)
-    device = dist.device_for(dinfo, select_device(cfg.train.device))
-    source = load_source(cfg.data.name, cfg.data)
-    cfg, recipe_line = recipes.resolve(cfg, source)  # augment.spec and data.resize left to vistrain
+    cfg, dinfo, device, source, data, recipe_line = prepare_inputs(cfg)
     pipeline = plan.pipeline if plan.pipeline is not ... else build_pipeline(cfg.augment.spec)
-    data = prepare_data(source, cfg.data)
 
     if dinfo.is_main:
         folder = (runfolder.RunFolder(Path(run_dir)) if run_dir is not None else

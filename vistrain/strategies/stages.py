@@ -145,6 +145,12 @@ def weighted_loss(ctx: RunContext, stage: Stage) -> StageLoss:
     return stage.loss
 
 
+def stage_loss(ctx: RunContext, stage: Stage) -> StageLoss:
+    """The loss *stage* trains with: its own (default: cross-entropy), class weights applied, label smoothing."""
+    smoothing = ctx.config.train.label_smoothing if stage.label_smoothing is None else stage.label_smoothing
+    return _with_smoothing(weighted_loss(ctx, stage), len(ctx.data.classes), smoothing)
+
+
 def _with_smoothing(loss: StageLoss, num_classes: int, smoothing: float) -> StageLoss:
     """Apply label smoothing to the targets before *loss* sees them, so every loss gets it the same way."""
     if not smoothing:
@@ -402,8 +408,7 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
                           description=stage.description or stage.name, epochs=stage.epochs,
                           steps_per_epoch=-(-len(train_loader) // accum), model=spec["name"],
                           num_params=sum(p.numel() for p in save_model.parameters())))
-    smoothing = cfg.train.label_smoothing if stage.label_smoothing is None else stage.label_smoothing
-    loss = _with_smoothing(weighted_loss(ctx, stage), len(ctx.data.classes), smoothing)
+    loss = stage_loss(ctx, stage)
     every = cfg.checkpoint
     try:
         trained = prepare_model(stage.model, channels_last=cfg.train.channels_last, compile=cfg.train.compile,
