@@ -1,15 +1,20 @@
 """RandAugment on tensors: each op of the paper's pool (and Cutout) matches its OpenCV op image by image
-within a stated tolerance."""
+within a stated tolerance, and the batch RandAugment draws per image, reproducibly and uniformly."""
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import torch
 
-from vistrain.augment.pipeline import build_step
-from vistrain.augment.randaugment import PAPER_OPS
-from vistrain.augment.tensor_ops import batch_fn
+from vistrain import plugins
+from vistrain.augment.pipeline import build_pipeline, build_step
+from vistrain.augment.randaugment import PAPER_OPS, RandAugment
+from vistrain.augment.tensor_ops import batch_fn, tensor_pipeline
+from vistrain.augment.tensor_randaugment import BatchRandAugment
+from vistrain.hookspecs import hookimpl
 
 POOL = PAPER_OPS + ("cutout",)
 MAGNITUDES = (0, 5, 9, 17, 30)
@@ -97,3 +102,78 @@ def test_the_comparison_catches_an_op_that_is_off(monkeypatch):
 
     monkeypatch.setitem(tensor_ops.TENSOR_OPS, color.Equalize, lambda op: (lambda x, rng: off(x)))
     assert _compare("equalize", 9, 3, seed=0).max() == 1
+
+
+def _grey(n: int, seed: int = 0, side: int = 16) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.integers(0, 256, (n, 1, side, side)).astype(np.float32))
+
+
+def test_spec_rand_has_a_tensor_form_that_draws_per_image_and_is_seeded():
+    fn = build_pipeline("rand-n2-m9").on_tensors()
+    assert fn is not None and isinstance(fn.steps[0][2], BatchRandAugment)
+    x = _grey(1).repeat(32, 1, 1, 1)
+    a, b, c = (fn(x, np.random.default_rng(s)) for s in (5, 5, 6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert len({img.numpy().tobytes() for img in a}) > 16  # same input, different choices per image
+
+
+def test_ops_are_drawn_uniformly_and_magnitude_noise_stays_in_the_bins():
+    ra = batch_fn(RandAugment(n=2, m=9, mstd=4))
+    picks, mags = ra.draw(7000, np.random.default_rng(0))
+    assert picks.shape == mags.shape == (7000, 2)
+    counts = np.bincount(picks.ravel(), minlength=14)
+    expected = picks.size / 14
+    assert ((counts - expected) ** 2 / expected).sum() < 36.1  # chi-square, 13 dof: p ≈ 0.001
+    assert np.all(mags == np.round(mags)) and mags.min() >= 0 and mags.max() <= 30 and len(np.unique(mags)) > 8
+
+
+def test_each_image_gets_the_ops_it_drew_in_order():
+    # ops that draw nothing, so the per-image OpenCV ops given the same picks must give the same images
+    ra = RandAugment(n=3, m=12, ops=["identity", "autocontrast", "equalize", "solarize", "posterize"])
+    batch = batch_fn(ra)
+    imgs = np.concatenate([_batch(3, seed) for seed in range(4)])
+    picks, mags = batch.draw(len(imgs), np.random.default_rng(1))
+    assert len(set(map(tuple, picks))) > 10
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float()
+    got = batch.apply(x, picks, mags, np.random.default_rng(2)).permute(0, 2, 3, 1).numpy()
+    for i, img in enumerate(imgs):
+        for pos, j in enumerate(picks[i]):
+            img = ra.pool_op(int(j), float(mags[i, pos]))(img, np.random.default_rng(2))
+        np.testing.assert_array_equal(got[i], img)
+
+
+@contextmanager
+def _pool_plugin_op(name: str, factory):
+    """A plugin op in RandAugment's default pool, registered for the duration of the block."""
+    class Plugin:
+        @hookimpl
+        def register_augmentations(self, register):
+            register(name, factory, randaugment=True)
+
+    plugins.register_plugin(Plugin(), f"{name}-plugin")
+    try:
+        yield
+    finally:
+        plugins.unregister_plugin(f"{name}-plugin")
+
+
+def test_a_pool_op_without_a_tensor_form_keeps_randaugment_per_image():
+    with _pool_plugin_op("invtensortest", lambda m=None: (lambda img, rng: 255 - img)):
+        assert build_pipeline("rand-n2-m9").on_tensors() is None
+        assert tensor_pipeline(build_pipeline("flip-h,rand-n1-m5-ops=identity+invtensortest")) is None
+        assert build_pipeline("rand-n2-m9-ops=rotate+equalize").on_tensors() is not None  # a pool without it
+    assert build_pipeline("rand-n2-m9").on_tensors() is not None
+
+
+def test_a_pool_op_left_out_at_build_time_leaves_its_draws_unchanged(capsys):
+    with _pool_plugin_op("nomtensortest", lambda: (lambda img, rng: img)):
+        ra = RandAugment(n=2, m=9)  # the op cannot take m: left out with a warning, the pool keeps its tensor form
+        assert "nomtensortest" in capsys.readouterr().err
+        batch = batch_fn(ra)
+        assert batch is not None
+        left_out = ra.ops.index("nomtensortest")
+        x = _grey(6)
+        picks = np.array([[left_out, left_out]] * 3 + [[left_out, ra.ops.index("equalize")]] * 3)
+        out = batch.apply(x, picks, np.full(picks.shape, 9.0), np.random.default_rng(0))
+        assert torch.equal(out[:3], x[:3]) and not torch.equal(out[3:], x[3:])

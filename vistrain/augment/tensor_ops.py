@@ -8,8 +8,9 @@ use ``grid_sample`` (bilinear, black fill, pixel centres as ``cv2.warpAffine``),
 same parameters the output matches the OpenCV op to within OpenCV's 1/32-pixel fixed-point
 interpolation. Autocontrast, equalize and sharpness redo OpenCV's float32 arithmetic (its fused
 multiply-adds included) and match it exactly. Only ops with such an equivalent are listed in
-:data:`TENSOR_OPS`; a pipeline holding any other op (RandAugment, perspective, resized crops,
-plugin ops...) stays per-image.
+:data:`TENSOR_OPS`; a pipeline holding any other op (perspective, resized crops, plugin ops,
+RandAugment with such an op in its pool...) stays per-image. RandAugment's batch form is in
+:mod:`vistrain.augment.tensor_randaugment`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import torch.nn.functional as F
 
 from vistrain.augment import color, crop, geometric, ops
 from vistrain.augment.ops import level
+from vistrain.augment.randaugment import RandAugment
+from vistrain.augment.tensor_randaugment import tensor_randaugment
 
 BatchFn = Callable[[torch.Tensor, np.random.Generator], torch.Tensor]
 
@@ -335,8 +338,8 @@ def equalize_batch(x: torch.Tensor) -> torch.Tensor:
     return torch.gather(lut.to(x.dtype), 1, flat.long()).view_as(x)
 
 
-# type of op → builder of its batch function
-TENSOR_OPS: dict[type, Callable[[ops.Op], BatchFn]] = {
+# type of op → builder of its batch function (None: this instance has none, e.g. a plugin op in RandAugment's pool)
+TENSOR_OPS: dict[type, Callable[[ops.Op], BatchFn | None]] = {
     ops.Identity: lambda op: (lambda x, rng: x),
     geometric.Affine: _affine,
     geometric.Rotate: _rotate,
@@ -358,6 +361,7 @@ TENSOR_OPS: dict[type, Callable[[ops.Op], BatchFn]] = {
     color.Sharpness: _sharpness,
     color.AutoContrast: _autocontrast,
     color.Equalize: lambda op: (lambda x, rng: equalize_batch(x)),
+    RandAugment: lambda op: tensor_randaugment(op, batch_fn),
 }
 
 
