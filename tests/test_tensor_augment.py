@@ -7,13 +7,15 @@ import pytest
 import torch
 
 from vistrain.augment.pipeline import build_pipeline
+from vistrain.augment.randaugment import RandAugment
 from vistrain.augment.tensor_ops import TENSOR_OPS
 
 # one spec per op with a tensor form; m-forms exercise the fixed-magnitude random sign
 SPECS = ["affine-deg10-shift2-scale0.1-shear5", "affine-m12", "rotate-deg20", "rotate-m9", "shear-x", "shear-y-m20",
          "translate-x", "translate-y-m9", "flip-h", "flip-v", "crop-pad4", "crop-m6", "cutout-frac0.3",
          "brightness", "brightness-add-m9", "contrast-factor0.8", "color", "solarize-threshold100", "posterize-bits3",
-         "identity", "affine,flip-h,contrast-p0.5", "elastic", "elastic-m25-sigma3",
+         "identity", "affine,flip-h,contrast-p0.5", "elastic", "elastic-m25-sigma3", "sharpness-m20", "autocontrast",
+         "equalize",
          "affine-deg10-shift2-scale0.1-shear5,elastic-p0.5"]
 
 
@@ -26,7 +28,7 @@ def _images(channels: int, n: int = 1, size: int = 20) -> np.ndarray:
 
 def test_every_tensor_op_is_covered_by_a_spec():
     names = {type(build_pipeline(s).steps[0].op) for s in SPECS}
-    assert set(TENSOR_OPS) <= names
+    assert set(TENSOR_OPS) <= names | {RandAugment}  # RandAugment: tests/test_tensor_randaugment.py
 
 
 @pytest.mark.parametrize("spec", SPECS)
@@ -53,8 +55,8 @@ def test_each_image_of_a_batch_gets_its_own_parameters():
 
 
 def test_ops_without_a_tensor_form_stay_per_image():
-    assert build_pipeline("affine,equalize").on_tensors() is None
-    assert build_pipeline("rand-n2-m9").on_tensors() is None
+    assert build_pipeline("affine,perspective").on_tensors() is None
+    assert build_pipeline("flip-h,resized-crop").on_tensors() is None
 
 
 def _loader(prefetch: bool, seed: int = 3):
@@ -107,7 +109,7 @@ def test_build_loader_picks_the_device_loader_and_required_mode_explains_refusal
     # an explicit worker count asks for per-image ops; device_augment=true overrides it
     assert isinstance(build_loader(images, tf, 8, shuffle=True, num_workers=0), AugmentedArrayLoader)
     assert isinstance(build_loader(images, tf, 8, shuffle=True, num_workers=0, device_augment=True), DeviceAugmentLoader)
-    per_image = ImageTransform(spec, build_pipeline("equalize"))
+    per_image = ImageTransform(spec, build_pipeline("perspective"))
     assert isinstance(build_loader(images, per_image, 8, shuffle=True), AugmentedArrayLoader)
     with pytest.raises(ConfigError, match="tensor form"):
         build_loader(images, per_image, 8, shuffle=True, device_augment=True)

@@ -3,7 +3,8 @@
 The default pool is every registered op with ``randaugment=True`` meta: the paper's 14
 built-ins plus any plugin op that opts in. Pool ops are built as ``factory(m=M)``; with
 magnitude noise (``mstd``) M is redrawn per op and rounded to one of the 31 integer bins, so
-each op is built at most 31 times and cached.
+each op is built at most 31 times and cached. When every op of the pool has a tensor form, its batch
+form (:mod:`vistrain.augment.tensor_randaugment`) augments in-memory data on the training device.
 
 Trust: a third-party op of the default pool that cannot be built, or raises on an image, is left
 out of the pool for the rest of the run with a warning naming its plugin; an op the user named
@@ -44,17 +45,18 @@ class RandAugment:
             ops = [o for o in ops.replace("+", ",").split(",") if o]
         chosen = bool(ops)
         self.ops = list(ops) if ops else default_pool()
-        from vistrain.augment.pipeline import _lookup
-        from vistrain.plugins import is_builtin
+        from vistrain.plugins import is_builtin, registry
 
-        entries = [_lookup(name) for name in self.ops]
+        # the registry's own lookup (unknown names suggest the closest), not the pipeline module's: the tensor
+        # ops import this module, and the pipeline imports them
+        entries = [registry("augmentation").entry(name) for name in self.ops]
         self._plugins = [e.plugin for e in entries]
         self._factories = [e.load() for e in entries]
         self._cache: dict[tuple[int, float], AugmentFn] = {}
         self._disabled: set[int] = set()
         for i in range(len(self.ops)):  # build now so a bad pool op fails at config time, not mid-epoch
             try:
-                self._op(i, self.m if not self.mstd else float(round(self.m)))
+                self.pool_op(i, self.m if not self.mstd else float(round(self.m)))
             except ConfigError as exc:
                 if chosen or is_builtin(self._plugins[i]):
                     raise
@@ -62,7 +64,8 @@ class RandAugment:
         if len(self._disabled) == len(self.ops):
             raise ConfigError("augmentation 'rand': the op pool is empty", hint="register ops with randaugment=True or pass ops")
 
-    def _op(self, i: int, magnitude: float) -> AugmentFn:
+    def pool_op(self, i: int, magnitude: float) -> AugmentFn:
+        """The pool's op *i* built at *magnitude* (built once per magnitude bin, then cached)."""
         key = (i, magnitude)
         op = self._cache.get(key)
         if op is None:
@@ -76,6 +79,10 @@ class RandAugment:
             self._cache[key] = op
         return op
 
+    def active(self) -> list[int]:
+        """Indices of the pool's ops that have not been left out."""
+        return [i for i in range(len(self.ops)) if i not in self._disabled]
+
     def traced(self, img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
         """Augment and also return the names of the ops applied (the preview's captions)."""
         names = []
@@ -87,7 +94,7 @@ class RandAugment:
             if i in self._disabled:
                 continue  # a draw of a disabled op leaves the image as it is, keeping the other draws as they were
             try:
-                img = self._op(i, mag)(img, rng)
+                img = self.pool_op(i, mag)(img, rng)
             except Exception as exc:
                 from vistrain.plugins import is_builtin
 

@@ -6,8 +6,11 @@ draws from (NumPy on a few numbers per image is much cheaper than torch's per-ca
 and returns the batch rounded back to whole values, as the uint8 op would. Warps
 use ``grid_sample`` (bilinear, black fill, pixel centres as ``cv2.warpAffine``), so given the
 same parameters the output matches the OpenCV op to within OpenCV's 1/32-pixel fixed-point
-interpolation. Only ops with such an equivalent are listed in :data:`TENSOR_OPS`; a pipeline
-holding any other op (RandAugment, perspective, equalize, plugin ops...) stays per-image.
+interpolation. Autocontrast, equalize and sharpness redo OpenCV's float32 arithmetic (its fused
+multiply-adds included) and match it exactly. Only ops with such an equivalent are listed in
+:data:`TENSOR_OPS`; a pipeline holding any other op (perspective, resized crops, plugin ops,
+RandAugment with such an op in its pool...) stays per-image. RandAugment's batch form is in
+:mod:`vistrain.augment.tensor_randaugment`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import torch.nn.functional as F
 
 from vistrain.augment import color, crop, geometric, ops
 from vistrain.augment.ops import level
+from vistrain.augment.randaugment import RandAugment
+from vistrain.augment.tensor_randaugment import tensor_randaugment
 
 BatchFn = Callable[[torch.Tensor, np.random.Generator], torch.Tensor]
 
@@ -276,8 +281,65 @@ def _posterize(op: color.Posterize) -> BatchFn:
     return lambda x, rng: torch.floor(x / step) * step
 
 
-# type of op → builder of its batch function
-TENSOR_OPS: dict[type, Callable[[ops.Op], BatchFn]] = {
+def _over(a: float, t: torch.Tensor) -> torch.Tensor:
+    """*a* / *t* correctly rounded: torch computes ``scalar / tensor`` as a reciprocal times the scalar,
+    one unit in the last place off often enough to flip OpenCV's roundings of exact halves."""
+    return torch.full_like(t, a) / t
+
+
+def fused(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """a·b + c rounded once to float32, as OpenCV's SIMD multiply-add (``v_fma``) computes it; two float32
+    roundings land exact halves (x.5, which whole pixels and enhance factors hit often) on the wrong side."""
+    return (a.double() * b.double() + c.double()).float()
+
+
+def _sharpness(op: color.Sharpness) -> BatchFn:
+    def run(x, rng):
+        f = op_factor(op, rng, x.shape[0])
+        ch, h, w = x.shape[1:]
+        if h < 3 or w < 3:
+            return x
+        smooth = torch.from_numpy(color._SMOOTH).to(x.device, x.dtype).expand(ch, 1, 3, 3)
+        # the smoothed inner pixels, rounded as filter2D's uint8 output; the 1-px border stays as is
+        blurred = F.conv2d(x, smooth, groups=ch).round_()
+        out = x.clone()
+        # addWeighted(img, f, blurred, 1 − f): fma(img, f, blurred·(1 − f)), weights in float32
+        out[..., 1:-1, 1:-1] = _finish(fused(x[..., 1:-1, 1:-1], _col(f, x), blurred * _col(1.0 - f, x)))
+        return out
+    return run
+
+
+def _autocontrast(op: color.AutoContrast) -> BatchFn:
+    def run(x, rng):
+        lo, hi = x.amin(dim=(2, 3), keepdim=True).double(), x.amax(dim=(2, 3), keepdim=True).double()
+        stretch = hi > lo  # a channel of one grey level is left as it is
+        scale = torch.where(stretch, _over(255.0, torch.where(stretch, hi - lo, 1.0)), 1.0)  # float64, as cv2's alpha
+        # convertScaleAbs(alpha=scale, beta=−lo·scale): |fma(x, alpha, beta)| with both cast to float32
+        return _finish(fused(x, scale.float(), torch.where(stretch, -lo * scale, 0.0).float()).abs_())
+    return run
+
+
+def equalize_batch(x: torch.Tensor) -> torch.Tensor:
+    """``cv2.equalizeHist`` on every channel of every image of a batch of whole 0..255 values.
+
+    The cumulative histogram comes from sorting each channel's pixels and counting those at or below
+    each level (deterministic on every device, unlike an atomic bincount); the table is OpenCV's:
+    level v → round(255·(cdf(v) − cdf(darkest)) / (pixels − cdf(darkest))), identity for one grey level.
+    """
+    n, ch, h, w = x.shape
+    flat = x.reshape(n * ch, h * w).contiguous()  # searchsorted copies non-contiguous rows (channels-last input)
+    ordered = flat.sort(dim=1).values
+    levels = torch.arange(256, device=x.device, dtype=x.dtype).expand(n * ch, 256).contiguous()
+    cdf = torch.searchsorted(ordered, levels, right=True)
+    darkest = torch.searchsorted(ordered, ordered[:, :1].contiguous(), right=True)  # pixels at the darkest level
+    rest = h * w - darkest
+    scale = _over(255.0, rest.clamp_min(1).to(torch.float32))  # float32 as OpenCV's
+    lut = torch.where(rest > 0, ((cdf - darkest).to(torch.float32) * scale).round_().clamp_(0.0, 255.0), levels)
+    return torch.gather(lut.to(x.dtype), 1, flat.long()).view_as(x)
+
+
+# type of op → builder of its batch function (None: this instance has none, e.g. a plugin op in RandAugment's pool)
+TENSOR_OPS: dict[type, Callable[[ops.Op], BatchFn | None]] = {
     ops.Identity: lambda op: (lambda x, rng: x),
     geometric.Affine: _affine,
     geometric.Rotate: _rotate,
@@ -296,6 +358,10 @@ TENSOR_OPS: dict[type, Callable[[ops.Op], BatchFn]] = {
     color.Color: _color,
     color.Solarize: _solarize,
     color.Posterize: _posterize,
+    color.Sharpness: _sharpness,
+    color.AutoContrast: _autocontrast,
+    color.Equalize: lambda op: (lambda x, rng: equalize_batch(x)),
+    RandAugment: lambda op: tensor_randaugment(op, batch_fn),
 }
 
 
