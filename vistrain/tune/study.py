@@ -103,8 +103,8 @@ def make_pruner(name: str, max_epochs: int):
     """Optuna's pruner for *name*, fed each epoch's val top-1 (steps are epochs)."""
     import optuna
 
-    if name == "median":  # the first five trials run whole; no trial is pruned on its first epoch
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if name == "median":  # Optuna's defaults: the first five trials run whole, then any epoch can prune
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, max_epochs), reduction_factor=3)
     if name == "none":
