@@ -134,7 +134,7 @@ def test_the_pruner_stops_a_trial_after_the_epoch_it_judged(tmp_path, monkeypatc
         def prune(self, study, trial):
             return trial.last_step is not None and trial.last_step >= 2
 
-    monkeypatch.setattr(st, "make_pruner", lambda name, epochs: AtSecondEpoch())
+    monkeypatch.setattr(st, "make_pruner", lambda name, epochs, prune_after=0: AtSecondEpoch())
     cfg = resolve_config(None, {"data.name": "digits", "train.epochs": 4, "train.threads": 1})
     settings = TuneSettings("p", tmp_path / "p", "", Space.from_mapping({"optim.lr": {"uniform": [0.005, 0.01]}}),
                             cfg.model_dump(mode="json"), trials=2, sampler="random", pruner="median")
@@ -285,3 +285,28 @@ def test_every_sampler_and_pruner_runs_a_study(sampler, pruner, tmp_path):
     assert isinstance(study.sampler, expected)
     assert isinstance(study.pruner, {"hyperband": optuna.pruners.HyperbandPruner,
                                      "median": optuna.pruners.MedianPruner}[pruner])
+
+
+def test_prune_after_keeps_slow_starters_until_that_epoch():
+    """Five trials at 0.9 in every epoch; a sixth at 0.1: the median pruner stops it at its first epoch by
+    default, not before --prune-after's epoch with it. (Hyperband takes it as its minimum resource.)"""
+    name = "median"
+    from vistrain.tune.study import make_pruner
+
+    def pruned_at(prune_after: int) -> int | None:
+        study = optuna.create_study(direction="maximize", pruner=make_pruner(name, 9, prune_after),
+                                    sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(5):
+            t = study.ask()
+            for step in range(1, 10):
+                t.report(0.9, step)
+            study.tell(t, 0.9)
+        slow = study.ask()
+        for step in range(1, 10):
+            slow.report(0.1, step)
+            if slow.should_prune():
+                return step
+        return None
+
+    assert pruned_at(0) is not None and pruned_at(0) < 3
+    assert pruned_at(3) is not None and pruned_at(3) >= 3

@@ -26,6 +26,8 @@ def tune(
                                           "(default: a SQLite file in the study's folder)."),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe, random or cmaes."),
     pruner: str = typer.Option("median", "--pruner", help="median, hyperband or none (fed each epoch's val top-1)."),
+    prune_after: int = typer.Option(0, "--prune-after", min=0,
+                                    help="No pruning before this epoch (e.g. the end of the lr warm-up)."),
     workers: int = typer.Option(1, "--workers", "-w", help="Trial processes on this machine."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampler."),
     set_: list[str] = typer.Option([], "--set", help="Override a key of the trials' config, e.g. --set train.epochs=10."),
@@ -43,10 +45,11 @@ def tune(
 
         raise ConfigError("vistrain tune needs a search space", hint="pass --space SPACE.yaml (see docs/tune.md)")
     raise typer.Exit(_tune(config, space, trials, study, out, storage, sampler, pruner, workers, seed, set_,
-                           heartbeat, grace, log_every))
+                           heartbeat, grace, log_every, prune_after))
 
 
-def _settings(config, space, trials, study, out, storage, sampler, pruner, seed, set_, heartbeat, grace):
+def _settings(config, space, trials, study, out, storage, sampler, pruner, seed, set_, heartbeat, grace,
+              prune_after=0):
     from vistrain.config import resolve_config
     from vistrain.errors import ConfigError
     from vistrain.tune.space import Space
@@ -64,7 +67,7 @@ def _settings(config, space, trials, study, out, storage, sampler, pruner, seed,
     folder = (out.expanduser() / study).absolute()  # events name trial folders from anywhere
     settings = TuneSettings(name=study, folder=folder, storage=storage or "", space=parsed,
                             config=cfg.model_dump(mode="json"), trials=trials, sampler=sampler, pruner=pruner,
-                            seed=seed, heartbeat=heartbeat, grace=grace)
+                            seed=seed, heartbeat=heartbeat, grace=grace, prune_after=prune_after)
     from vistrain.tune.summary import check_study_file
 
     check_study_file(settings)
@@ -72,12 +75,13 @@ def _settings(config, space, trials, study, out, storage, sampler, pruner, seed,
 
 
 def _tune(config, space, trials, study, out, storage, sampler, pruner, workers, seed, set_, heartbeat, grace,
-          log_every) -> int:
+          log_every, prune_after=0) -> int:
     from vistrain.cli.run import _stop_on_signals
     from vistrain.engine.control import TrainControl
     from vistrain.tune.study import storage_url
 
-    settings = _settings(config, space, trials, study, out, storage, sampler, pruner, seed, set_, heartbeat, grace)
+    settings = _settings(config, space, trials, study, out, storage, sampler, pruner, seed, set_, heartbeat, grace,
+                         prune_after)
     # the storage opens here, so a bad URL is one line before any worker starts
     from vistrain.tune.study import open_study
 

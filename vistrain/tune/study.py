@@ -99,14 +99,16 @@ def make_sampler(name: str, seed: int | None):
     raise ConfigError(f"unknown sampler {name!r}", hint=f"use one of {', '.join(SAMPLERS)}")
 
 
-def make_pruner(name: str, max_epochs: int):
-    """Optuna's pruner for *name*, fed each epoch's val top-1 (steps are epochs)."""
+def make_pruner(name: str, max_epochs: int, prune_after: int = 0):
+    """Optuna's pruner for *name*, fed each epoch's val top-1 (steps are epochs); no trial is pruned before
+    epoch *prune_after* (e.g. the end of a learning-rate warm-up, when slow starters catch up)."""
     import optuna
 
-    if name == "median":  # Optuna's defaults: the first five trials run whole, then any epoch can prune
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    if name == "median":  # Optuna's defaults otherwise: the first five trials run whole
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=prune_after)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, max_epochs), reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, prune_after), max_resource=max(1, max_epochs),
+                                              reduction_factor=3)
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ConfigError(f"unknown pruner {name!r}", hint=f"use one of {', '.join(PRUNERS)}")

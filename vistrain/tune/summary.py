@@ -36,7 +36,8 @@ def check_study_file(settings) -> None:
     record = settings.study_record()
     if path.exists():
         saved = read_yaml(path, "study file") or {}
-        changed = [k for k in ("space", "sampler", "pruner", "seed", "preset") if saved.get(k) != record[k]]
+        changed = [k for k in ("space", "sampler", "pruner", "seed", "preset", "prune_after")
+                   if saved.get(k, 0 if k == "prune_after" else None) != record[k]]
         if _comparable(saved.get("config") or {}) != _comparable(record["config"]):
             changed.append("config")
         if changed:

@@ -41,11 +41,13 @@ class TuneSettings:
     grace: float = 120.0
     poll: float = 2.0
     preset: str = ""  # "augment-search": the trials' policy.yaml is the study's product (see policy_search)
+    prune_after: int = 0  # no pruning before this epoch
 
     def study_record(self) -> dict[str, Any]:
         """What ``study.yaml`` holds (and a joining worker must agree with)."""
         return {"study": self.name, "space": self.space.to_mapping(), "config": self.config,
-                "sampler": self.sampler, "pruner": self.pruner, "seed": self.seed, "preset": self.preset}
+                "sampler": self.sampler, "pruner": self.pruner, "seed": self.seed, "preset": self.preset,
+                "prune_after": self.prune_after}
 
 
 @dataclass
@@ -157,7 +159,7 @@ class Worker:
             seed = self.worker.sampler_seed(s.seed, len(probe.trials))
             max_epochs = int(s.config.get("train", {}).get("epochs", 1))
             self._study = st.open_study(s.name, url, st.make_sampler(s.sampler, seed),
-                                        st.make_pruner(s.pruner, max_epochs))
+                                        st.make_pruner(s.pruner, max_epochs, s.prune_after))
             self._pool = default_pool()
         return self._study
 
