@@ -95,7 +95,8 @@ def _val_section(sec: Section, ckpt: Path, predict: Callable, prefix: str, mista
     except VistrainError as exc:
         sec.text(f"Could not predict the val split with {ckpt.name}: {exc}", note=True)
         return
-    acc, counts = pred.per_class()
+    classes = pred.class_metrics()
+    acc, counts = classes.recall, classes.support  # a class's top-1 is its recall
     sec.text(f"{ckpt.name} on the val split of {pred.dataset}: top-1 {_pct(pred.top1)} on {len(pred.labels)} images.")
     conf = sec.sub("Confusion matrix", id=f"{prefix}confusion")
     conf.image(f"{prefix}confusion.png", figures.confusion_figure(pred.confusion(), pred.classes,
@@ -106,7 +107,6 @@ def _val_section(sec: Section, ckpt: Path, predict: Callable, prefix: str, mista
     per.text("Weakest classes: " + ", ".join(f"{pred.classes[i]} {100 * acc[i]:.1f}%" for i in worst) + ".")
     from vistrain.metrics import TABLE_HEADER
 
-    classes = pred.class_metrics()
     per.text(f"Balanced top-1 (the mean of the classes' recall) {_pct(classes.balanced_top1)}, macro-F1 "
              f"{_pct(classes.macro_f1)}: each class counts the same, however many images it has.")
     rows = classes.table(pred.classes)

@@ -31,19 +31,13 @@ class SplitPredictions:
 
     def confusion(self) -> np.ndarray:
         """Counts, rows = true class, columns = predicted class."""
-        n = len(self.classes)
-        cm = np.zeros((n, n), dtype=np.int64)
-        np.add.at(cm, (self.labels, self.predicted), 1)
-        return cm
+        from vistrain.metrics import confusion_matrix
 
-    def per_class(self) -> tuple[np.ndarray, np.ndarray]:
-        """(top-1 per class, images per class); a class without images has accuracy 0."""
-        cm = self.confusion()
-        counts = cm.sum(axis=1)
-        return np.divide(np.diag(cm), counts, out=np.zeros(len(counts)), where=counts > 0), counts
+        return confusion_matrix(self.labels, self.predicted, len(self.classes))
 
     def class_metrics(self):
-        """Per-class precision, recall and F1, balanced top-1 and macro-F1 (:class:`~vistrain.metrics.ClassMetrics`)."""
+        """Per-class precision, recall (a class's top-1; 0 without images) and F1 with the images per class,
+        balanced top-1 and macro-F1 (:class:`~vistrain.metrics.ClassMetrics`)."""
         from vistrain.metrics import ClassMetrics
 
         return ClassMetrics.from_confusion(self.confusion())
