@@ -370,8 +370,8 @@ def evaluate(
     loss_sum = torch.zeros((), device=device)
     correct1 = torch.zeros((), device=device, dtype=torch.long)
     correct5 = torch.zeros((), device=device, dtype=torch.long)
-    confusion: torch.Tensor | None = None  # flattened, rows true class: made once the outputs' count is known
-    n = 0
+    confusion: torch.Tensor | None = None  # flattened, rows true class: made once the outputs' count k is known
+    k = n = 0
     for images, targets in loader:
         images = images.to(device, non_blocking=device.type == "cuda",
                            memory_format=input_format(channels_last) if images.ndim == 4 else torch.preserve_format)
@@ -385,8 +385,8 @@ def evaluate(
         c1, c5 = topk_correct(logits, targets, (1, 5))
         correct1 += c1
         correct5 += c5
-        k = logits.shape[1]
         if confusion is None:
+            k = logits.shape[1]
             confusion = torch.zeros(k * k, dtype=torch.long, device=device)
         confusion += torch.bincount(targets * k + logits.argmax(dim=1), minlength=k * k)
         n += images.shape[0]
@@ -394,10 +394,9 @@ def evaluate(
     sums = (loss_sum, correct1, correct5, n)
     loss_total, c1_total, c5_total, n = dist.all_reduce_sum_floats(*sums) if reduce else (float(v) for v in sums)
     if reduce and dist.is_distributed():  # a rank without images learns the outputs' count from the others
-        k = dist.all_reduce_max_int(0 if confusion is None else math.isqrt(confusion.numel()))
+        k = dist.all_reduce_max_int(k)
         confusion = dist.all_reduce_sum_tensor(confusion if confusion is not None else
                                                torch.zeros(k * k, dtype=torch.long, device=device))
-    k = 0 if confusion is None else math.isqrt(confusion.numel())
     classes = ClassMetrics.from_confusion(confusion.cpu().numpy().reshape(k, k) if k else np.zeros((0, 0)))
     n = int(n)
     result = {
