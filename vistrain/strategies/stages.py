@@ -300,20 +300,19 @@ def average_last_epochs(ctx: RunContext, stage: Stage, state: TrainState, input_
     (unaugmented), validated, written as ``<prefix>averaged.pt``, and ``best.pt`` when ``checkpoint.best`` picks
     it as the stage's final point (``1se``: within one standard error of the highest val top-1; ``max``: the
     highest; ``last``: always). Rank 0 does the work and writes; the other ranks wait for its result.
-    Returns ``average_val_top1`` (and ``best_*`` when it became best.pt); nothing when off."""
+    Returns ``average_val_top1``, ``average_epochs`` and ``average_is_best``; nothing when off."""
     window = ctx.config.checkpoint.average_last
     if not window:
         return {}
-    result = _average_on_main(ctx, stage, state, input_spec, window) if ctx.dist.is_main else None
-    result = dist.broadcast_object(result)
-    if result and result.get("is_best"):
-        state.best_metric, state.best_epoch, state.best_seen = (result["best_val_top1"], result["best_epoch"],
-                                                                result["best_seen"])
-    return {k: v for k, v in (result or {}).items() if k not in ("is_best", "best_seen")}
+    metrics = _average_on_main(ctx, stage, state, input_spec, window) if ctx.dist.is_main else None
+    # every rank takes rank 0's metrics and its best-so-far, which the average may have changed
+    metrics, best = dist.broadcast_object((metrics, (state.best_metric, state.best_epoch, state.best_seen)))
+    state.best_metric, state.best_epoch, state.best_seen = best
+    return metrics
 
 
 def _average_on_main(ctx: RunContext, stage: Stage, state: TrainState, input_spec: InputSpec,
-                     window: int) -> dict[str, Any]:
+                     window: int) -> dict[str, float]:
     from torch.optim.swa_utils import update_bn
 
     from vistrain.engine.loop import evaluate, update_best
@@ -355,12 +354,7 @@ def _average_on_main(ctx: RunContext, stage: Stage, state: TrainState, input_spe
     if is_best:
         ctx.emit(CheckpointSaved(path=str(targets[1]), epoch=stage.epochs, global_step=state.global_step,
                                  is_best=True, metric=val["top1"], reason="best"))
-    out: dict[str, Any] = {"average_val_top1": val["top1"], "average_epochs": len(present), "is_best": is_best,
-                           "average_is_best": float(is_best)}
-    if is_best:
-        out.update(best_val_top1=float(state.best_metric), best_epoch=int(state.best_epoch),
-                   best_seen=float(state.best_seen))
-    return out
+    return {"average_val_top1": val["top1"], "average_epochs": len(present), "average_is_best": float(is_best)}
 
 
 # --- running a stage ---------------------------------------------------------------------
