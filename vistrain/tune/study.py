@@ -131,7 +131,8 @@ def open_study(name: str, url: str, sampler, pruner):
 # --- the budget ------------------------------------------------------------------------------------------------
 
 
-def _states():
+def trial_states():
+    """Optuna's ``TrialState`` (imported when a study is at work, not at start-up)."""
     from optuna.trial import TrialState
 
     return TrialState
@@ -139,19 +140,19 @@ def _states():
 
 def finished_count(study) -> int:
     """Trials that completed or were pruned."""
-    ts = _states()
+    ts = trial_states()
     return len(study.get_trials(deepcopy=False, states=(ts.COMPLETE, ts.PRUNED)))
 
 
 def counted(study) -> list:
     """Trials that count towards the budget: finished, running or waiting (not failed)."""
-    ts = _states()
+    ts = trial_states()
     return study.get_trials(deepcopy=False, states=(ts.COMPLETE, ts.PRUNED, ts.RUNNING, ts.WAITING))
 
 
 def waiting_count(study) -> int:
     """Trials enqueued (retries) and not yet taken."""
-    return len(study.get_trials(deepcopy=False, states=(_states().WAITING,)))
+    return len(study.get_trials(deepcopy=False, states=(trial_states().WAITING,)))
 
 
 def within_budget(study, number: int, budget: int) -> bool:
@@ -183,7 +184,7 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                if self.study._storage.get_trial(self.trial_id).state != _states().RUNNING:
+                if self.study._storage.get_trial(self.trial_id).state != trial_states().RUNNING:
                     if self.on_lost is not None:
                         self.on_lost()
                     return
@@ -212,7 +213,7 @@ def reap_stale(study, grace: float, now: float | None = None) -> list[int]:
     returns their numbers. Only one worker can fail a trial: the storage refuses the second change."""
     from optuna.exceptions import UpdateFinishedTrialError
 
-    ts = _states()
+    ts = trial_states()
     now = time.time() if now is None else now
     reaped = []
     for t in study.get_trials(deepcopy=False, states=(ts.RUNNING,)):

@@ -155,11 +155,11 @@ class Worker:
             s = self.settings
             check_study_file(s)  # study.yaml: a study's settings, and a refusal of other ones
             url = st.storage_url(s.storage, s.folder)
-            probe = st.open_study(s.name, url, None, None)
-            seed = self.worker.sampler_seed(s.seed, len(probe.trials))
-            max_epochs = int(s.config.get("train", {}).get("epochs", 1))
-            self._study = st.open_study(s.name, url, st.make_sampler(s.sampler, seed),
-                                        st.make_pruner(s.pruner, max_epochs, s.prune_after))
+            study = st.open_study(s.name, url, None, None)
+            # the sampler's seed depends on the trials so far; sampler and pruner belong to this process's study
+            study.sampler = st.make_sampler(s.sampler, self.worker.sampler_seed(s.seed, len(study.trials)))
+            study.pruner = st.make_pruner(s.pruner, int(s.config.get("train", {}).get("epochs", 1)), s.prune_after)
+            self._study = study
             self._pool = default_pool()
         return self._study
 
@@ -217,7 +217,7 @@ class Worker:
             trial = study.ask()
             if not st.within_budget(study, trial.number, s.trials):  # another worker asked at the same moment
                 trial.set_user_attr(st.OVER_BUDGET, True)
-                study.tell(trial, state=_state("FAIL"))
+                study.tell(trial, state=st.trial_states().FAIL)
                 continue
             outcome = self.run_trial(trial)
             self.outcomes.append(outcome)
@@ -295,7 +295,7 @@ class Worker:
             if state == "complete":
                 study.tell(trial, value)
             else:
-                study.tell(trial, state=_state(state.upper()))
+                study.tell(trial, state=getattr(st.trial_states(), state.upper()))
         except (UpdateFinishedTrialError, ValueError):  # another worker found our heartbeat too old and took it
             outcome, state = "taken over", "fail"
         result = TrialOutcome(trial.number, state, outcome, value if state == "complete" else
@@ -307,9 +307,3 @@ class Worker:
         self.log(f"trial {trial.number}: {shown} in {result.duration_s:.1f}s "
                  f"({st.finished_count(study)}/{self.settings.trials} done)")
         return result
-
-
-def _state(name: str):
-    from optuna.trial import TrialState
-
-    return getattr(TrialState, name)
