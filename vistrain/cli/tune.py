@@ -44,47 +44,33 @@ def tune(
         from vistrain.errors import ConfigError
 
         raise ConfigError("vistrain tune needs a search space", hint="pass --space SPACE.yaml (see docs/tune.md)")
-    raise typer.Exit(_tune(config, space, trials, study, out, storage, sampler, pruner, workers, seed, set_,
-                           heartbeat, grace, log_every, prune_after))
+    settings = _settings(config, space, trials, study, out, storage, sampler, pruner, seed, set_, heartbeat, grace,
+                         prune_after)
+    raise typer.Exit(_tune(settings, workers, set_, log_every))
 
 
-def _settings(config, space, trials, study, out, storage, sampler, pruner, seed, set_, heartbeat, grace,
-              prune_after=0):
+def _settings(config, space, trials, study, out, storage, sampler, pruner, seed, set_, heartbeat, grace, prune_after):
+    """The study's settings from the command line (checked by TuneSettings), and its study.yaml written or checked."""
     from vistrain.config import resolve_config
-    from vistrain.errors import ConfigError
     from vistrain.tune.space import Space
-    from vistrain.tune.study import PRUNERS, SAMPLERS
+    from vistrain.tune.summary import check_study_file
     from vistrain.tune.worker import TuneSettings
 
-    if trials < 1:
-        raise ConfigError(f"--trials must be 1 or more, got {trials}", hint="e.g. --trials 20")
-    if sampler not in SAMPLERS:
-        raise ConfigError(f"unknown sampler {sampler!r}", hint=f"use one of {', '.join(SAMPLERS)}")
-    if pruner not in PRUNERS:
-        raise ConfigError(f"unknown pruner {pruner!r}", hint=f"use one of {', '.join(PRUNERS)}")
-    parsed = Space.from_file(space)
-    cfg = resolve_config(config, None, set_)
-    folder = (out.expanduser() / study).absolute()  # events name trial folders from anywhere
-    settings = TuneSettings(name=study, folder=folder, storage=storage or "", space=parsed,
-                            config=cfg.model_dump(mode="json"), trials=trials, sampler=sampler, pruner=pruner,
-                            seed=seed, heartbeat=heartbeat, grace=grace, prune_after=prune_after)
-    from vistrain.tune.summary import check_study_file
-
+    settings = TuneSettings(name=study, folder=(out.expanduser() / study).absolute(),  # events name trial folders
+                            storage=storage or "", space=Space.from_file(space),
+                            config=resolve_config(config, None, set_).model_dump(mode="json"), trials=trials,
+                            sampler=sampler, pruner=pruner, seed=seed, heartbeat=heartbeat, grace=grace,
+                            prune_after=prune_after)
     check_study_file(settings)
     return settings
 
 
-def _tune(config, space, trials, study, out, storage, sampler, pruner, workers, seed, set_, heartbeat, grace,
-          log_every, prune_after=0) -> int:
+def _tune(settings, workers: int, set_: list[str], log_every: int) -> int:
     from vistrain.cli.run import _stop_on_signals
     from vistrain.engine.control import TrainControl
-    from vistrain.tune.study import storage_url
+    from vistrain.tune.study import open_study, storage_url
 
-    settings = _settings(config, space, trials, study, out, storage, sampler, pruner, seed, set_, heartbeat, grace,
-                         prune_after)
     # the storage opens here, so a bad URL is one line before any worker starts
-    from vistrain.tune.study import open_study
-
     open_study(settings.name, storage_url(settings.storage, settings.folder), None, None)
     if workers > 1 and not os.environ.get("VISTRAIN_TUNE_WORKER"):
         code = _launch_workers(workers, set_)

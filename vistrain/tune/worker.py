@@ -43,6 +43,16 @@ class TuneSettings:
     preset: str = ""  # "augment-search": the trials' policy.yaml is the study's product (see policy_search)
     prune_after: int = 0  # no pruning before this epoch
 
+    def __post_init__(self) -> None:
+        from vistrain.errors import ConfigError
+
+        if self.trials < 1:
+            raise ConfigError(f"--trials must be 1 or more, got {self.trials}", hint="e.g. --trials 20")
+        if self.sampler not in st.SAMPLERS:
+            raise ConfigError(f"unknown sampler {self.sampler!r}", hint=f"use one of {', '.join(st.SAMPLERS)}")
+        if self.pruner not in st.PRUNERS:
+            raise ConfigError(f"unknown pruner {self.pruner!r}", hint=f"use one of {', '.join(st.PRUNERS)}")
+
     def study_record(self) -> dict[str, Any]:
         """What ``study.yaml`` holds (and a joining worker must agree with)."""
         return {"study": self.name, "space": self.space.to_mapping(), "config": self.config,
