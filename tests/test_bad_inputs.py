@@ -92,6 +92,8 @@ CASES = [
     # numeric options at 0 and below
     user("epochs-zero", *RUN, "--epochs", "0", expect="train.epochs"),
     user("batch-size-zero", *RUN, "--batch-size", "0", expect="batch_size"),
+    user("lr-negative", *RUN, "--lr", "-1", expect="optim.lr"),
+    # class imbalance and checkpoint averaging
     user("sampler-unknown", *RUN, "--set", "data.sampler=balance", expect="data.sampler"),
     user("class-weights-unknown", *RUN, "--set", "train.class_weights=inverse-sqrt", expect="train.class_weights"),
     user("class-weights-wrong-length", *RUN_DIGITS, "--set", "train.class_weights=[1, 2]",
@@ -108,7 +110,6 @@ CASES = [
     user("tune-trials-zero", *TUNE, "--space", "{w}/space.yaml", "--trials", "0", expect="--trials must be 1 or more"),
     user("tune-no-space", *TUNE, expect="needs a search space"),
     user("tune-report-not-a-study", "tune", "report", "{w}/empty", expect="is not a study folder"),
-    user("lr-negative", *RUN, "--lr", "-1", expect="optim.lr"),
     # paths
     user("imagefolder-missing", *RUN, "--data", "imagefolder:{w}/no-such-dir", expect="does not exist"),
     user("imagefolder-empty", *RUN, "--data", "imagefolder:{w}/empty", expect="has no images"),
