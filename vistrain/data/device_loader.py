@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from vistrain.data.sampling import rank_batch_count, rank_batches
+from vistrain.data.sampling import draw_order, rank_batch_count, rank_batches
 
 BatchAugment = Callable[[torch.Tensor, np.random.Generator], torch.Tensor]
 
@@ -91,10 +91,7 @@ class DeviceAugmentLoader:
         n = len(self.images)
         self.order_generator.manual_seed(epoch_seed(self.seed, self.epoch, _ORDER_STREAM))
         self.augment_rng = np.random.default_rng(epoch_seed(self.seed, self.epoch, self._augment_stream))
-        if self.shuffle and self.weights is not None:  # balanced sampling: drawn with replacement
-            order = torch.multinomial(self.weights, n, replacement=True, generator=self.order_generator)
-        else:
-            order = torch.randperm(n, generator=self.order_generator) if self.shuffle else torch.arange(n)
+        order = draw_order(n, self.shuffle, self.order_generator, self.weights)
         order = [b.to(self.device) for b in rank_batches(order, self.batch_size, self.rank, self.world_size,
                                                           pad=self.pad, drop_last=self.drop_last)]
         start, resume, self._resume = 0, self._resume, None

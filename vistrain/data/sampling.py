@@ -21,16 +21,22 @@ def batch_count(n: int, batch_size: int, drop_last: bool) -> int:
     return n // batch_size if drop_last else (n + batch_size - 1) // batch_size
 
 
+def draw_order(n: int, shuffle: bool, generator: torch.Generator, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """An order of *n* indices from *generator*: every index once (shuffled, or in order), or with *weights*
+    (shuffled training only) *n* indices drawn with replacement in proportion to them
+    (:mod:`vistrain.data.balance`)."""
+    if not shuffle:
+        return torch.arange(n)
+    if weights is not None:
+        return torch.multinomial(weights, n, replacement=True, generator=generator)
+    return torch.randperm(n, generator=generator)
+
+
 def epoch_permutation(n: int, *, shuffle: bool, seed: int, epoch: int,
                       weights: torch.Tensor | None = None) -> torch.Tensor:
-    """The epoch's order, a pure function of (seed, epoch): every index once, or with *weights* (training only)
-    *n* indices drawn with replacement in proportion to them (:mod:`vistrain.data.balance`)."""
-    if shuffle:
-        generator = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch))
-        if weights is not None:
-            return torch.multinomial(weights, n, replacement=True, generator=generator)
-        return torch.randperm(n, generator=generator)
-    return torch.arange(n)
+    """The epoch's order (:func:`draw_order`), a pure function of (seed, epoch)."""
+    generator = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch)) if shuffle else None
+    return draw_order(n, shuffle, generator, weights)
 
 
 def _global_bounds(n: int, batch_size: int, world_size: int, drop_last: bool) -> list[int]:
