@@ -124,6 +124,16 @@ class _Serialised:
             self.discard()
 
 
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write *text* to *path* through this process's own temporary file renamed over it: readers see the old file
+    or the new one, and processes writing the same file at once never rename each other's temporary away."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(path)
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike, *also: str | os.PathLike) -> None:
     """Write *path* (and the same bytes under each of *also*) atomically: serialise once into a file
     with no name, fsync it, then give it each name by an atomic rename and fsync the folder.

@@ -212,14 +212,12 @@ def write_policy(path: Path, policy: dict[str, Any], base: list[Any], **info: An
     RandAugment step *policy*) and *info* (score, trial...), atomically."""
     import yaml
 
+    from vistrain.durable import atomic_write_text
     from vistrain.errors import OutputError
 
     data = {"pipeline": list(base) + [policy], **info}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-        tmp.replace(path)
+    try:  # searches sharing a folder may write the best policy at once
+        atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}", hint="choose a writable --out folder") from None
 

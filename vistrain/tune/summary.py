@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from vistrain.config import read_yaml
+from vistrain.durable import atomic_write_text
 from vistrain.errors import ConfigError, OutputError
 from vistrain.tune import study as st
 from vistrain.tune.space import describe
@@ -45,11 +46,9 @@ def check_study_file(settings) -> None:
                               f"{', '.join(changed)}", hint="continue it with the same settings, or pass another --study")
         return
     try:
-        settings.folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump({**record, "storage": settings.storage or "", "trials": settings.trials},
-                                      sort_keys=False), encoding="utf-8")
-        tmp.replace(path)
+        # workers starting together may all find no study.yaml: each writes through its own temporary file
+        atomic_write_text(path, yaml.safe_dump({**record, "storage": settings.storage or "", "trials": settings.trials},
+                                               sort_keys=False))
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}", hint="choose a writable --out folder") from None
 
