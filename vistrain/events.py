@@ -211,6 +211,28 @@ class PseudoLabelStats(Event):
 
 
 @dataclass
+class ConsistencyStats(Event):
+    """Statistics of a consistency-training stage (``fixmatch``, ``flexmatch``) over one logging interval:
+    how many unlabelled images' pseudo-labels (the weak view's argmax) passed their threshold, how right they
+    were where the true label is known (``--labels-per-class`` holds them back), and per class the threshold
+    and the accepted count."""
+
+    kind: ClassVar[str] = "consistency_stats"
+    stage: str
+    epoch: int
+    global_step: int
+    images: int  # unlabelled images seen in the interval (all ranks)
+    mask_rate: float  # share of them whose confidence passed its class's threshold
+    unlabelled_loss: float  # mean over the interval of the masked cross-entropy on the strong view (before lambda)
+    threshold: float  # tau
+    accuracy: float | None = None  # accepted pseudo-labels against the true labels, when known
+    accuracy_all: float | None = None  # every pseudo-label (accepted or not) against the true labels
+    class_thresholds: list[float] = field(default_factory=list)  # per class (fixmatch: tau for every class)
+    class_accepted: list[int] = field(default_factory=list)  # accepted pseudo-labels per class in the interval
+    class_names: list[str] = field(default_factory=list)
+
+
+@dataclass
 class AugmentTrial(Event):
     """One trial of an augmentation policy search finished; carries the leaderboard so far."""
 
@@ -261,7 +283,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
         RunStarted, RunFinished, RunFailed, StageStarted, BatchEnd, EpochEnd, EvalEnd,
-        CheckpointSaved, SystemSample, Log, ImagesSkipped, PseudoLabelStats, AugmentTrial, TuneTrial,
+        CheckpointSaved, SystemSample, Log, ImagesSkipped, PseudoLabelStats, ConsistencyStats, AugmentTrial,
+        TuneTrial,
     )
 }
 
