@@ -135,6 +135,16 @@ CASES = [
     user("unlabelled-source-missing", *RUN, "--labels-per-class", "5", "--strategy", "pseudo-label",
          "--set", "data.unlabelled=images:{w}/no-such-dir", expect="does not exist"),
     user("train-on-an-unlabelled-folder", *RUN, "--data", "images:{w}/flat", expect="data.unlabelled"),
+    # consistency training
+    user("fixmatch-threshold-zero", *RUN_DIGITS, "--strategy", "fixmatch", "--set", "strategy.params.threshold=0",
+         expect="strategy.params.threshold"),
+    user("fixmatch-threshold-above-one", *RUN_DIGITS, "--strategy", "fixmatch",
+         "--set", "strategy.params.threshold=1.5", expect="strategy.params.threshold"),
+    user("flexmatch-mu-zero", *RUN_DIGITS, "--strategy", "flexmatch", "--set", "strategy.params.mu=0",
+         expect="strategy.params.mu"),
+    user("fixmatch-without-unlabelled-images", *RUN_DIGITS, "--strategy", "fixmatch", expect="needs unlabelled images"),
+    user("flexmatch-a-class-without-labelled-images", *RUN, "--data", "hf:{w}/hf-missing-class", "--strategy",
+         "flexmatch", "--set", "data.unlabelled=images:{w}/flat", expect="no image of class 'fox'"),
     user("datasets-check-unknown", "datasets", "check", "imagefolder:{w}/no-such-dir", expect="does not exist"),
     # image files of every broken kind
     user("predict-image-missing", "predict", CKPT, "{w}/no-such.png", expect="could not read 1 image"),
@@ -356,6 +366,10 @@ def _make_data_sources(root: Path, png: bytes) -> None:
     import datasets
 
     datasets.Dataset.from_dict({"image": [png, png], "y": [0, 1]}).save_to_disk(str(root / "hf-no-label"))
+    # three class names, images of two: a labelled split without any 'fox'
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["cat", "dog", "fox"])})
+    datasets.Dataset.from_dict({"image": [png] * 12, "label": [0] * 6 + [1] * 6},
+                               features=features).save_to_disk(str(root / "hf-missing-class"))
     (root / "t").mkdir()
     (root / "t" / "a.png").write_bytes(png)
     (root / "table.csv").write_text("path,label\nt/a.png,cat\nt/missing.png,dog\n")

@@ -152,6 +152,18 @@ def all_reduce_sum_tensor(t: torch.Tensor) -> torch.Tensor:
     return _reduce(t, tdist.ReduceOp.SUM)
 
 
+def all_gather_rows(t: torch.Tensor) -> torch.Tensor:
+    """Every rank's *t* (same shape on each) stacked along the first dimension in rank order; *t* without DDP."""
+    if not is_distributed():
+        return t
+    on_gpu = tdist.get_backend() == "nccl"
+    work = t.detach().contiguous()
+    work = work.cuda() if on_gpu and work.device.type != "cuda" else work.cpu() if not on_gpu else work
+    out = [torch.empty_like(work) for _ in range(tdist.get_world_size())]
+    tdist.all_gather(out, work)
+    return torch.cat(out).to(t.device)
+
+
 def all_reduce_max_int(value: int) -> int:
     """The largest of an int over ranks."""
     if not is_distributed():

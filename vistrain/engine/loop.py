@@ -204,6 +204,8 @@ def train_one_epoch(
     wait_mark = 0.0
     acc = state.epoch_accum if start else {}
     correct_sum = torch.tensor(int(acc.get("correct", 0)), device=device, dtype=torch.long)
+    # the images top-1 counts: those with a label (consistency training's unlabelled views carry negative targets)
+    scored_sum = torch.tensor(int(acc.get("scored", acc.get("seen", 0))), device=device, dtype=torch.long)
     interval_loss = torch.tensor(float(acc.get("interval_loss", 0.0)), device=device)
     interval_steps, interval_samples = int(acc.get("interval_steps", 0)), int(acc.get("interval_samples", 0))
     seen = int(acc.get("seen", 0))
@@ -213,7 +215,8 @@ def train_one_epoch(
 
     def snapshot(step: int) -> None:
         state.epoch_step = step
-        state.epoch_accum = {"correct": int(correct_sum.item()), "interval_loss": float(interval_loss.item()),
+        state.epoch_accum = {"correct": int(correct_sum.item()), "scored": int(scored_sum.item()),
+                             "interval_loss": float(interval_loss.item()),
                              "interval_steps": interval_steps, "interval_samples": interval_samples,
                              "seen": seen, "loss_total": epoch_loss_total}
         state.loader_state = loader.state_dict() if resumable else {}
@@ -271,8 +274,12 @@ def train_one_epoch(
         batch = images.shape[0]
         # keep per-step bookkeeping to two tiny device ops; syncing happens once per interval
         interval_loss += loss.detach()
-        hard = targets if targets.ndim == 1 else targets.argmax(dim=1)
-        correct_sum += (logits.detach().argmax(dim=1) == hard).sum()
+        if targets.ndim == 1:
+            correct_sum += (logits.detach().argmax(dim=1) == targets).sum()
+            scored_sum += (targets >= 0).sum()
+        else:
+            correct_sum += (logits.detach().argmax(dim=1) == targets.argmax(dim=1)).sum()
+            scored_sum += targets.shape[0]
         interval_steps += 1
         interval_samples += batch
         seen += batch
@@ -315,10 +322,10 @@ def train_one_epoch(
                     save_step("user" if user_save else "step")
     state.epoch_step, state.epoch_accum, state.loader_state = 0, {}, {}
     duration = time.perf_counter() - t_epoch
-    seen_all, correct_all = dist.all_reduce_sum_ints(seen, correct_sum)
+    seen_all, correct_all, scored_all = dist.all_reduce_sum_ints(seen, correct_sum, scored_sum)
     result = {
         "loss": epoch_loss_total / max(1, steps),  # mean of per-step losses
-        "top1": correct_all / max(1, seen_all),
+        "top1": correct_all / max(1, scored_all),
         "samples": seen_all,
         "duration_s": duration,
         "data_wait_s": data_iter.wait_s,

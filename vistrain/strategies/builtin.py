@@ -16,7 +16,8 @@ def register_distill_losses(register):
 
 @hookimpl
 def register_strategies(register):
-    """Register ``supervised``, ``transfer``, ``distill``, ``pseudo-label`` and ``noisy-student``."""
+    """Register ``supervised``, ``transfer``, ``distill``, ``pseudo-label``, ``noisy-student``, ``fixmatch`` and
+    ``flexmatch``."""
     register("supervised", "vistrain.strategies.supervised:run_supervised",
              params="vistrain.strategies.supervised:SupervisedParams",
              description="plain supervised training on the labelled split")
@@ -32,3 +33,9 @@ def register_strategies(register):
     register("noisy-student", "vistrain.strategies.noisy_student:run_noisy_student",
              params="vistrain.strategies.noisy_student:NoisyStudentParams",
              description="iterated self-training with noised, equal-or-larger students (Xie 2020)")
+    register("fixmatch", "vistrain.strategies.consistency:run_fixmatch",
+             params="vistrain.strategies.consistency:FixMatchParams",
+             description="consistency training (Sohn 2020): confident weak-view pseudo-labels teach the strong view")
+    register("flexmatch", "vistrain.strategies.consistency:run_flexmatch",
+             params="vistrain.strategies.consistency:FlexMatchParams",
+             description="FixMatch with class-wise thresholds from each class's learning status (Zhang 2021)")

@@ -87,6 +87,11 @@ class Stage:
     save_spec: tuple[dict, InputSpec] | None = None  # its (model_spec, input_spec) when it differs
     # trained modules beside the saved model (e.g. a distillation adapter): in every checkpoint, restored on resume
     extra_modules: dict[str, nn.Module] = field(default_factory=dict)
+    # (images, targets) -> (images, targets) on the device after each batch is loaded; default: the augmentation's
+    # (CutMix/MixUp). A stage with its own ``loaders`` gets none unless it sets this.
+    batch_transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
+    ema_decay: float | None = None  # EMA of the weights for this stage (0: off); None: ``train.ema_decay``
+    observer: Callable[[Any], None] | None = None  # sees every event the stage's training emits, after it is emitted
 
 
 @dataclass
@@ -200,6 +205,21 @@ def eval_loader(ctx: RunContext, images: ImageSet, input_spec: InputSpec, sharde
                         num_workers=ctx.config.data.num_workers, pin_memory=ctx.device.type == "cuda", **shard)
 
 
+def train_loader(ctx: RunContext, images: ImageSet, transform: ImageTransform, batch_size: int, seed_offset: int = 0, *,
+                 drop_last: bool = False, balanced: bool | None = None):
+    """A shuffled training loader over *images* for this run: its seed (+ *seed_offset*), workers, device
+    augmentation and DDP shard; ``data.sampler: balanced`` draws classes evenly (*balanced* overrides it, e.g.
+    False for an unlabelled pool, whose targets are not classes)."""
+    cfg = ctx.config
+    if balanced is None:
+        balanced = cfg.data.sampler == "balanced"
+    weights = balanced_sample_weights(images.targets(), len(ctx.data.classes)) if balanced else None
+    return build_loader(images, transform, batch_size, shuffle=True, seed=cfg.train.seed + seed_offset,
+                        num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda", device=ctx.device,
+                        device_augment=cfg.data.device_augment, rank=ctx.dist.rank, world_size=ctx.dist.world_size,
+                        sample_weights=weights, drop_last=drop_last)
+
+
 def stage_loaders(ctx: RunContext, stage: Stage):
     """(train loader, val loader, batch transform) for *stage*: its own augmentation and training set."""
     cfg = ctx.config
@@ -210,25 +230,20 @@ def stage_loaders(ctx: RunContext, stage: Stage):
         image_aug, batch_aug = build_augmentation(stage.augment or cfg.augment, num_classes=num_classes)
     train_tf = ImageTransform(stage.input_spec, image_aug)
     batch_size = stage.batch_size or cfg.data.batch_size
-    pin = ctx.device.type == "cuda"
     train_set = stage.train_set if stage.train_set is not None else ctx.data.train
 
     def loader(images: ImageSet, size: int, seed_offset: int = 0):
-        weights = balanced_sample_weights(images.targets(), num_classes) if cfg.data.sampler == "balanced" else None
-        return build_loader(images, train_tf, size, shuffle=True, seed=cfg.train.seed + seed_offset,
-                            num_workers=cfg.data.num_workers, pin_memory=pin, device=ctx.device,
-                            device_augment=cfg.data.device_augment, rank=ctx.dist.rank,
-                            world_size=ctx.dist.world_size, sample_weights=weights)
+        return train_loader(ctx, images, train_tf, size, seed_offset)
 
     if stage.mix_set is not None and stage.mix_ratio > 0:
         own = max(1, round(batch_size / (1.0 + stage.mix_ratio)))
-        train_loader = MixedBatchLoader(loader(stage.mix_set, max(1, batch_size - own), 1), loader(train_set, own),
-                                        num_classes)
+        batches = MixedBatchLoader(loader(stage.mix_set, max(1, batch_size - own), 1), loader(train_set, own),
+                                   num_classes)
     elif stage.mix_set is not None:
-        train_loader = loader(ConcatImageSet(train_set, stage.mix_set, num_classes=num_classes), batch_size)
+        batches = loader(ConcatImageSet(train_set, stage.mix_set, num_classes=num_classes), batch_size)
     else:
-        train_loader = loader(train_set, batch_size)
-    return train_loader, eval_loader(ctx, ctx.data.val, stage.input_spec, sharded=True), batch_aug
+        batches = loader(train_set, batch_size)
+    return batches, eval_loader(ctx, ctx.data.val, stage.input_spec, sharded=True), batch_aug
 
 
 # --- resume ----------------------------------------------------------------------------------
@@ -376,22 +391,25 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
         metrics = {**checkpoint.metrics_of(ck), "best_val_top1": state.best_metric, "best_epoch": state.best_epoch}
         return StageResult(stage, state, metrics, best_path, restored=True)
     if stage.loaders is not None:
-        train_loader, val_loader = stage.loaders
+        loader, val_loader = stage.loaders
         batch_aug = None
     else:
-        train_loader, val_loader, batch_aug = stage_loaders(ctx, stage)
+        loader, val_loader, batch_aug = stage_loaders(ctx, stage)
+    if stage.batch_transform is not None:
+        batch_aug = stage.batch_transform
     trainable = stage.param_groups if stage.param_groups is not None else [
         p for p in stage.model.parameters() if p.requires_grad]
     optimizer = build_optimizer(ctx, trainable, stage.optim)
     accum = cfg.train.accum_steps
-    scheduler = build_scheduler(ctx, optimizer, stage.epochs, -(-len(train_loader) // accum))  # optimizer steps
+    scheduler = build_scheduler(ctx, optimizer, stage.epochs, -(-len(loader) // accum))  # optimizer steps
     scaler = grad_scaler(ctx.device, ctx.amp_dtype)
     save_model = stage.save_model or stage.model
-    ema = WeightEma(save_model, cfg.train.ema_decay, cfg.train.ema_warmup) if cfg.train.ema_decay else None
+    ema_decay = cfg.train.ema_decay if stage.ema_decay is None else stage.ema_decay
+    ema = WeightEma(save_model, ema_decay, cfg.train.ema_warmup) if ema_decay else None
     if ema is not None:
-        ctx.log(f"stage {stage.name}: EMA of the weights (decay {cfg.train.ema_decay:g}"
+        ctx.log(f"stage {stage.name}: EMA of the weights (decay {ema_decay:g}"
                 f"{', timm warm-up' if cfg.train.ema_warmup else ''}): validated, and the weights best.pt holds")
-    state = restore_stage_state(ctx, stage, optimizer, scheduler, scaler, steps_per_epoch=len(train_loader), ema=ema,
+    state = restore_stage_state(ctx, stage, optimizer, scheduler, scaler, steps_per_epoch=len(loader), ema=ema,
                                 accum_steps=accum)
     spec, input_spec = stage.save_spec or (stage.model_spec, stage.input_spec)
     writer = CheckpointWriter(ctx, model=save_model, model_spec=spec, input_spec=input_spec.to_dict(),
@@ -400,16 +418,21 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
                               extra_modules=stage.extra_modules, ema=ema)
     ctx.emit(StageStarted(stage=stage.name, index=stage.index, total=stage.total,
                           description=stage.description or stage.name, epochs=stage.epochs,
-                          steps_per_epoch=-(-len(train_loader) // accum), model=spec["name"],
+                          steps_per_epoch=-(-len(loader) // accum), model=spec["name"],
                           num_params=sum(p.numel() for p in save_model.parameters())))
     loss = stage_loss(ctx, stage)
     every = cfg.checkpoint
+    emit = ctx.emit
+    if stage.observer is not None:
+        def emit(event, _observer=stage.observer):  # noqa: F811 - the stage's events, then its observer
+            ctx.emit(event)
+            _observer(event)
     try:
         trained = prepare_model(stage.model, channels_last=cfg.train.channels_last, compile=cfg.train.compile,
                                 wrap=lambda m: dist.wrap_model(m, ctx.device))
-        state = fit(trained, train_loader, val_loader, optimizer, device=ctx.device,
+        state = fit(trained, loader, val_loader, optimizer, device=ctx.device,
                     epochs=stage.epochs, state=state, stage=stage.name, scheduler=scheduler, save=writer,
-                    eval_every=cfg.train.eval_every, emit=ctx.emit, best_rule=cfg.checkpoint.best, loss_fn=loss,
+                    eval_every=cfg.train.eval_every, emit=emit, best_rule=cfg.checkpoint.best, loss_fn=loss,
                     amp_dtype=ctx.amp_dtype, scaler=scaler, grad_clip=cfg.train.grad_clip, batch_transform=batch_aug,
                     log_interval=cfg.train.log_interval, control=ctx.control, max_bad_fraction=cfg.data.max_bad_fraction,
                     channels_last=cfg.train.channels_last, ema=ema, accum_steps=accum,
@@ -429,5 +452,5 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
     metrics["best_val_top1"] = state.best_metric
     metrics["best_epoch"] = state.best_epoch
     if ema is not None:
-        metrics["ema_decay"] = float(cfg.train.ema_decay)
+        metrics["ema_decay"] = float(ema_decay)
     return StageResult(stage, state, metrics, best_path)
