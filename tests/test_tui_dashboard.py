@@ -231,6 +231,10 @@ def test_snapshot_160x48(snap_compare):
     assert snap_compare(replay_app(), terminal_size=(160, 48))
 
 
+def test_snapshot_of_a_consistency_stage_120x40(snap_compare):
+    assert snap_compare(replay_app(consistency_run()), terminal_size=(120, 40))
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize("refresh_s, frames", [(0.05, range(4, 40)), (30.0, range(0, 1))])
 async def test_the_busy_panels_redraw_every_refresh_s(refresh_s, frames):

@@ -167,7 +167,8 @@ class ConsistencyPanel(Vertical):
             for name, value in zip(("mask", "acc", "all"), (event.mask_rate, event.accuracy, event.accuracy_all)):
                 self._add(name, event.global_step, value)
             self._dirty = True
-            self.display = True
+            if not self.display:
+                self.display = True
 
     def flush(self) -> None:
         """Redraw the numbers, the plot and the bars if statistics arrived since the last redraw."""
