@@ -11,7 +11,7 @@ import pytest
 from vistrain.config import resolve_config
 from vistrain.engine.control import TrainControl
 from vistrain.engine.control_channel import RemoteControl, serve_control
-from vistrain.events import BatchEnd, Log, RunFinished, from_dict
+from vistrain.events import BatchEnd, ConsistencyStats, Log, RunFinished, from_dict
 from vistrain.listeners.pipe import EventPipeWriter
 
 
@@ -100,6 +100,22 @@ def test_batch_events_go_down_the_pipe_in_bundles_and_in_order():
     assert from_dict(json.loads(os.read(r, 65536))).global_step == 1
     writer.close()
     os.close(r)
+
+
+def test_a_consistency_stages_statistics_wait_in_the_bundle_with_the_batches():
+    import select
+
+    r, w = os.pipe()
+    writer = EventPipeWriter(w, batch_interval_s=3600.0)
+    writer.on_event(BatchEnd(stage="s", epoch=1, step=10, steps_per_epoch=90, global_step=10, loss=1.0, lr=0.1,
+                             samples_per_s=1.0, data_wait_s=0.0, step_time_s=0.1))
+    writer.on_event(ConsistencyStats(stage="s", epoch=1, global_step=10, images=640, mask_rate=0.5,
+                                     unlabelled_loss=0.3, threshold=0.95))
+    time.sleep(0.2)
+    assert select.select([r], [], [], 0)[0] == []  # neither woke the reader
+    writer.close()
+    with os.fdopen(r, "rb") as stream:
+        assert [json.loads(line)["kind"] for line in stream] == ["batch_end", "consistency_stats"]
 
 
 def test_a_run_under_the_separate_process_dashboard(tmp_path, monkeypatch):

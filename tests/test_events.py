@@ -27,6 +27,9 @@ SAMPLES = [
     ev.ImagesSkipped(stage="s", epoch=1, split="train", paths=["/data/a/1.jpg", "/data/b/7.jpg"], total=2),
     ev.PseudoLabelStats(round=1, counts_before=[5, 3], counts_after=[5, 5], confidence_hist=[0] * 19 + [8],
                         threshold=0.3, acceptance_rate=0.8, mean_confidence=0.9, flip_rate=None, accuracy=0.97),
+    ev.ConsistencyStats(stage="fixmatch", epoch=1, global_step=10, images=640, mask_rate=0.5, unlabelled_loss=0.3,
+                        threshold=0.95, accuracy=0.98, accuracy_all=0.9, class_thresholds=[0.95, 0.95],
+                        class_accepted=[200, 120], class_names=["a", "b"]),
     ev.AugmentTrial(trial=1, trials=4, policy={"n": 2, "m": 9}, score=0.97, leaderboard=[{"n": 2, "m": 9, "score": 0.97}]),
     ev.TuneTrial(study="s", number=3, state="pruned", params={"optim.lr": 0.01}, trials=20, finished=4,
                  run_dir="/tmp/s/trial-0003", outcome="pruned", steps=[0.5, 0.6], best_number=1, best_value=0.9),
@@ -64,6 +67,47 @@ def test_plain_console_lines():
     assert "train loss 0.4000 acc 90.00% | val loss 0.3000 top-1 95.00%" in text
     assert "warning: careful" in text and "pseudo labels round 1" in text
     assert "61,706 params" in text
+
+
+def test_a_consistency_stage_prints_one_pseudo_label_line_per_epoch():
+    def stats(epoch, step, mask, acc, acc_all, thresholds):
+        return ev.ConsistencyStats(stage="flexmatch", epoch=epoch, global_step=step, images=1000, mask_rate=mask,
+                                   unlabelled_loss=0.2, threshold=0.95, accuracy=acc, accuracy_all=acc_all,
+                                   class_thresholds=thresholds)
+
+    def epoch_end(epoch):
+        return [ev.EpochEnd(stage="flexmatch", epoch=epoch, epochs=2, train_loss=0.4, train_top1=0.9, lr=0.01,
+                            duration_s=2.0, samples=640),
+                ev.EvalEnd(stage="flexmatch", epoch=epoch, split="val", loss=0.3, top1=0.95, top5=1.0, num_samples=100)]
+
+    out = io.StringIO()
+    rep = ConsoleReporter(stream=out, plain=True, every=1000)
+    events = [stats(1, 10 * i, 0.2 + 0.1 * i, 0.9, 0.6, [0.5, 0.7]) for i in range(1, 5)] + epoch_end(1)
+    events += [stats(2, 50, 0.8, 1.0, 0.75, [0.95, 0.95]), stats(2, 60, 0.6, None, None, [0.95, 0.95])] + epoch_end(2)
+    for e in events:
+        rep.on_event(e)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4  # nothing for the intervals themselves: an epoch line, then its pseudo labels
+    assert lines[0].startswith("flexmatch epoch 1/2 train loss")
+    # image-weighted: the mask of the four intervals together, accuracy over the labels they accepted
+    assert lines[1] == "flexmatch epoch 1 pseudo labels: mask 45.0%, accuracy 90.0% (all 60.0%), thresholds 0.50-0.70"
+    # the interval without true labels counts in the mask only
+    assert lines[3] == "flexmatch epoch 2 pseudo labels: mask 70.0%, accuracy 100.0% (all 75.0%), threshold 0.95"
+
+
+def test_the_terminal_progress_bar_shows_the_latest_mask_rate():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    rep = ConsoleReporter(stream=out)
+    stats = [e for e in SAMPLES if isinstance(e, ev.ConsistencyStats)][0]
+    rep.on_event(stats)
+    rep.on_event(ev.BatchEnd(stage="fixmatch", epoch=1, epochs=1, step=20, steps_per_epoch=20, global_step=20, loss=0.5,
+                             lr=0.01, samples_per_s=1000.0, data_wait_s=0.0, step_time_s=0.1))
+    rep.close()
+    assert "mask 50%" in out.getvalue()
 
 
 def test_rich_console_in_a_terminal():

@@ -336,3 +336,63 @@ def test_best_epoch_ties_go_to_the_later_epoch(tmp_path):
                                                     num_samples=10) for e, t in ((1, 0.5), (2, 0.9), (3, 0.8), (4, 0.9))])
     data = load_run(run)
     assert data.best_eval().epoch == 4 and data.stages[0].best_eval.epoch == 4
+
+
+def _consistency(stage: str, steps, flex: bool, known: bool = True) -> list[ev.ConsistencyStats]:
+    """A consistency stage's statistics at *steps*: FlexMatch's thresholds rise per class from a low start."""
+    out = []
+    for i, step in enumerate(steps, start=1):
+        out.append(ev.ConsistencyStats(
+            stage=stage, epoch=1 + step // 100, global_step=step, images=640, mask_rate=min(0.9, 0.1 * i),
+            unlabelled_loss=0.3, threshold=0.95, accuracy=0.9 if known else None, accuracy_all=0.8 if known else None,
+            class_thresholds=[min(0.95, 0.4 + 0.02 * i + 0.05 * c) if flex else 0.95 for c in range(3)],
+            class_accepted=[10 * (c + 1) for c in range(3)], class_names=["cat", "dog", "owl"]))
+    return out
+
+
+def test_run_data_collects_the_consistency_statistics_per_stage(tmp_path):
+    """A warm-up stage without them, then a FlexMatch stage killed and resumed from step 40: replayed steps once."""
+    from vistrain.report.rundata import load_run
+
+    run = tmp_path / "r"
+    run.mkdir()
+    events: list[ev.Event] = [ev.StageStarted(stage="warmup", index=1, total=2, epochs=1, steps_per_epoch=4),
+                              ev.StageStarted(stage="flexmatch", index=2, total=2, epochs=3, steps_per_epoch=100)]
+    events += _consistency("flexmatch", [20, 40, 60], flex=True)
+    events += _consistency("flexmatch", [60, 80], flex=True)  # the resumed run's, after its checkpoint at step 40
+    _write_events(run / "events.jsonl", events)
+    data = load_run(run)
+    assert [s.name for s in data.consistency_stages] == ["flexmatch"] and data.stages[0].consistency == []
+    stats = data.stages[1].consistency
+    assert [s.global_step for s in stats] == [20, 40, 60, 80]
+    assert stats[2].mask_rate == pytest.approx(0.1)  # step 60 as the resumed run trained it
+
+
+@pytest.mark.parametrize("flex, known", [(True, True), (False, False)], ids=["flexmatch", "fixmatch-unknown-labels"])
+def test_report_on_a_consistency_run(cli, tmp_path, flex, known):
+    """A consistency stage's section: the table, a figure that decodes (three panels with FlexMatch's varying
+    thresholds, two with FixMatch's tau), and a note when the true labels are unknown."""
+    from vistrain.report.build import build_report
+
+    run = tmp_path / "fm"
+    run.mkdir()
+    events: list[ev.Event] = [ev.RunStarted(run_name="fm", run_dir=str(run), strategy="flexmatch", model="lenet5",
+                                            dataset="digits", device="cpu", num_classes=3),
+                              ev.StageStarted(stage="flexmatch", index=1, total=1, epochs=2, steps_per_epoch=100)]
+    events += _consistency("flexmatch", range(10, 200, 10), flex=flex, known=known)
+    events.append(ev.RunFinished(run_name="fm", duration_s=12.5))
+    _write_events(run / "events.jsonl", events)
+
+    code, out, err = cli("report", run)
+    assert code == 0, err
+    html = (run / "report.html").read_text()
+    assert "consistency" in section_ids(html) and "Pseudo labels over the steps" in html
+    # steps, intervals, unlabelled images, mask rate over the stage (image-weighted) and at the end, accuracies
+    row = re.search(r"<tr><td>flexmatch</td>(.*?)</tr>", html).group(1)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", row)
+    assert cells[:6] == ["10–190", "19", "12,160", "71.05%", "90.00%", "90.00%" if known else "n/a"]
+    assert cells[-1] == ("0.78–0.88" if flex else "0.95")  # the last interval's thresholds
+    assert ("true labels are not known" in html) is not known
+    (image,) = pngs(html)
+    assert image.shape[1] == (1500 if flex else 1100)  # a panel of per-class thresholds only where they vary
+    assert [name for name, _ in build_report(run).images()] == ["consistency.png"]

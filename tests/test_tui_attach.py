@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from test_tui_dashboard import recorded_events
+from test_tui_dashboard import T0, consistency_run, recorded_events
 from test_tui_live import tiny_config, wait_until
 
 from vistrain.cli import main
@@ -15,6 +15,7 @@ from vistrain.events import RunFinished
 from vistrain.runner import execute
 from vistrain.tui.app import DashboardApp
 from vistrain.runfolder import check_events, existing, follow_events
+from vistrain.tui.widgets.consistency import ClassBars, ConsistencyNumbers, ConsistencyPanel
 from vistrain.tui.widgets.curves import CurvesPanel
 from vistrain.tui.widgets.log import EventLog
 from vistrain.tui.widgets.progress import ProgressPanel
@@ -71,6 +72,23 @@ async def test_attach_follows_a_growing_file(tmp_path):
             fh.write(lines[-1][20:] + "\n")
         await wait_until(pilot, lambda: app.run_over, timeout=10)
         assert app.header.state == "finished"
+
+
+@pytest.mark.asyncio
+async def test_attach_replays_a_consistency_stage_into_the_pseudo_label_panel(tmp_path):
+    events = consistency_run() + [RunFinished(run_name="fixmatch-run", duration_s=200.0, time=T0 + 200)]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in events))
+    app = DashboardApp(events_path=path)  # the default frame timer: the end of the run draws what is pending
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.run_over, timeout=20)
+        await pilot.pause()
+        panel = app.query_one(ConsistencyPanel)
+        assert panel.display and panel.border_title == "pseudo labels · step 120"
+        assert app.query_one("#bottom").has_class("-side")
+        assert app.query_one(ConsistencyNumbers).render().plain.startswith("mask 90.0% · acc 96.0% (all 82.0%)")
+        assert len(panel.series["mask"][0]) == 6
+        assert app.query_one(ClassBars).render().plain.splitlines()[10].startswith("c9 ")
 
 
 def events_file_of(run_dir):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from vistrain.events import (
-    AugmentTrial, BatchEnd, CheckpointSaved, EpochEnd, EvalEnd, Log, PseudoLabelStats, RunFinished, RunStarted,
-    StageStarted, SystemSample,
+    AugmentTrial, BatchEnd, CheckpointSaved, ConsistencyStats, EpochEnd, EvalEnd, Log, PseudoLabelStats, RunFinished,
+    RunStarted, StageStarted, SystemSample,
 )
 from vistrain.tui.app import DashboardApp
+from vistrain.tui.widgets.consistency import ClassBars, ConsistencyNumbers, ConsistencyPanel
+from vistrain.tui.widgets.lineplot import LinePlot
 from vistrain.tui.widgets.curves import CurvesPanel
 from vistrain.tui.widgets.log import EventLog
 from vistrain.tui.widgets.progress import ProgressPanel, format_eta
@@ -57,6 +61,21 @@ def recorded_events(epochs: int = 3, finished: bool = False) -> list:
     if finished:
         events.append(RunFinished(run_name="lenet5-digits-demo", duration_s=t + 1 - T0,
                                   metrics={"best_val_top1": 0.9}, time=t + 1))
+    return events
+
+
+def consistency_events(intervals: int = 6, every: int = 20, known: bool = True, t0: float = T0 + 100) -> list:
+    """A FlexMatch-like stage's statistics, one per *every* steps: the mask rate and the thresholds rise
+    through warm-up; accuracies only when the unlabelled images' true labels are *known*."""
+    events = []
+    for i in range(1, intervals + 1):
+        warm = i / intervals
+        events.append(ConsistencyStats(
+            stage="flexmatch", epoch=1 + (i - 1) // 3, global_step=every * i, images=448 * every,
+            mask_rate=0.3 + 0.1 * i, unlabelled_loss=0.5 / i, threshold=0.95,
+            accuracy=0.9 + 0.01 * i if known else None, accuracy_all=0.7 + 0.02 * i if known else None,
+            class_thresholds=[round(0.95 * (0.5 + 0.5 * warm) * (0.9 + 0.01 * c), 4) for c in range(10)],
+            class_accepted=[10 * (c + 1) + i for c in range(10)], class_names=CLASSES, time=t0 + i))
     return events
 
 
@@ -114,6 +133,73 @@ async def test_pseudo_panel_hidden_without_rounds_and_augment_board_shows_trials
         assert not board.display
 
 
+def consistency_run() -> list:
+    """The recorded run with a consistency stage's statistics in place of the pseudo-label round."""
+    return [e for e in recorded_events() if not isinstance(e, PseudoLabelStats)] + consistency_events()
+
+
+@pytest.mark.asyncio
+async def test_consistency_panel_shows_rates_plot_and_class_bars():
+    app = replay_app(consistency_run())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        panel = app.query_one(ConsistencyPanel)
+        assert panel.display and not app.query_one(PseudoLabelPanel).display
+        assert app.query_one("#bottom").has_class("-side")  # the pseudo-label panel's room on a tall screen
+        assert panel.border_title == "pseudo labels · step 120"
+        numbers = app.query_one(ConsistencyNumbers).render().plain
+        assert numbers.splitlines() == ["mask 90.0% · acc 96.0% (all 82.0%)",
+                                        "τ 0.95 · 8,960 unlabelled · loss 0.083 · epoch 2"]
+        plot = app.query_one("#consistency LinePlot", LinePlot)
+        assert [label for label, *_ in plot.series] == ["mask", "acc", "all"]
+        assert plot.series[0][1] == [20, 40, 60, 80, 100, 120]
+        assert plot.series[0][2] == pytest.approx([40, 50, 60, 70, 80, 90])
+        drawn = plot.render().plain
+        assert "━mask 90" in drawn and any(0x2800 < ord(c) <= 0x28FF for c in drawn)  # braille dots were drawn
+        bars = app.query_one(ClassBars).render().plain.splitlines()
+        assert len(bars) == 11 and "threshold" in bars[0] and "accepted" in bars[0]  # a row per class
+        assert re.fullmatch(r"c0 [█▏▎▍▌▋▊▉ ]+ 0\.8[56] [█▏▎▍▌▋▊▉ ]+ +16", bars[1])  # 0.855
+        assert re.fullmatch(r"c9 [█▏▎▍▌▋▊▉ ]+ 0\.94 █+ 106", bars[10])  # the most accepted: a full bar
+
+
+@pytest.mark.asyncio
+async def test_consistency_panel_at_80x24_and_without_true_labels():
+    app = replay_app([e for e in recorded_events() if not isinstance(e, PseudoLabelStats)]
+                     + consistency_events(known=False))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        panel = app.query_one(ConsistencyPanel)
+        assert panel.display
+        assert app.query_one(ConsistencyNumbers).render().plain == "mask 90.0%"  # no accuracy to show
+        plot = app.query_one("#consistency LinePlot", LinePlot)
+        assert [label for label, *_ in plot.series] == ["mask"]
+        bars = app.query_one(ClassBars).render().plain.splitlines()  # no room for a row per class: sparklines
+        assert bars[0].startswith("τ") and bars[1].startswith("kept") and bars[1].endswith(" 610")
+
+
+@pytest.mark.asyncio
+async def test_consistency_stats_wait_for_the_frame_and_a_resume_replaces_their_points():
+    from vistrain.tui.messages import RunEvent
+
+    app = DashboardApp(refresh_s=3600.0)  # frames driven by hand below
+    posted = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        real_post = app.post_message
+        app.post_message = lambda message: (isinstance(message, RunEvent) and posted.append(message)) or real_post(message)
+        panel = app.query_one(ConsistencyPanel)
+        for event in consistency_events(intervals=4):
+            app.receive(event)
+        await pilot.pause()
+        assert posted == [] and not panel.display  # no message each: they come every few steps
+        app._frame()
+        assert panel.display and panel.border_title == "pseudo labels · step 80"
+        assert app.query_one("#bottom").has_class("-side")
+        app.receive(consistency_events(intervals=2)[1])  # resumed from the checkpoint of step 40
+        app._frame()
+        assert panel.series["mask"] == ([20, 40], [pytest.approx(40.0), pytest.approx(50.0)])
+        assert panel.border_title == "pseudo labels · step 40"
+
+
 @pytest.mark.asyncio
 async def test_finished_stream_marks_run_over_and_disables_training_keys():
     app = replay_app(recorded_events(finished=True))
@@ -143,6 +229,10 @@ def test_snapshot_80x24(snap_compare):
 
 def test_snapshot_160x48(snap_compare):
     assert snap_compare(replay_app(), terminal_size=(160, 48))
+
+
+def test_snapshot_of_a_consistency_stage_120x40(snap_compare):
+    assert snap_compare(replay_app(consistency_run()), terminal_size=(120, 40))
 
 
 @pytest.mark.asyncio

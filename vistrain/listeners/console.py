@@ -7,8 +7,8 @@ import time
 from typing import TextIO
 
 from vistrain.events import (
-    BatchEnd, CheckpointSaved, EpochEnd, EvalEnd, Event, ImagesSkipped, Log, PseudoLabelStats, RunFailed, RunFinished,
-    RunStarted, StageStarted, AugmentTrial,
+    BatchEnd, CheckpointSaved, ConsistencyStats, EpochEnd, EvalEnd, Event, ImagesSkipped, Log, PseudoLabelStats,
+    RunFailed, RunFinished, RunStarted, StageStarted, AugmentTrial,
 )
 from vistrain.hookspecs import hookimpl
 
@@ -50,6 +50,42 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
+class EpochPseudoLabels:
+    """A consistency stage's statistics (one per logging interval) summed over an epoch, for one line at its end."""
+
+    def __init__(self, epoch: int | None = None) -> None:
+        self.epoch, self.images, self.accepted = epoch, 0, 0.0
+        # accuracies weighted by the images they cover, over the intervals whose true labels are known
+        self.right = self.right_all = self.known = self.known_accepted = 0.0
+        self.last: ConsistencyStats | None = None
+
+    def add(self, e: ConsistencyStats) -> None:
+        """Count one interval (a new epoch starts the sums again)."""
+        if e.epoch != self.epoch:
+            self.__init__(e.epoch)
+        accepted = e.mask_rate * e.images
+        self.images += e.images
+        self.accepted += accepted
+        if e.accuracy is not None and e.accuracy_all is not None:
+            self.right += e.accuracy * accepted
+            self.right_all += e.accuracy_all * e.images
+            self.known += e.images
+            self.known_accepted += accepted
+        self.last = e
+
+    def line(self) -> str | None:
+        """``pseudo labels: mask 63.2%, accuracy 97.1% (all 92.0%), threshold 0.95`` (None before any interval);
+        a range of thresholds where they differ by class (FlexMatch), as of the epoch's last interval."""
+        if not self.images or self.last is None:
+            return None
+        text = f"pseudo labels: mask {100 * self.accepted / self.images:.1f}%"
+        if self.known:
+            acc = f"{100 * self.right / self.known_accepted:.1f}%" if self.known_accepted else "n/a"
+            text += f", accuracy {acc} (all {100 * self.right_all / self.known:.1f}%)"
+        lo, hi = min(self.last.class_thresholds or [self.last.threshold]), max(self.last.class_thresholds or [0.0])
+        return text + (f", threshold {lo:.2f}" if hi - lo < 5e-3 else f", thresholds {lo:.2f}-{hi:.2f}")
+
+
 def _per_class(e: EvalEnd) -> str:
     """`` balanced top-1 x% macro-F1 y%`` of an evaluation that has them."""
     if e.balanced_top1 is None or e.macro_f1 is None:
@@ -73,6 +109,7 @@ class ConsoleReporter:
         self._task = None
         self._console = None
         self._pending_epoch: EpochEnd | None = None
+        self._pseudo = EpochPseudoLabels()  # a consistency stage's: one line after each epoch's
         self._stage = ""
         self._classes = 0  # the run's, from RunStarted: top-5 is shown only above five
         if not self.plain:
@@ -117,6 +154,7 @@ class ConsoleReporter:
                        f"on {event.device} -> {event.run_dir}")
         elif isinstance(event, StageStarted):
             self._stage = event.stage
+            self._pseudo = EpochPseudoLabels()
             self._last_print_step = -self.every  # each stage counts its steps from 0 again
             params = f", {event.num_params:,} params" if event.num_params else ""
             self._line(f"stage {event.index}/{event.total}: {event.description} "
@@ -136,6 +174,8 @@ class ConsoleReporter:
                 self._line(f"{prefix}{event.message}")
         elif isinstance(event, ImagesSkipped):
             self._line(f"warning: {skipped_line(event)}")
+        elif isinstance(event, ConsistencyStats):
+            self._pseudo.add(event)  # every few steps: summed into one line at the end of the epoch
         elif isinstance(event, PseudoLabelStats):
             acc = f", label accuracy {_pct(event.accuracy)}" if event.accuracy is not None else ""
             self._line(f"pseudo labels round {event.round}: accepted {_pct(event.acceptance_rate)} at "
@@ -152,6 +192,8 @@ class ConsoleReporter:
     def _on_batch(self, e: BatchEnd) -> None:
         wait = 100 * e.data_wait_fraction
         info = f"loss {e.loss:.4f} lr {e.lr:.2e} {e.samples_per_s:,.0f} img/s wait {wait:.0f}%"
+        if self._pseudo.last is not None and self._pseudo.epoch == e.epoch:
+            info += f" mask {100 * self._pseudo.last.mask_rate:.0f}%"  # the latest interval's
         if self.plain:
             if e.global_step - self._last_print_step >= self.every:
                 self._last_print_step = e.global_step
@@ -183,6 +225,9 @@ class ConsoleReporter:
         self._line(f"{e.stage} epoch {e.epoch}/{ep.epochs if ep else '?'} {train}"
                    f"{e.split} loss {e.loss:.4f} top-1 {_pct(e.top1)}{self._top5(e.top5)}{took}")
         self._pending_epoch = None
+        pseudo = self._pseudo.line() if self._pseudo.epoch == e.epoch else None
+        if pseudo:
+            self._line(f"{e.stage} epoch {e.epoch} {pseudo}")
 
     def _top5(self, top5: float) -> str:
         """`` top-5 x%`` where top-5 means something (more than five classes), else nothing."""

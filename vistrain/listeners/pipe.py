@@ -2,10 +2,11 @@
 
 Writing happens in a thread behind a queue, so a slow reader (a dashboard busy drawing) never
 blocks the training loop; the events arrive in order and the last one is flushed on :meth:`close`.
-Batch events (several a second, and only drawn at the dashboard's next frame) are sent in bundles,
-every ``batch_interval_s`` or with the next other event, so neither this writer's thread nor the
-dashboard wakes for each: every wake-up takes one of the cores training is using. A bundle is never
-held longer than about twice that interval, even when no event follows (a pause).
+Batch events (several a second, and only drawn at the dashboard's next frame), and the statistics a
+consistency stage emits with them, are sent in bundles, every ``batch_interval_s`` or with the next other
+event, so neither this writer's thread nor the dashboard wakes for each: every wake-up takes one of the
+cores training is using. A bundle is never held longer than about twice that interval, even when no event
+follows (a pause).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import queue
 import threading
 import time
 
-from vistrain.events import BatchEnd, Event
+from vistrain.events import BatchEnd, ConsistencyStats, Event
 from vistrain.hookspecs import hookimpl
+
+BUNDLED = (BatchEnd, ConsistencyStats)  # drawn at the dashboard's next frame: no need to wake it for each
 
 
 class EventPipeWriter:
@@ -41,7 +44,7 @@ class EventPipeWriter:
         with self._lock:
             self._held.append(line)
             now = time.monotonic()
-            if not isinstance(event, BatchEnd) or now - self._sent_at >= self.batch_interval_s:
+            if not isinstance(event, BUNDLED) or now - self._sent_at >= self.batch_interval_s:
                 self._send(now)
 
     def _send(self, now: float) -> None:  # with the lock held

@@ -2,8 +2,8 @@
 
 Each section appears only when the run has what it shows: curves when an epoch or step was
 logged, val predictions when a checkpoint exists, one section per stage for multi-stage
-strategies, pseudo-label rounds, and the augmentation search when the folder is (or the run
-used) a search's result.
+strategies, pseudo-label rounds, a consistency stage's pseudo labels over its steps, and the
+augmentation search when the folder is (or the run used) a search's result.
 """
 
 from __future__ import annotations
@@ -168,6 +168,8 @@ def _stages(doc: Document, run: RunData, predict: Callable) -> None:
         name = stage.best_checkpoint
         if name and run.checkpoint_path(name).exists():
             _val_section(sec, run.checkpoint_path(name), predict, f"{slug(stage.name)}-", mistakes=0)
+        if stage.consistency:
+            sec.text("This stage trained on pseudo-labels by consistency (see Pseudo labels over the steps).")
         if stage.rounds:
             sec.text("Pseudo-label rounds emitted during this stage: " + ", ".join(str(r.round) for r in stage.rounds)
                      + " (see Pseudo labels).")
@@ -188,6 +190,36 @@ def _pseudo_labels(doc: Document, run: RunData) -> None:
         flips = "" if r.flip_rate is None else f", {_pct(r.flip_rate)} of labels changed since the previous round"
         acc = "" if r.accuracy is None else f"; {_pct(r.accuracy)} of accepted labels are right"
         sub.text(f"{_pct(r.acceptance_rate)} of the unlabelled images passed the threshold {r.threshold:.2f}{flips}{acc}.")
+
+
+def _consistency(doc: Document, run: RunData) -> None:
+    """A consistency stage's (FixMatch, FlexMatch) pseudo labels over its steps: a table and a figure per stage."""
+    sec = doc.section("consistency", "Pseudo labels over the steps")
+    sec.text("Each logging interval, the share of unlabelled images whose pseudo-label (the prediction on the weakly "
+             "augmented view) passed its class's threshold and so trained the model on the strongly augmented view "
+             "(the mask rate), and, where the true labels of those images are known, how many of the accepted and of "
+             "all pseudo-labels were right.")
+    stages = run.consistency_stages
+    rows = []
+    for stage in stages:
+        last = stage.consistency[-1]
+        images = sum(s.images for s in stage.consistency)
+        mask = sum(s.mask_rate * s.images for s in stage.consistency) / images if images else None
+        thresholds = last.class_thresholds or [last.threshold]
+        rows.append([stage.name, f"{stage.consistency[0].global_step}–{last.global_step}", len(stage.consistency),
+                     f"{images:,}", _pct(mask), _pct(last.mask_rate), _pct(last.accuracy), _pct(last.accuracy_all),
+                     f"{min(thresholds):.2f}" if max(thresholds) - min(thresholds) < 5e-3
+                     else f"{min(thresholds):.2f}–{max(thresholds):.2f}"])
+    sec.table(["stage", "steps", "intervals", "unlabelled images", "mask rate (whole stage)", "last mask rate",
+               "last accuracy (accepted)", "last accuracy (all)", "last thresholds"], rows)
+    for stage in stages:
+        target = sec if len(stages) == 1 else sec.sub(f"Stage {stage.name}", id=f"consistency-{slug(stage.name)}")
+        name = "consistency.png" if len(stages) == 1 else f"consistency-{slug(stage.name)}.png"
+        target.image(name, figures.consistency_figure(stage.consistency, stage.name),
+                     f"{stage.name}: mask rate and pseudo-label accuracy over the steps")
+        if not any(s.accuracy is not None for s in stage.consistency):
+            target.text("The unlabelled images' true labels are not known, so the pseudo-labels' accuracy is not shown.",
+                        note=True)
 
 
 def _search_records(run: RunData) -> list[dict]:
@@ -323,6 +355,8 @@ def build_report(run_dir: str | Path, *, device: str = "cpu", mistakes: int = 24
             _stages(doc, run, predict)
         if run.rounds:
             _pseudo_labels(doc, run)
+        if run.consistency_stages:
+            _consistency(doc, run)
         _used_policy(doc, run)
     if run.config_text:
         doc.section("config", "Resolved config").pre(run.config_text)

@@ -268,3 +268,67 @@ def overlay_figure(runs: Sequence[RunData]) -> bytes:
         acc_series.append(merged["val_acc"])
     _finish(ax_loss, ax_acc, acc_series, "loss (solid: val, dotted: train)", "val accuracy")
     return to_png(fig)
+
+
+def _thresholds_vary(stats) -> bool:
+    """Whether any class's threshold differs from tau at some interval (FlexMatch), not only FixMatch's tau."""
+    return any(abs(t - s.threshold) > 1e-6 for s in stats for t in s.class_thresholds)
+
+
+def consistency_figure(stats, title: str = "") -> bytes:
+    """A consistency stage over its global steps: mask rate and pseudo-label accuracy (accepted and all); the
+    per-class thresholds when they vary (FlexMatch); the accepted pseudo-labels per class over the stage."""
+    stats = list(stats)
+    varying = _thresholds_vary(stats)
+    fig = Figure(figsize=(15 if varying else 11, 3.6), layout="constrained")
+    axes = list(fig.subplots(1, 3 if varying else 2, width_ratios=[3, 3, 2] if varying else [3, 2]))
+    ax_rates, ax_counts = axes[0], axes[-1]
+    steps = [s.global_step for s in stats]
+    for attr, label, color in (("mask_rate", "mask rate (passed the threshold)", "tab:purple"),
+                               ("accuracy", "accuracy of the accepted", "tab:green"),
+                               ("accuracy_all", "accuracy of all", "tab:olive")):
+        pts = [(x, 100 * getattr(s, attr)) for x, s in zip(steps, stats) if getattr(s, attr) is not None]
+        if pts:
+            ax_rates.plot([p[0] for p in pts], [p[1] for p in pts], color=color, label=label,
+                          marker="." if len(pts) < 40 else None)
+    ax_rates.set(xlabel="step", ylabel="%", title="pseudo labels", ylim=(0, 101))
+    ax_rates.grid(alpha=0.3)
+    ax_rates.legend(fontsize=8, loc="lower right")
+    n = max((max(len(s.class_thresholds), len(s.class_accepted)) for s in stats), default=0)
+    names = next((s.class_names for s in reversed(stats) if s.class_names), None) or [str(i) for i in range(n)]
+    if varying:
+        ax_thr = axes[1]
+        rows = [s for s in stats if len(s.class_thresholds) == n]
+        xs = [s.global_step for s in rows]
+        per_class = np.array([s.class_thresholds for s in rows], dtype=float).reshape(len(rows), n)
+        if n <= 10:
+            for c in range(n):
+                ax_thr.plot(xs, per_class[:, c], color=f"C{c}", linewidth=1.2, label=names[c])
+            ax_thr.legend(fontsize=7, ncols=2, loc="lower right")
+        else:  # too many classes to tell apart: their range and their mean
+            ax_thr.fill_between(xs, per_class.min(axis=1), per_class.max(axis=1), color="tab:red", alpha=0.15,
+                                label="lowest to highest class")
+            ax_thr.plot(xs, per_class.mean(axis=1), color="tab:red", linewidth=1.5, label="mean of the classes")
+            ax_thr.legend(fontsize=8, loc="lower right")
+        ax_thr.axhline(stats[-1].threshold, color="0.3", linestyle="--", linewidth=0.8)
+        ax_thr.annotate(f"τ {stats[-1].threshold:.2f}", (0, stats[-1].threshold), xycoords=("axes fraction", "data"),
+                        xytext=(3, 3), textcoords="offset points", fontsize=8, color="0.3")
+        ax_thr.set(xlabel="step", ylabel="threshold", title="per-class thresholds", ylim=(0, 1.02))
+        ax_thr.grid(alpha=0.3)
+    counts = np.zeros(n, dtype=np.int64)
+    for s in stats:
+        counts[:len(s.class_accepted)] += np.asarray(s.class_accepted, dtype=np.int64)
+    x = np.arange(n)
+    mean = counts.mean() if n else 0.0
+    ax_counts.bar(x, counts, color=["tab:red" if c < 0.5 * mean else "tab:blue" for c in counts])
+    if n:
+        ax_counts.axhline(mean, color="0.3", linestyle="--", linewidth=0.8, label=f"mean {mean:,.0f}")
+        ax_counts.legend(fontsize=8)
+    ticks = range(n) if n <= 40 else range(0, n, max(1, n // 20))
+    upright = n <= 12 and sum(len(name) for name in names) <= 36  # else the names run into each other
+    ax_counts.set_xticks(list(ticks), [names[i] for i in ticks], rotation=0 if upright else 90, fontsize=8)
+    ax_counts.set(ylabel="pseudo-labels", title="accepted per class, whole stage")
+    ax_counts.grid(axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return to_png(fig)

@@ -13,9 +13,8 @@ from typing import Any
 
 from vistrain import runfolder
 from vistrain.events import (
-    AugmentTrial, BatchEnd, CheckpointSaved, EpochEnd, EvalEnd, Event, ImagesSkipped, PseudoLabelStats, RunFailed,
-    RunFinished,
-    RunStarted, StageStarted,
+    AugmentTrial, BatchEnd, CheckpointSaved, ConsistencyStats, EpochEnd, EvalEnd, Event, ImagesSkipped,
+    PseudoLabelStats, RunFailed, RunFinished, RunStarted, StageStarted,
 )
 from vistrain.runfolder import RunFolder, read_events
 
@@ -33,6 +32,7 @@ class StageData:
     steps: list[BatchEnd] = field(default_factory=list)
     checkpoints: list[CheckpointSaved] = field(default_factory=list)
     rounds: list[PseudoLabelStats] = field(default_factory=list)  # rounds emitted while this stage was current
+    consistency: list[ConsistencyStats] = field(default_factory=list)  # a consistency stage's, by global step
     averaged: EvalEnd | None = None  # checkpoint.average_last: the val evaluation of the averaged weights
 
     @property
@@ -161,6 +161,11 @@ class RunData:
         return None
 
     @property
+    def consistency_stages(self) -> list[StageData]:
+        """The stages that trained with consistency regularisation (FixMatch, FlexMatch), in order."""
+        return [s for s in self.stages if s.consistency]
+
+    @property
     def multi_stage(self) -> bool:
         """True when the run trained more than one stage."""
         return len(self.stages) > 1 or any(s.started and s.started.total > 1 for s in self.stages)
@@ -239,6 +244,8 @@ def load_run(run_dir: str | Path) -> RunData:
         elif isinstance(ev, CheckpointSaved):
             if current is not None:
                 current.checkpoints.append(ev)
+        elif isinstance(ev, ConsistencyStats):
+            _replace_from(stage(ev.stage).consistency, ev, lambda c: c.global_step)
         elif isinstance(ev, PseudoLabelStats):
             run.rounds.append(ev)
             if current is not None:

@@ -14,13 +14,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer
 
-from vistrain.events import (AugmentTrial, BatchEnd, Event, PseudoLabelStats, RunFailed, RunFinished, RunStarted,
-                             StageStarted, SystemSample)
+from vistrain.events import (AugmentTrial, BatchEnd, ConsistencyStats, Event, PseudoLabelStats, RunFailed, RunFinished,
+                             RunStarted, StageStarted, SystemSample)
 from vistrain.runfolder import follow_events
 from vistrain.tui.bridge import DashboardBridge
 from vistrain.tui.messages import RunEnded, RunEvent
 from vistrain.tui.screens import ConfirmQuitScreen, HelpScreen
 from vistrain.tui.widgets.augment import AugmentLeaderboard
+from vistrain.tui.widgets.consistency import ConsistencyPanel
 from vistrain.tui.widgets.curves import CurvesPanel
 from vistrain.tui.widgets.header import RunHeader
 from vistrain.tui.widgets.log import EventLog
@@ -31,8 +32,8 @@ from vistrain.tui.widgets.system import SystemPanel
 Job = Callable[[DashboardBridge, Any], Any]  # (listener, control) -> RunResult
 # Events that only feed the panels redrawn by the frame timer: they wait for the next frame (or the next
 # other event) instead of waking the UI thread each. A message per batch cost about 0.7 ms of the
-# dashboard's CPU, taken from the training beside it.
-FRAME_EVENTS = (BatchEnd, SystemSample)
+# dashboard's CPU, taken from the training beside it. A consistency stage's statistics come with its batches.
+FRAME_EVENTS = (BatchEnd, SystemSample, ConsistencyStats)
 
 
 class Panels(NamedTuple):
@@ -44,6 +45,7 @@ class Panels(NamedTuple):
     curves: CurvesPanel
     log: EventLog
     pseudo: PseudoLabelPanel
+    consistency: ConsistencyPanel
     augment: AugmentLeaderboard
 
 
@@ -92,6 +94,7 @@ class DashboardApp(App):
         with Horizontal(id="bottom"):
             yield EventLog(id="log")
             yield PseudoLabelPanel(id="pseudo")
+            yield ConsistencyPanel(id="consistency")
             yield AugmentLeaderboard(id="augment")
         yield Footer()
 
@@ -99,6 +102,7 @@ class DashboardApp(App):
         for panel_id, title in (("progress", "progress"), ("system", "system"), ("log", "log")):
             self.query_one(f"#{panel_id}").border_title = title
         self.query_one("#pseudo").display = False
+        self.query_one("#consistency").display = False
         self.query_one("#augment").display = False
         # One frame timer for the high-rate panels: progress and system redraw every refresh_s, the curves
         # every other frame. A redraw takes one of the cores training wants: on 2 cores, 1 s frames cost
@@ -120,6 +124,7 @@ class DashboardApp(App):
         panels = self.panels
         panels.progress.flush()
         panels.system.flush()
+        panels.consistency.flush()
         if self._frames % 2 == 0 or not panels.curves.drawn_epochs:  # the first epoch's points as soon as they come
             panels.curves.flush()
 
@@ -134,7 +139,8 @@ class DashboardApp(App):
         """The panels (looked up at the first use)."""
         if self._panels is None:
             self._panels = Panels(*(self.query_one(kind) for kind in (RunHeader, ProgressPanel, SystemPanel, CurvesPanel,
-                                                                      EventLog, PseudoLabelPanel, AugmentLeaderboard)))
+                                                                      EventLog, PseudoLabelPanel, ConsistencyPanel,
+                                                                      AugmentLeaderboard)))
         return self._panels
 
     @property
@@ -180,7 +186,7 @@ class DashboardApp(App):
         """Apply recorded events directly (on the UI thread); used by replays and tests."""
         for event in events:
             self.apply_event(event)
-        for panel in (self.panels.progress, self.panels.system, self.panels.curves):
+        for panel in (self.panels.progress, self.panels.system, self.panels.curves, self.panels.consistency):
             panel.flush()
 
     # -- messages ------------------------------------------------------------------------
@@ -192,15 +198,17 @@ class DashboardApp(App):
         """Route one event to every panel and track the run state."""
         for panel in self.panels:
             panel.apply(event)
-        if isinstance(event, (PseudoLabelStats, AugmentTrial, StageStarted)):
-            side = self.panels.pseudo.display or self.panels.augment.display
-            self.query_one("#bottom").set_class(side, "-side")
+        if isinstance(event, (PseudoLabelStats, ConsistencyStats, AugmentTrial, StageStarted)):
+            panels = self.panels  # set_class does nothing when the class is already as wanted
+            panels.log.parent.set_class(panels.pseudo.display or panels.consistency.display or panels.augment.display,
+                                        "-side")
         if isinstance(event, RunStarted) and self.mode != "attach":
             self.header.state = "running"
         elif isinstance(event, RunFinished):
             self.run_over = True
             self.header.state = "stopped" if event.stopped_early else "finished"
             self.panels.curves.flush()
+            self.panels.consistency.flush()
             self.refresh_bindings()  # only on state changes: it rebuilds the footer
         elif isinstance(event, RunFailed):
             self.run_over = True

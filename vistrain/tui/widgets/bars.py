@@ -23,10 +23,12 @@ def hbar(fraction: float, width: int, style: str = "green", back: str = "grey23"
     return text
 
 
-def vbars(values: Sequence[float], rows: int) -> list[str]:
-    """Column chart of *values*, *rows* lines tall, top line first; one cell per value."""
+def vbars(values: Sequence[float], rows: int, top: float | None = None) -> list[str]:
+    """Column chart of *values*, *rows* lines tall, top line first; one cell per value. A full column is
+    *top* (default: the largest value), so fractions can be drawn against 1."""
     rows = max(1, rows)
-    top = max(values) if values and max(values) > 0 else 1.0
+    if top is None or top <= 0:
+        top = max(values) if values and max(values) > 0 else 1.0
     levels = [round(v / top * rows * 8) for v in values]
     lines = []
     for row in range(rows - 1, -1, -1):

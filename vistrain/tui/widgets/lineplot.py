@@ -64,8 +64,8 @@ class LinePlot(Widget):
 
     def __init__(self, title: str = "", *, follow: bool = False, floor: float | None = None, cap: float | None = None,
                  **kwargs) -> None:
-        """*follow*: fit the y axis to the later half of the x span (within *floor*..*cap*), so early
-        outliers such as the first epoch's accuracy don't flatten the part that matters."""
+        """*follow*: fit the y axis to the later half of the x span, so early outliers such as the first
+        epoch's accuracy don't flatten the part that matters. The axis stays within *floor*..*cap*."""
         super().__init__(**kwargs)
         self.title = title
         self.follow, self.floor, self.cap = follow, floor, cap
@@ -81,7 +81,8 @@ class LinePlot(Widget):
         lo, hi = min(all_y), max(all_y)
         pad = (hi - lo) * 0.05 or max(abs(hi) * 0.05, 1e-3)
         # non-negative data (losses, accuracies) keeps a floor of 0 rather than a negative label
-        return (max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
+        lo, hi = (max(0.0, lo - pad) if lo >= 0 else lo - pad), hi + pad
+        return (lo if self.floor is None else max(self.floor, lo), hi if self.cap is None else min(self.cap, hi))
 
     def set_series(self, series: list[tuple[str, Sequence[float], Sequence[float], str]]) -> None:
         """Replace the plotted series: (label, xs, ys, colour) each; redraws."""
