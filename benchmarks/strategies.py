@@ -7,6 +7,7 @@ test split is used only for the figures printed here, never to pick a checkpoint
 
     python benchmarks/strategies.py                  # all four, the settings in benchmarks/README.md
     python benchmarks/strategies.py --only noisy --quick   # a few epochs, to check it runs
+    python benchmarks/strategies.py --only consistency --e labels=10 --e seeds=0/1   # FixMatch, FlexMatch & co.
 
 Printed per experiment: held-out error of every model and the ratio the acceptance asks for.
 """
@@ -220,17 +221,79 @@ def transfer(out: Path, e: dict) -> None:
           f"probe / scratch error ratio {np.mean(errors['probe']) / np.mean(errors['scratch']):.2f}")
 
 
+CONSISTENCY_BATCH, CONSISTENCY_MU = 32, 7
+
+
+def consistency(out: Path, e: dict) -> None:
+    """Supervised, pseudo-label, noisy-student, fixmatch and flexmatch on ``labels`` labels per class of mnist5k,
+    one seed per ``seeds`` entry; every trained model (each stage) takes the same number of optimizer steps with
+    the same labelled batch, the same model (LeNet-5), augmentation and schedule. The pseudo-label and Noisy
+    Student runs use the supervised run of their seed as their teacher (so they cost two and three times its
+    steps). The test split (1,000 digits) is held out from everything; best.pt is picked on val."""
+    from vistrain.checkpoint import load_checkpoint
+
+    data = "heldout:mnist5k"
+    steps, batch, mu = e["consistency_steps"], CONSISTENCY_BATCH, CONSISTENCY_MU
+    errors: dict[str, list[float]] = {}
+    seen: dict[str, list[int]] = {}
+    labels = e["labels"]
+    for seed in [int(x) for x in str(e["seeds"]).split("/")]:
+        common = [f"data.name={data}", f"data.labels_per_class={labels}", f"train.seed={seed}",
+                  f"data.batch_size={batch}", "train.threads=1", "train.log_interval=50"]
+        source = load_heldout("mnist5k", None)
+        train = int(round(len(source.train) * 0.8))  # data.val_fraction=0.2 of what the test split left
+        labelled, pool = labels * len(source.classes), train - labels * len(source.classes)
+
+        def epochs_for(per_epoch: int) -> int:
+            return max(1, round(steps / per_epoch))
+
+        def record(key: str, ck: Path, images_per_step: int) -> None:
+            errors.setdefault(key, []).append(test_error(ck / "best.pt", data))
+            done = int(load_checkpoint(ck / "last.pt")["global_step"])
+            seen.setdefault(key, []).append(done * images_per_step)
+
+        tag = f"{labels}pc-s{seed}"
+        sup_epochs = epochs_for(-(-labelled // batch))
+        sup = run(out, f"sup-{tag}", [*common, f"train.epochs={sup_epochs}", f"train.eval_every={max(1, sup_epochs // 150)}"])
+        record("supervised", sup, batch)
+        teacher = f"strategy.params.teacher={sup / 'best.pt'}"
+        # pseudo-labelled students: labelled + accepted pool images in one shuffled set (about the whole pool)
+        pl = run(out, f"pseudo-{tag}", [*common, "strategy.name=pseudo-label", teacher,
+                                       f"train.epochs={epochs_for(-(-(labelled + pool) // batch))}"])
+        record("pseudo-label", pl, batch)
+        # Noisy Student: 1 labelled : 3 pseudo-labelled per batch, an epoch one pass over the (balanced) pseudo-labels
+        ns = run(out, f"noisy-{tag}", [*common, "strategy.name=noisy-student", teacher, "strategy.params.students=[lenet5]",
+                                       f"train.epochs={epochs_for(-(-pool // (batch - batch // 4)))}"])
+        record("noisy-student", ns, batch)
+        per_epoch = pool // (mu * batch)
+        for method in ("fixmatch", "flexmatch"):
+            ck = run(out, f"{method}-{tag}", [*common, f"strategy.name={method}", f"strategy.params.mu={mu}",
+                                             f"train.epochs={epochs_for(per_epoch)}"])
+            record(method, ck, batch + 2 * mu * batch)
+        print(f"CONSISTENCY {labels} labels/class seed {seed}: "
+              + " | ".join(f"{k} {pct(v[-1])}" for k, v in errors.items()), flush=True)
+    print(f"CONSISTENCY ({labels} labels/class, {steps} steps of {batch} labelled images per trained model, "
+          f"1,000 held-out digits): held-out error, mean ± sd (each seed)")
+    print(f"| method ({labels} labels/class) | held-out error, mean ± sd | each seed | images through the final model |")
+    print("|---|---|---|---|")
+    for key, values in errors.items():
+        v = np.asarray(values) * 100
+        print(f"| {key} | {v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0:.2f} % | "
+              f"{' / '.join(f'{x:.2f}' for x in v)} | {int(np.mean(seen[key])):,} |", flush=True)
+
+
 FULL = {"digits": "digits:mnist", "distill": 30, "distill_teacher": 30, "distill_seeds": 3, "distill_long": 90, "distill_hinton": 1, "T": 4, "alpha": 0.9, "student": 40, "teacher": 150, "source": 8, "transfer": 40, "transfer_subsets": 3,
-        "noisy_sets": [], "pseudo_sets": []}
-QUICK = {**FULL, "distill": 2, "distill_teacher": 2, "distill_seeds": 2, "distill_long": 0, "distill_hinton": 0, "student": 2, "teacher": 20, "source": 2, "transfer": 3, "transfer_subsets": 1}
+        "noisy_sets": [], "pseudo_sets": [], "consistency_steps": 2250, "labels": 10, "seeds": "0/1"}
+QUICK = {**FULL, "distill": 2, "distill_teacher": 2, "distill_seeds": 2, "distill_long": 0, "distill_hinton": 0, "student": 2, "teacher": 20, "source": 2, "transfer": 3, "transfer_subsets": 1,
+         "consistency_steps": 30}
 
 
 def main() -> None:
     """Run the selected experiments in one temporary folder and print their held-out errors."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="distill,noisy,pseudo,transfer",
-                        help="comma list of distill, noisy, pseudo (needs noisy's teacher), transfer; parts "
-                             "can run in separate processes at once with the same --out")
+    parser.add_argument("--only", default="distill,noisy,pseudo,transfer,consistency",
+                        help="comma list of distill, noisy, pseudo (needs noisy's teacher), transfer, consistency; "
+                             "parts can run in separate processes at once with the same --out")
     parser.add_argument("--quick", action="store_true", help="a few epochs each, to check the script runs")
     parser.add_argument("--noisy-set", action="append", default=[], help="extra KEY=VALUE for the noisy-student run")
     parser.add_argument("--pseudo-set", action="append", default=[], help="extra KEY=VALUE for the pseudo-label run")
@@ -252,7 +315,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
         for part in args.only.split(","):
-            {"distill": distill, "noisy": noisy, "pseudo": pseudo, "transfer": transfer}[part.strip()](out, e)
+            {"distill": distill, "noisy": noisy, "pseudo": pseudo, "transfer": transfer,
+             "consistency": consistency}[part.strip()](out, e)
 
 
 if __name__ == "__main__":

@@ -174,7 +174,8 @@ def test_layers_below_the_runner_do_not_import_upwards():
             assert not upward.search(path.read_text()), f"{path} imports a layer above it"
 
 
-@pytest.mark.parametrize("name", ["supervised", "transfer", "distill", "pseudo-label", "noisy-student"])
+@pytest.mark.parametrize("name", ["supervised", "transfer", "distill", "pseudo-label", "noisy-student", "fixmatch",
+                                  "flexmatch"])
 def test_every_strategy_has_a_valid_example_config(name):
     from pathlib import Path
 
