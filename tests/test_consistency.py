@@ -213,3 +213,17 @@ def test_killed_at_random_steps_then_resume_auto_is_bitwise_exact(strategy, tmp_
         if strategy == "flexmatch":
             assert torch.equal(ref["extra_modules"]["flexmatch"]["selected"], got["extra_modules"]["flexmatch"]["selected"])
     assert _metric_rows(tmp_path / "job") == _metric_rows(tmp_path / "ref"), note
+
+
+def test_two_ranks_sum_their_statistics_and_save_flexmatchs_record(tmp_path, cli):
+    """``--nproc 2``: each rank takes its own mu x B unlabelled images a step, the statistics are summed over both,
+    and FlexMatch's per-image record (gathered from both ranks every step) is saved."""
+    code, out, err = cli(*RUN, "--strategy", "flexmatch", "--nproc", "2", "--set", "strategy.params.threshold=0.2",
+                         "--out", tmp_path, "--name", "ddp")
+    assert code == 0, err + out
+    stats = _events(tmp_path / "ddp", "consistency_stats")
+    steps = _events(tmp_path / "ddp", "stage_started")[0]["steps_per_epoch"]
+    assert sum(s["images"] for s in stats) == 2 * steps * 2 * 112  # epochs x steps x ranks x mu*B
+    selected = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pt", weights_only=True)["extra_modules"]["flexmatch"]["selected"]
+    above = sum(sum(s["class_accepted"]) for s in stats)
+    assert (selected >= 0).sum() > 0 and above > 0
