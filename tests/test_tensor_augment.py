@@ -95,6 +95,78 @@ def test_device_loader_resumes_mid_epoch_from_its_state_dict():
     assert all(torch.equal(u, v) for u, v in zip(rest, again))
 
 
+def _mixed(prefetch: bool, calls: list, rank: int = 0, world_size: int = 1):
+    """Noisy Student's mixed loader over two device loaders (13 steps, the labelled side of 8 cycled)."""
+    from vistrain.data.device_loader import DeviceAugmentLoader
+    from vistrain.data.pipeline import MixedBatchLoader
+
+    augment = build_pipeline("affine,flip-h,contrast-p0.5").on_tensors()
+
+    def counted(x, rng):
+        calls.append(len(x))
+        return augment(x, rng)
+
+    def loader(n, batch, seed):
+        return DeviceAugmentLoader(_images(1, n=n, size=12), np.arange(n) % 10, counted, mean=(0.5,), std=(0.25,),
+                                   batch_size=batch, shuffle=True, seed=seed, prefetch=prefetch, rank=rank,
+                                   world_size=world_size)
+
+    main, extra = loader(150, 12 // world_size, 1), loader(37, 5 // world_size, 0)
+    extra.weights = torch.linspace(0.1, 1.0, 37)  # balanced sampling draws through the same plan
+    return MixedBatchLoader(main, extra, 10)
+
+
+def _reference(mixed, epoch: int) -> list:
+    """What the mixed loader yields for *epoch*, built from plain iterations: each side set to an epoch, in turn."""
+    main, extra = mixed.main, mixed.extra
+    main.set_epoch(epoch)
+    mains, extras, cycle = list(main), [], 0
+    while len(extras) < len(mains):
+        extra.set_epoch(epoch * 1000 + cycle)
+        extras += list(extra)
+        cycle += 1
+    return [torch.cat([x, x2]) for (x, _), (x2, _) in zip(mains, extras)]
+
+
+@pytest.mark.parametrize("rank, world_size", [(0, 1), (1, 2)])
+def test_mixed_device_loaders_prepare_each_epoch_and_cycle_ahead_and_yield_the_same_stream(rank, world_size):
+    """The labelled side runs on across its cycles and both sides make the next epoch's first batch during the
+    last step: the batches are bitwise those of unprepared loaders, and none is made twice."""
+    calls, plain_calls = [], []
+    mixed, plain = _mixed(True, calls, rank, world_size), _mixed(False, plain_calls, rank, world_size)
+    steps = len(mixed)
+    assert len(mixed.extra) < steps  # the labelled side is cycled within an epoch
+    for epoch in range(3):
+        mixed.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        got = [x for x, _ in mixed]
+        for side in (mixed.main, mixed.extra):
+            side._executor().submit(int).result()  # its prefetch thread has finished what it was given
+        assert len(calls) == 2 * steps * (epoch + 1) + 2  # the batches used, and the next epoch's two first ones
+        want = [x for x, _ in plain]
+        assert len(got) == len(want) == steps and all(torch.equal(a, b) for a, b in zip(got, want))
+        reference = _reference(_mixed(False, [], rank, world_size), epoch)
+        assert all(torch.equal(a, b) for a, b in zip(got, reference))
+    assert len(plain_calls) == 2 * steps * 3  # no prefetch: nothing made ahead
+
+
+def test_a_prepared_epoch_is_dropped_for_a_resume_or_another_epoch():
+    a = _loader(True)
+    a.set_epoch(2)
+    list(a)  # prepares epoch 3
+    b = _loader(False)
+    b.set_epoch(3)
+    it = iter(b)
+    next(it), next(it)
+    a.load_state_dict(b.state_dict())  # epoch 3 from its third batch: not the prepared first one
+    a.set_epoch(3)
+    rest = list(a)
+    assert len(rest) == 3 and all(torch.equal(u, v) for (u, _), (v, _) in zip(rest, list(b)[2:]))
+    a.set_epoch(5)  # epoch 4 was prepared, 5 is asked for
+    b.set_epoch(5)
+    assert all(torch.equal(u, v) for (u, _), (v, _) in zip(a, b))
+
+
 def test_build_loader_picks_the_device_loader_and_required_mode_explains_refusals():
     from vistrain.data.device_loader import DeviceAugmentLoader
     from vistrain.data.pipeline import AugmentedArrayLoader, ImageTransform, InputSpec, build_loader

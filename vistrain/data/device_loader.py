@@ -8,12 +8,18 @@ Randomness is plain and resumable: the order comes from a CPU ``torch.Generator`
 augmentation parameters from an ``np.random.Generator``, both reseeded from (seed, epoch) at the
 start of every epoch, so an epoch's batches depend only on the seed and the epoch number.
 :meth:`state_dict` exposes both generators' states (and the batch position) for mid-epoch capture.
+
+Batches are made one ahead in the loader's prefetch thread, an epoch's first batch too: it is made while the
+previous epoch's last is in use (:meth:`DeviceAugmentLoader.prepare`, :meth:`DeviceAugmentLoader.iter_epochs`),
+so a step does not wait for data at an epoch's start either.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 
 import numpy as np
 import torch
@@ -52,11 +58,13 @@ class DeviceAugmentLoader:
         self.rank, self.world_size, self.pad = rank, world_size, pad  # DDP: this rank's share of each epoch
         # every rank draws the same order; each augments its share with its own stream
         self._augment_stream = _AUGMENT_STREAM + (1000 * rank if world_size > 1 else 0)
-        self.order_generator = torch.Generator()
         self.augment_rng = np.random.default_rng(epoch_seed(seed, 0, self._augment_stream))
         self.batch_index = 0  # batches yielded so far in the current epoch
         self._rng_before: dict[int, dict] = {}  # augment_rng state before batch i was made
         self._resume: dict | None = None
+        self._ahead: tuple[_EpochPlan, Future] | None = None  # a next epoch's plan and its first batch, in the making
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None  # started on the first prefetch; ends with the loader
         self.dataset = self.images  # len(loader.dataset) works as with a DataLoader
         self.weights: torch.Tensor | None = None  # balanced sampling (set by build_loader)
 
@@ -71,7 +79,8 @@ class DeviceAugmentLoader:
     def state_dict(self) -> dict:
         """Where the stream stands: seed, epoch, batches yielded this epoch, and the augmentation
         generator's state before the next batch (the order follows from seed and epoch)."""
-        rng = self._rng_before.get(self.batch_index, self.augment_rng.bit_generator.state)
+        with self._lock:  # the prefetch thread may be starting the next batch
+            rng = self._rng_before.get(self.batch_index, self.augment_rng.bit_generator.state)
         return {"seed": self.seed, "epoch": self.epoch, "batch_index": self.batch_index, "augment_rng": rng}
 
     def load_state_dict(self, state: dict) -> None:
@@ -81,43 +90,123 @@ class DeviceAugmentLoader:
         self.batch_index = int(state.get("batch_index", 0))
         self._resume = dict(state) if self.batch_index > 0 else None
 
-    def _batch(self, batches: list[torch.Tensor], i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        self._rng_before = {i: self.augment_rng.bit_generator.state, **{k: v for k, v in self._rng_before.items() if k >= i - 1}}
-        idx = batches[i]
-        x = self.augment(self.images.index_select(0, idx).float(), self.augment_rng)
+    def prepare(self, epoch: int) -> None:
+        """Start making *epoch*'s first batch now, in the prefetch thread (no-op without prefetch).
+
+        The next iteration uses it if it is of that epoch from its start, with the same seed and sampling
+        weights; else it is dropped. Either way the batches are the same as unprepared.
+        """
+        self._drop_ahead()
+        if self.prefetch and len(self) > 0:
+            plan = self._plan(epoch)
+            self._ahead = (plan, self._executor().submit(self._make, plan, 0))
+
+    def _executor(self) -> ThreadPoolExecutor:
+        """This loader's prefetch thread (Noisy Student's two sides have one each: measured on two cores, one
+        thread shared by both left student 1 waiting 5-6 % of its steps, two 4 %)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="vistrain-augment")
+        return self._pool
+
+    def _drop_ahead(self) -> None:
+        if self._ahead is not None:
+            self._ahead[1].cancel()
+            self._ahead = None
+
+    def _take_ahead(self, epoch: int | None):
+        """The prepared (plan, future) of *epoch*'s first batch, if one was prepared and still applies."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and (ahead[0].key != (self.seed, epoch) or ahead[0].weights is not self.weights):
+            ahead[1].cancel()
+            return None
+        return ahead
+
+    def _plan(self, epoch: int) -> _EpochPlan:
+        order = draw_order(len(self.images), self.shuffle,
+                           torch.Generator().manual_seed(epoch_seed(self.seed, epoch, _ORDER_STREAM)), self.weights)
+        batches = [b.to(self.device) for b in rank_batches(order, self.batch_size, self.rank, self.world_size,
+                                                            pad=self.pad, drop_last=self.drop_last)]
+        rng = np.random.default_rng(epoch_seed(self.seed, epoch, self._augment_stream))
+        return _EpochPlan((self.seed, epoch), self.weights, batches, rng)
+
+    def _make(self, plan: _EpochPlan, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        with self._lock:  # state_dict reads the generator's state between batches, never during one
+            plan.before[i] = plan.rng.bit_generator.state
+            for k in [k for k in plan.before if k < i - 1]:
+                del plan.before[k]
+        idx = plan.batches[i]
+        x = self.augment(self.images.index_select(0, idx).float(), plan.rng)
         return (x - self._mean) * self._inv_std, self.labels.index_select(0, idx)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.images)
-        self.order_generator.manual_seed(epoch_seed(self.seed, self.epoch, _ORDER_STREAM))
-        self.augment_rng = np.random.default_rng(epoch_seed(self.seed, self.epoch, self._augment_stream))
-        order = draw_order(n, self.shuffle, self.order_generator, self.weights)
-        order = [b.to(self.device) for b in rank_batches(order, self.batch_size, self.rank, self.world_size,
-                                                          pad=self.pad, drop_last=self.drop_last)]
         start, resume, self._resume = 0, self._resume, None
         if resume is not None and int(resume["epoch"]) == self.epoch:
             start = int(resume["batch_index"])
-            self.augment_rng.bit_generator.state = resume["augment_rng"]
-        self._rng_before = {}
-        self.batch_index = start
-        steps = range(start, len(self))
-        if not self.prefetch or len(steps) < 2:
-            for i in steps:
-                batch = self._batch(order, i)
-                self.batch_index = i + 1
+        # the loop's next epoch is this one's successor: its first batch is made during the last step and the
+        # evaluation instead of at the next epoch's start (one batch wasted after a stage's last epoch)
+        return self._stream(iter([self.epoch]), start, resume["augment_rng"] if start else None,
+                            then=self.epoch + 1)
+
+    def iter_epochs(self, epochs: Iterable[int], count: int, *, then: int | None = None
+                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """*count* batches of *epochs* in turn, each epoch from its start, with no pause between epochs: an
+        epoch's first batch is made while the previous epoch's last is in use; after the last batch, *then*'s
+        first is prepared (:meth:`prepare`). The batches are those of ``set_epoch(e)`` and iterating, e by e."""
+        return self._stream(iter(epochs), 0, None, then=then, count=count)
+
+    def _stream(self, epochs: Iterator[int], start: int, rng_state: dict | None, *, then: int | None,
+                count: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        def jobs():  # (plan, batch number, its future if prepared) in the order they are handed out
+            first = True
+            for epoch in epochs:
+                if len(self) == 0:
+                    return
+                ahead = self._take_ahead(None if first and start else epoch)  # a resumed epoch drops it
+                plan = ahead[0] if ahead is not None else self._plan(epoch)
+                if first and rng_state is not None:
+                    plan.rng.bit_generator.state = rng_state
+                for i in range(start if first else 0, len(self)):
+                    yield plan, i, ahead[1] if ahead is not None and i == 0 else None
+                first = False
+
+        def begin(job):
+            plan, i, ready = job
+            if ready is not None or not self.prefetch:
+                return ready
+            return self._executor().submit(self._make, plan, i)
+
+        todo = islice(jobs(), count)
+        job = next(todo, None)
+        if job is not None:
+            self._enter(job[0], job[1])
+        # One batch ahead in the prefetch thread: torch's ops release the GIL, so on the CPU the next batch is
+        # augmented while the step runs (on CUDA the ops are asynchronous launches anyway). Each loader's batches
+        # are still made strictly in order from its epoch's generator, so the stream is the same as without.
+        pending = begin(job) if job is not None else None
+        try:
+            while job is not None:
+                plan, i, _ = job
+                batch = pending.result() if pending is not None else self._make(plan, i)
+                job = next(todo, None)
+                pending = begin(job) if job is not None else None
+                if job is None and then is not None:
+                    self.prepare(then)
+                self._enter(plan, i + 1)
                 yield batch
-            return
-        # One batch ahead in a thread: torch's ops release the GIL, so on the CPU the next batch is
-        # augmented while the step runs (on CUDA the ops are asynchronous launches anyway). Batches
-        # are still made strictly in order from one generator, so the stream is the same as without.
-        with ThreadPoolExecutor(1, thread_name_prefix="vistrain-augment") as pool:
-            pending = pool.submit(self._batch, order, start)
-            try:
-                for i in steps:
-                    batch = pending.result()
-                    if i + 1 < len(self):
-                        pending = pool.submit(self._batch, order, i + 1)
-                    self.batch_index = i + 1
-                    yield batch
-            finally:
+        finally:
+            if pending is not None:
                 pending.cancel()
+
+    def _enter(self, plan: _EpochPlan, batch_index: int) -> None:
+        """Make *plan* the epoch that :meth:`state_dict` describes, *batch_index* batches in."""
+        self.epoch, self.augment_rng, self._rng_before = plan.key[1], plan.rng, plan.before
+        self.batch_index = batch_index
+
+
+class _EpochPlan:
+    """One epoch's batches of indices, its augmentation generator, and that generator's state before each batch
+    made (kept for the last two, for :meth:`DeviceAugmentLoader.state_dict`)."""
+
+    def __init__(self, key: tuple[int, int], weights, batches: list[torch.Tensor], rng: np.random.Generator):
+        self.key, self.weights, self.batches, self.rng = key, weights, batches, rng
+        self.before: dict[int, dict] = {}

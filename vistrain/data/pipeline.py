@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -326,11 +327,16 @@ class MixedBatchLoader:
         return [name for part in (self.main, self.extra) for name in getattr(part, "take_skipped", list)()]
 
     def _extra_batches(self):
-        cycle = 0
-        while True:  # the shorter labelled set is cycled; each pass gets its own augmentation seed
+        # the shorter labelled set is cycled; each pass gets its own augmentation seed
+        passes = (self.epoch * 1000 + cycle for cycle in itertools.count())
+        if hasattr(self.extra, "iter_epochs"):  # a device loader: no wait between passes, nor at the next epoch's
+            return self.extra.iter_epochs(passes, len(self.main), then=(self.epoch + 1) * 1000)
+        return self._each_pass(passes)
+
+    def _each_pass(self, passes):
+        for epoch in passes:
             if hasattr(self.extra, "set_epoch"):
-                self.extra.set_epoch(self.epoch * 1000 + cycle)
-            cycle += 1
+                self.extra.set_epoch(epoch)
             yield from self.extra
 
     def __iter__(self):
