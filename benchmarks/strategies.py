@@ -234,6 +234,9 @@ def consistency(out: Path, e: dict) -> None:
 
     data = "heldout:mnist5k"
     steps, batch, mu = e["consistency_steps"], CONSISTENCY_BATCH, CONSISTENCY_MU
+    # match_images=1: the other methods take (1 + 2 mu) times the steps, so their final model sees as many images
+    # as the consistency methods' (B labelled + 2 x mu x B unlabelled views a step)
+    other_steps = steps * (1 + 2 * mu) if e["match_images"] else steps
     errors: dict[str, list[float]] = {}
     seen: dict[str, list[int]] = {}
     labels = e["labels"]
@@ -244,15 +247,15 @@ def consistency(out: Path, e: dict) -> None:
         train = int(round(len(source.train) * 0.8))  # data.val_fraction=0.2 of what the test split left
         labelled, pool = labels * len(source.classes), train - labels * len(source.classes)
 
-        def epochs_for(per_epoch: int) -> int:
-            return max(1, round(steps / per_epoch))
+        def epochs_for(per_epoch: int, budget: int = other_steps) -> int:
+            return max(1, round(budget / per_epoch))
 
         def record(key: str, ck: Path, images_per_step: int) -> None:
             errors.setdefault(key, []).append(test_error(ck / "best.pt", data))
             done = int(load_checkpoint(ck / "last.pt")["global_step"])
             seen.setdefault(key, []).append(done * images_per_step)
 
-        tag = f"{labels}pc-s{seed}"
+        tag = f"{labels}pc-s{seed}" + ("-img" if e["match_images"] else "")
         sup_epochs = epochs_for(-(-labelled // batch))
         sup = run(out, f"sup-{tag}", [*common, f"train.epochs={sup_epochs}", f"train.eval_every={max(1, sup_epochs // 150)}"])
         record("supervised", sup, batch)
@@ -267,13 +270,13 @@ def consistency(out: Path, e: dict) -> None:
         record("noisy-student", ns, batch)
         per_epoch = pool // (mu * batch)
         for method in ("fixmatch", "flexmatch"):
-            ck = run(out, f"{method}-{tag}", [*common, f"strategy.name={method}", f"strategy.params.mu={mu}",
-                                             f"train.epochs={epochs_for(per_epoch)}"])
+            ck = run(out, f"{method}-{labels}pc-s{seed}", [*common, f"strategy.name={method}", f"strategy.params.mu={mu}",
+                                                         f"train.epochs={epochs_for(per_epoch, steps)}"])
             record(method, ck, batch + 2 * mu * batch)
         print(f"CONSISTENCY {labels} labels/class seed {seed}: "
               + " | ".join(f"{k} {pct(v[-1])}" for k, v in errors.items()), flush=True)
-    print(f"CONSISTENCY ({labels} labels/class, {steps} steps of {batch} labelled images per trained model, "
-          f"1,000 held-out digits): held-out error, mean ± sd (each seed)")
+    print(f"CONSISTENCY ({labels} labels/class, {steps} steps of {batch} labelled images for fixmatch/flexmatch, "
+          f"{other_steps} for the others, per trained model; 1,000 held-out digits): held-out error, mean ± sd")
     print(f"| method ({labels} labels/class) | held-out error, mean ± sd | each seed | images through the final model |")
     print("|---|---|---|---|")
     for key, values in errors.items():
@@ -283,7 +286,8 @@ def consistency(out: Path, e: dict) -> None:
 
 
 FULL = {"digits": "digits:mnist", "distill": 30, "distill_teacher": 30, "distill_seeds": 3, "distill_long": 90, "distill_hinton": 1, "T": 4, "alpha": 0.9, "student": 40, "teacher": 150, "source": 8, "transfer": 40, "transfer_subsets": 3,
-        "noisy_sets": [], "pseudo_sets": [], "consistency_steps": 2250, "labels": 10, "seeds": "0/1"}
+        "noisy_sets": [], "pseudo_sets": [], "consistency_steps": 2250, "labels": 10, "seeds": "0/1",
+        "match_images": 0}
 QUICK = {**FULL, "distill": 2, "distill_teacher": 2, "distill_seeds": 2, "distill_long": 0, "distill_hinton": 0, "student": 2, "teacher": 20, "source": 2, "transfer": 3, "transfer_subsets": 1,
          "consistency_steps": 30}
 
