@@ -256,22 +256,25 @@ def consistency(out: Path, e: dict) -> None:
             seen.setdefault(key, []).append(done * images_per_step)
 
         tag = f"{labels}pc-s{seed}" + ("-img" if e["match_images"] else "")
-        sup_epochs = epochs_for(-(-labelled // batch))
-        sup = run(out, f"sup-{tag}", [*common, f"train.epochs={sup_epochs}", f"train.eval_every={max(1, sup_epochs // 150)}"])
-        record("supervised", sup, batch)
-        teacher = f"strategy.params.teacher={sup / 'best.pt'}"
-        # pseudo-labelled students: labelled + accepted pool images in one shuffled set (about the whole pool)
-        pl = run(out, f"pseudo-{tag}", [*common, "strategy.name=pseudo-label", teacher,
-                                       f"train.epochs={epochs_for(-(-(labelled + pool) // batch))}"])
-        record("pseudo-label", pl, batch)
-        # Noisy Student: 1 labelled : 3 pseudo-labelled per batch, an epoch one pass over the (balanced) pseudo-labels
-        ns = run(out, f"noisy-{tag}", [*common, "strategy.name=noisy-student", teacher, "strategy.params.students=[lenet5]",
-                                       f"train.epochs={epochs_for(-(-pool // (batch - batch // 4)))}"])
-        record("noisy-student", ns, batch)
+        if not e["consistency_sets"]:  # a variant of fixmatch/flexmatch runs alone
+            sup_epochs = epochs_for(-(-labelled // batch))
+            sup = run(out, f"sup-{tag}", [*common, f"train.epochs={sup_epochs}", f"train.eval_every={max(1, sup_epochs // 150)}"])
+            record("supervised", sup, batch)
+            teacher = f"strategy.params.teacher={sup / 'best.pt'}"
+            # pseudo-labelled students: labelled + accepted pool images in one shuffled set (about the whole pool)
+            pl = run(out, f"pseudo-{tag}", [*common, "strategy.name=pseudo-label", teacher,
+                                           f"train.epochs={epochs_for(-(-(labelled + pool) // batch))}"])
+            record("pseudo-label", pl, batch)
+            # Noisy Student: 1 labelled : 3 pseudo-labelled per batch, an epoch one pass over the (balanced) pseudo-labels
+            ns = run(out, f"noisy-{tag}", [*common, "strategy.name=noisy-student", teacher, "strategy.params.students=[lenet5]",
+                                           f"train.epochs={epochs_for(-(-pool // (batch - batch // 4)))}"])
+            record("noisy-student", ns, batch)
         per_epoch = pool // (mu * batch)
         for method in ("fixmatch", "flexmatch"):
-            ck = run(out, f"{method}-{labels}pc-s{seed}", [*common, f"strategy.name={method}", f"strategy.params.mu={mu}",
-                                                         f"train.epochs={epochs_for(per_epoch, steps)}"])
+            variant = e["consistency_sets"]
+            name = f"{method}-{labels}pc-s{seed}" + (f"-{e['variant']}" if variant else "")
+            ck = run(out, name, [*common, f"strategy.name={method}", f"strategy.params.mu={mu}",
+                                 f"train.epochs={epochs_for(per_epoch, steps)}", *variant])
             record(method, ck, batch + 2 * mu * batch)
         print(f"CONSISTENCY {labels} labels/class seed {seed}: "
               + " | ".join(f"{k} {pct(v[-1])}" for k, v in errors.items()), flush=True)
@@ -301,6 +304,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few epochs each, to check the script runs")
     parser.add_argument("--noisy-set", action="append", default=[], help="extra KEY=VALUE for the noisy-student run")
     parser.add_argument("--pseudo-set", action="append", default=[], help="extra KEY=VALUE for the pseudo-label run")
+    parser.add_argument("--consistency-set", action="append", default=[],
+                        help="extra KEY=VALUE for the fixmatch and flexmatch runs (their run names get --variant)")
+    parser.add_argument("--variant", default="variant", help="the suffix of those runs' names")
     parser.add_argument("--e", action="append", default=[], metavar="KEY=N",
                         help="override an epoch setting, e.g. --e distill=30 (keys: see the settings line)")
     parser.add_argument("--digits", default=None, help="transfer target: digits:mnist (default) or digits (8x8)")
@@ -308,6 +314,7 @@ def main() -> None:
     args = parser.parse_args()
     e = dict(QUICK if args.quick else FULL)
     e["noisy_sets"], e["pseudo_sets"] = args.noisy_set, args.pseudo_set
+    e["consistency_sets"], e["variant"] = args.consistency_set, args.variant
     e["digits"] = args.digits or e["digits"]
     for item in args.e:
         key, _, value = item.partition("=")
