@@ -202,8 +202,10 @@ def test_a_sigkilled_workers_trial_is_failed_once_and_resumed_by_the_next_worker
 
 
 def test_a_trial_stopped_by_sigterm_resumes_bitwise_when_the_study_continues(tmp_path):
+    # 4 epochs of 10 steps, the signal before step 18: a trial that finished before the signal came (CI saw one
+    # with 2 epochs) would leave nothing to resume
     det = ["--set", "train.deterministic=true", "--set", "train.log_interval=1", "--set", "checkpoint.every_steps=4",
-           "--trials", "1", "--sampler", "tpe", "--pruner", "none", "--seed", "3"]
+           "--set", "train.epochs=4", "--trials", "1", "--sampler", "tpe", "--pruner", "none", "--seed", "3"]
     ref = subprocess.run(tune_cmd(tmp_path, *det, study="ref"), capture_output=True, text=True, env=_env(), timeout=300)
     assert ref.returncode == 0, ref.stderr
     cmd = tune_cmd(tmp_path, *det, study="job")
