@@ -26,7 +26,7 @@ from pydantic import Field
 from torch import nn
 
 from vistrain.augment.pipeline import build_pipeline
-from vistrain.data.pipeline import ImageTransform, InputSpec, MixedBatchLoader, build_loader
+from vistrain.data.pipeline import ImageTransform, InputSpec, MixedBatchLoader
 from vistrain.data.source import TargetImageSet
 from vistrain.engine import distributed as dist
 from vistrain.errors import ConfigError, DataError
@@ -290,10 +290,7 @@ def run_consistency(ctx: RunContext, *, flex: bool) -> dict[str, Any]:
     strong = build_pipeline(strong_spec(ctx, p))
     # the pool's images, unaugmented, with targets -(index + 1); the views are made on the device
     coded = TargetImageSet(pool, -(np.arange(len(pool), dtype=np.int64) + 1))
-    shard = {"rank": ctx.dist.rank, "world_size": world}
-    pool_loader = build_loader(coded, ImageTransform(input_spec), unlabelled, shuffle=True, seed=cfg.train.seed + 1,
-                               num_workers=cfg.data.num_workers, drop_last=True, pin_memory=ctx.device.type == "cuda",
-                               device=ctx.device, device_augment=cfg.data.device_augment, **shard)
+    pool_loader = train_loader(ctx, coded, ImageTransform(input_spec), unlabelled, 1, drop_last=True, balanced=False)
     labelled = train_loader(ctx, ctx.data.train, ImageTransform(input_spec, weak), batch)
     loader = MixedBatchLoader(pool_loader, labelled, num_classes)
 
