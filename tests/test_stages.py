@@ -206,3 +206,44 @@ def test_a_model_default_input_far_above_the_data_size_is_warned_about():
         build_stage_model(ctx, ModelConfig(name="vgg11", input_size=32))  # chosen by the user: no warning
         build_stage_model(ctx, ModelConfig(name="lenet5"))  # 8 -> 28 px is LeNet's own input
     assert len(said) == 1
+
+
+def test_a_stage_ends_its_loaders_prefetch_threads(tmp_path, monkeypatch):
+    """Device loaders prefetch in a thread; the stage closes them when it ends (the loaders are kept alive here,
+    so their threads could only end by being closed)."""
+    import threading
+
+    from vistrain import plugins
+    from vistrain.data.device_loader import DeviceAugmentLoader
+    from vistrain.hookspecs import hookimpl
+    from vistrain.runner import execute
+
+    def augment_threads() -> int:
+        return sum(t.name.startswith("vistrain-augment") for t in threading.enumerate())
+
+    made, during = [], []
+    init = DeviceAugmentLoader.__init__
+
+    def keep(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(DeviceAugmentLoader, "__init__", keep)
+    before = augment_threads()
+
+    class Watch:
+        @hookimpl
+        def on_event(self, event):
+            if event.kind == "epoch_end":
+                during.append(augment_threads())
+
+    cfg = resolve_config(None, {"output.dir": str(tmp_path), "output.name": "r"}, [
+        "data.name=digits", "train.epochs=2", "data.batch_size=64", "data.device_augment=true",
+        "augment.spec=affine"])
+    plugins.register_plugin(Watch(), "thread-watch")
+    try:
+        execute(cfg)
+    finally:
+        plugins.unregister_plugin("thread-watch")
+    assert made and during and max(during) > before  # the thread existed while the stage ran
+    assert augment_threads() == before and all(loader._pool is None for loader in made)

@@ -67,6 +67,27 @@ def _loader(prefetch: bool, seed: int = 3):
                                mean=(0.5,), std=(0.25,), batch_size=64, shuffle=True, seed=seed, prefetch=prefetch)
 
 
+def _augment_threads() -> int:
+    import threading
+
+    return sum(t.name.startswith("vistrain-augment") for t in threading.enumerate())
+
+
+def test_close_ends_the_prefetch_thread_and_the_loader_still_gives_the_same_batches():
+    before = _augment_threads()
+    a, b = _loader(True), _loader(False)
+    first = [x for x, _ in a]
+    assert _augment_threads() == before + 1
+    a.close()
+    assert _augment_threads() == before
+    a.close()  # twice is harmless
+    again = [x for x, _ in a]  # a new thread, the same stream
+    b_batches = [x for x, _ in b]
+    assert all(torch.equal(x, y) for x, y in zip(first, b_batches)) and all(torch.equal(x, y) for x, y in zip(again, b_batches))
+    a.close()
+    assert _augment_threads() == before
+
+
 def test_device_loader_is_seeded_per_epoch_and_prefetch_changes_nothing():
     a, b, c = _loader(True), _loader(False), _loader(True, seed=4)
     for epoch in (1, 2):

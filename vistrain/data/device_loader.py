@@ -37,6 +37,14 @@ def epoch_seed(seed: int, epoch: int, stream: int) -> int:
     return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch), stream]).generate_state(1, np.uint64)[0] >> 1)
 
 
+def pixel_scale(mean, std, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel *mean* and *std* (of 0..1 pixels) on the 0..255 scale, as (1, C, 1, 1) float32 tensors:
+    a batch of 0..255 pixels is normalised as ``(x - mean) / std`` and brought back as ``x * std + mean``."""
+    def column(values) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float32, device=device).view(1, len(values), 1, 1) * 255.0
+
+    return column(mean), column(std)
+
 class DeviceAugmentLoader:
     """Batches of in-memory uint8 NHWC images, augmented by a tensor pipeline and normalised on *device*."""
 
@@ -49,9 +57,8 @@ class DeviceAugmentLoader:
         # int64 labels, or float32 probability rows (soft targets) as ``target_tensor`` gives them
         self.labels = (labels if torch.is_tensor(labels) else torch.from_numpy(np.asarray(labels, dtype=np.int64))).to(self.device)
         self.augment = augment
-        channels = self.images.shape[1]
-        self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, channels, 1, 1) * 255.0
-        self._inv_std = 1.0 / (torch.tensor(std, dtype=torch.float32, device=self.device).view(1, channels, 1, 1) * 255.0)
+        self._mean, scale = pixel_scale(mean, std, self.device)
+        self._inv_std = 1.0 / scale
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.prefetch = prefetch
         self.seed, self.epoch = seed, 0
@@ -107,6 +114,14 @@ class DeviceAugmentLoader:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="vistrain-augment")
         return self._pool
+
+    def close(self) -> None:
+        """End the prefetch thread (a prepared batch is dropped). The loader still works: a later prefetch starts
+        a new thread."""
+        self._drop_ahead()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _drop_ahead(self) -> None:
         if self._ahead is not None:

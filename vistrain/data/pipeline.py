@@ -300,6 +300,14 @@ def _build_loader(images: ImageSet, transform: ImageTransform, batch_size: int, 
                       pin_memory=pin_memory, rank=rank, world_size=world_size, pad=pad)
 
 
+def close_loaders(*loaders) -> None:
+    """Call ``close()`` on each loader that has one: device loaders end their prefetch threads."""
+    for loader in loaders:
+        close = getattr(loader, "close", None)
+        if callable(close):
+            close()
+
+
 class MixedBatchLoader:
     """Each step concatenates a batch of *main* with the next batch of *extra* (cycled).
 
@@ -325,6 +333,10 @@ class MixedBatchLoader:
     def take_skipped(self) -> list[str]:
         """The images either loader could not read since the last call."""
         return [name for part in (self.main, self.extra) for name in getattr(part, "take_skipped", list)()]
+
+    def close(self) -> None:
+        """Close both loaders (their prefetch threads), where they can be."""
+        close_loaders(self.main, self.extra)
 
     def _extra_batches(self):
         # the shorter labelled set is cycled; each pass gets its own augmentation seed

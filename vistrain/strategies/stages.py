@@ -37,7 +37,7 @@ from torch import nn
 from vistrain.augment import build_augmentation
 from vistrain.config import AugmentConfig, OptimConfig
 from vistrain.data.balance import balanced_sample_weights, class_counts, class_weights
-from vistrain.data.pipeline import ImageTransform, InputSpec, MixedBatchLoader, build_loader
+from vistrain.data.pipeline import ImageTransform, InputSpec, MixedBatchLoader, build_loader, close_loaders
 from vistrain.data.source import ConcatImageSet, ImageSet
 from vistrain import checkpoint
 from vistrain.checkpoint import load_checkpoint
@@ -443,6 +443,8 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
     except BaseException:
         writer.finish(quiet=True)  # the files on disk are whole either way; the first error is the one to show
         raise
+    finally:
+        close_loaders(loader, val_loader)  # their prefetch threads end with the stage
     writer.finish()
     averaged = average_last_epochs(ctx, stage, state, input_spec)
     metrics = dict(state.history[-1]) if state.history else {}
