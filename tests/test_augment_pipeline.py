@@ -103,3 +103,16 @@ def test_worker_path_augments_in_workers():
     assert isinstance(loader, EpochDataLoader)
     batches = [x for x, _ in loader]
     assert len(batches) == 2 and batches[0].shape == (8, 1, 28, 28)
+
+
+def test_extend_spec_appends_ops_and_refuses_a_policy_file():
+    from vistrain.augment.pipeline import extend_spec
+
+    assert extend_spec("affine", ["rand-n2-m10", "", "cutout-frac0.5"], owner="o", adds="a", key="k") \
+        == "affine,rand-n2-m10,cutout-frac0.5"
+    assert extend_spec(" none ", ["rand-n2-m9"], owner="o", adds="a", key="k") == "rand-n2-m9"
+    assert extend_spec("none", [""], owner="o", adds="a", key="k") == "none"
+    with pytest.raises(ConfigError, match="fixmatch cannot add RandAugment and Cutout to the policy file") as err:
+        extend_spec("best.yaml", ["rand-n2-m10"], owner="fixmatch", adds="RandAugment and Cutout",
+                    key="strategy.params.strong_augment")
+    assert "strategy.params.strong_augment" in err.value.hint

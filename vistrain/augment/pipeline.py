@@ -222,6 +222,17 @@ def write_policy(path: Path, policy: dict[str, Any], base: list[Any], **info: An
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}", hint="choose a writable --out folder") from None
 
 
+def extend_spec(spec: str, extra: list[str], *, owner: str, adds: str, key: str) -> str:
+    """*spec* followed by the ops *extra* (empty tokens skipped); "none" when nothing is left. A policy file cannot
+    be extended: the ConfigError says who (*owner*) cannot add what (*adds*), and *key*, the setting for a full spec."""
+    base = spec.strip()
+    tokens = [t for t in extra if t]
+    if base.endswith((".yaml", ".yml")):
+        raise ConfigError(f"{owner} cannot add {adds} to the policy file {base!r}",
+                          hint=f"set {key} to the full augmentation spec")
+    return ",".join(t for t in (base if base.lower() not in ("", "none") else "", *tokens) if t) or "none"
+
+
 def build_pipeline(spec: str | list[Any] | None) -> Pipeline | None:
     """A :class:`Pipeline` from a spec string, a YAML list or a YAML file path; None for 'none'."""
     if spec is None:

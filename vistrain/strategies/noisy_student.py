@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
+from vistrain.augment.pipeline import extend_spec
 from vistrain.config import AugmentConfig
 from vistrain.errors import ConfigError
 from vistrain.strategies.base import RunContext
@@ -58,12 +59,8 @@ def noise_augment(ctx: RunContext, p: NoisyStudentParams) -> AugmentConfig:
     if p.noise_augment is not None:
         aug.spec = p.noise_augment
         return aug
-    base = aug.spec.strip()
-    if base.endswith((".yaml", ".yml")):
-        raise ConfigError(f"noisy-student cannot add RandAugment to the policy file {base!r}",
-                          hint="set strategy.params.noise_augment to the student's full augmentation spec")
     rand = f"rand-n{p.randaugment_n}-m{p.randaugment_m}" if p.randaugment_n > 0 else ""
-    aug.spec = ",".join(s for s in (base if base not in ("", "none") else "", rand) if s) or "none"
+    aug.spec = extend_spec(aug.spec, [rand], owner="noisy-student", adds="RandAugment", key="strategy.params.noise_augment")
     return aug
 
 
