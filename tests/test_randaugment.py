@@ -38,9 +38,21 @@ def test_magnitude_noise_uses_integer_bins():
     assert len(mags) > 1 and all(float(m).is_integer() and 0 <= m <= 30 for m in mags)
 
 
+def test_mstd_above_100_draws_magnitudes_uniformly_up_to_m():
+    ra = RandAugment(n=2, m=20, mstd=101)
+    img = np.random.default_rng(0).integers(0, 256, (16, 16, 1), dtype=np.uint8)
+    for seed in range(200):
+        ra(img, np.random.default_rng(seed))
+    mags = {m for (_, m) in ra._cache}
+    assert all(float(m).is_integer() and 0 <= m <= 20 for m in mags)
+    assert {0.0, 20.0} <= mags and len(mags) >= 18  # the whole range, ends included, not noise around m
+
+
 def test_bad_parameters_are_config_errors():
     with pytest.raises(ConfigError, match="m=40"):
         build_pipeline("rand-n2-m40")
+    with pytest.raises(ConfigError, match="mstd=50"):  # neither Gaussian noise (<= 30) nor uniform (> 100)
+        build_pipeline("rand-n2-m9-mstd50")
     with pytest.raises(UnknownNameError, match="rotate"):
         RandAugment(ops=["rotat"])
 

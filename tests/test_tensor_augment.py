@@ -13,6 +13,7 @@ from vistrain.augment.tensor_ops import TENSOR_OPS
 # one spec per op with a tensor form; m-forms exercise the fixed-magnitude random sign
 SPECS = ["affine-deg10-shift2-scale0.1-shear5", "affine-m12", "rotate-deg20", "rotate-m9", "shear-x", "shear-y-m20",
          "translate-x", "translate-y-m9", "flip-h", "flip-v", "crop-pad4", "crop-m6", "cutout-frac0.3",
+         "cutout-frac0.6-fmin0.1",
          "brightness", "brightness-add-m9", "contrast-factor0.8", "color", "solarize-threshold100", "posterize-bits3",
          "identity", "affine,flip-h,contrast-p0.5", "elastic", "elastic-m25-sigma3", "sharpness-m20", "autocontrast",
          "equalize",
@@ -52,6 +53,28 @@ def test_each_image_of_a_batch_gets_its_own_parameters():
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float()
     out = build_pipeline("affine").on_tensors()(x, np.random.default_rng(0))
     assert len({o.numpy().tobytes() for o in out}) == 16
+
+
+@pytest.mark.parametrize("spec", ["cutout-frac0.25-fmin0.05", "cutout-frac0.25"])
+@pytest.mark.parametrize("tensor", [False, True])
+def test_cutout_with_fmin_draws_each_images_side_between_fmin_and_frac(spec, tensor):
+    pipeline = build_pipeline(spec)
+    white = np.full((300, 40, 40, 1), 255, np.uint8)
+    rng = np.random.default_rng(0)
+    if tensor:
+        out = pipeline.on_tensors()(torch.from_numpy(white).permute(0, 3, 1, 2).float(), rng)
+        out = out.permute(0, 2, 3, 1).numpy()
+    else:
+        out = np.stack([pipeline(img.copy(), rng) for img in white])
+    hole = out[..., 0] == 0
+    # each hole's longer extent: its side, unless the border clipped it on both axes (rare at 10 of 40 pixels)
+    extent = np.maximum(hole.any(axis=2).sum(axis=1), hole.any(axis=1).sum(axis=1))
+    assert extent.max() == 10 and extent.min() >= (1 if "fmin" in spec else 5)
+    share_full = float(np.mean(extent == 10))
+    if "fmin" in spec:  # sides of 2..10 pixels drawn per image
+        assert len(np.unique(extent)) >= 8 and share_full < 0.2
+    else:  # one side for all
+        assert share_full > 0.9
 
 
 def test_ops_without_a_tensor_form_stay_per_image():

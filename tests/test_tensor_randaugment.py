@@ -128,6 +128,14 @@ def test_ops_are_drawn_uniformly_and_magnitude_noise_stays_in_the_bins():
     assert np.all(mags == np.round(mags)) and mags.min() >= 0 and mags.max() <= 30 and len(np.unique(mags)) > 8
 
 
+def test_uniform_magnitudes_cover_zero_to_m_evenly():
+    _, mags = batch_fn(RandAugment(n=2, m=30, mstd=101)).draw(6200, np.random.default_rng(0))
+    assert np.all(mags == np.round(mags)) and mags.min() == 0 and mags.max() == 30
+    counts = np.bincount(mags.astype(np.int64).ravel(), minlength=31)[1:30]  # the inner bins: 1/30 each
+    expected = mags.size / 30
+    assert ((counts - expected) ** 2 / expected).sum() < 60.0  # chi-square, 28 dof: p ≈ 0.0005
+
+
 def test_each_image_gets_the_ops_it_drew_in_order():
     # ops that draw nothing, so the per-image OpenCV ops given the same picks must give the same images
     ra = RandAugment(n=3, m=12, ops=["identity", "autocontrast", "equalize", "solarize", "posterize"])

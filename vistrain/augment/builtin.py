@@ -36,7 +36,7 @@ BUILTIN_OPS = {
     "crop": ("crop:Crop", "random crop of the same size after zero padding", "pad (px, default 4)", False, 1.0),
     "center-crop": ("crop:CenterCrop", "central crop resized back (zoom in)", "scale (side kept, 0.875)", False, 1.0),
     "resized-crop": ("crop:ResizedCrop", "random resized crop (Inception), resized back", "smin (area, 0.08)", False, 1.0),
-    "cutout": ("crop:Cutout", "black out a random square", "frac (side, default 0.5)", False, 1.0),
+    "cutout": ("crop:Cutout", "black out a random square", "frac (side, default 0.5), fmin (draw the side in [fmin, frac])", False, 1.0),
     "erase": ("crop:Erase", "random erasing of a rectangle", "smax (area, default 0.33)", False, 1.0),
 }
 
@@ -51,4 +51,4 @@ def register_augmentations(register):
                  randaugment=pool, p=p)
     register("rand", "vistrain.augment.randaugment:RandAugment",
              description="RandAugment: n ops per image from the pool at magnitude m",
-             params="n (2), m (9), mstd (magnitude noise, 0), ops (a+b+c)", randaugment=False, p=1.0)
+             params="n (2), m (9), mstd (magnitude noise, 0; above 100: uniform in [0, m]), ops (a+b+c)", randaugment=False, p=1.0)

@@ -79,18 +79,29 @@ class ResizedCrop(Op):
 
 
 class Cutout(Op):
-    """Black out a square of side ``frac``·min(h, w) centred anywhere (it may be clipped at the border)."""
+    """Black out a square of side ``frac``·min(h, w) centred anywhere (it may be clipped at the border).
+
+    With ``fmin`` each image draws its side's fraction uniformly from [fmin, frac] (FixMatch's Cutout:
+    ``cutout-frac0.5-fmin0``)."""
 
     name = "cutout"
 
-    def __init__(self, m: float | None = None, frac: float | None = None):
+    def __init__(self, m: float | None = None, frac: float | None = None, fmin: float | None = None):
         super().__init__(m)
         check_range(self.name, "frac", frac, 0.0, 1.0)
         self.frac = float(frac) if frac is not None else (level(self.m, 0.6) if self.m is not None else 0.5)
+        check_range(self.name, "fmin", fmin, 0.0, self.frac)
+        self.fmin = float(fmin) if fmin is not None else None
+
+    def fraction(self, rng, n: int | None = None):
+        """The side's fraction: ``frac``, or (with ``fmin``) one uniform draw per image."""
+        if self.fmin is None:
+            return self.frac if n is None else np.full(n, self.frac)
+        return rng.uniform(self.fmin, self.frac) if n is None else rng.uniform(self.fmin, self.frac, n)
 
     def __call__(self, img, rng):
         h, w = img.shape[:2]
-        side = int(round(self.frac * min(h, w)))
+        side = int(round(self.fraction(rng) * min(h, w)))
         if side == 0:
             return img
         cy, cx = rng.integers(0, h), rng.integers(0, w)

@@ -3,7 +3,8 @@
 The default pool is every registered op with ``randaugment=True`` meta: the paper's 14
 built-ins plus any plugin op that opts in. Pool ops are built as ``factory(m=M)``; with
 magnitude noise (``mstd``) M is redrawn per op and rounded to one of the 31 integer bins, so
-each op is built at most 31 times and cached. When every op of the pool has a tensor form, its batch
+each op is built at most 31 times and cached; ``mstd`` above 100 draws it uniformly from [0, M] instead
+(timm's convention; FixMatch's RandAugment is ``m30-mstd101``). When every op of the pool has a tensor form, its batch
 form (:mod:`vistrain.augment.tensor_randaugment`) augments in-memory data on the training device.
 
 Trust: a third-party op of the default pool that cannot be built, or raises on an image, is left
@@ -19,6 +20,8 @@ import numpy as np
 
 from vistrain.augment.ops import MAX_MAGNITUDE, AugmentFn, check_range
 from vistrain.errors import ConfigError, VistrainError
+
+UNIFORM_MSTD = 100.0  # mstd above this: magnitudes uniform in [0, m], as timm reads mstd > 100
 
 PAPER_OPS = ("identity", "autocontrast", "equalize", "rotate", "solarize", "color", "posterize", "contrast",
              "brightness", "sharpness", "shear-x", "shear-y", "translate-x", "translate-y")
@@ -39,7 +42,9 @@ class RandAugment:
     def __init__(self, n: int = 2, m: float = 9.0, mstd: float = 0.0, ops: list[str] | str | None = None):
         check_range(self.name, "n", n, 0, 16)
         check_range(self.name, "m", m, 0.0, MAX_MAGNITUDE)
-        check_range(self.name, "mstd", mstd, 0.0, MAX_MAGNITUDE)
+        if not (0.0 <= float(mstd) <= MAX_MAGNITUDE or float(mstd) > UNIFORM_MSTD):
+            raise ConfigError(f"augmentation {self.name!r}: parameter mstd={mstd} is outside [0, {MAX_MAGNITUDE:g}] "
+                              f"(Gaussian noise) and not above {UNIFORM_MSTD:g} (uniform in [0, m])")
         self.n, self.m, self.mstd = int(n), float(m), float(mstd)
         if isinstance(ops, str):
             ops = [o for o in ops.replace("+", ",").split(",") if o]
@@ -89,7 +94,9 @@ class RandAugment:
         for i in rng.integers(0, len(self.ops), self.n):
             i = int(i)
             mag = self.m
-            if self.mstd:
+            if self.mstd > UNIFORM_MSTD:
+                mag = float(round(rng.uniform(0.0, self.m)))
+            elif self.mstd:
                 mag = float(min(MAX_MAGNITUDE, max(0.0, round(self.m + rng.normal(0.0, self.mstd)))))
             if i in self._disabled:
                 continue  # a draw of a disabled op leaves the image as it is, keeping the other draws as they were

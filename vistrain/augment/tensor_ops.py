@@ -215,14 +215,15 @@ def _flip(dim: int) -> Callable[[ops.Op], BatchFn]:
 def _cutout(op: crop.Cutout) -> BatchFn:
     def run(x, rng):
         n, _, h, w = x.shape
-        side = int(round(op.frac * min(h, w)))
-        if side == 0:
+        sides = np.round(op.fraction(rng, n) * min(h, w)).astype(np.int64)  # per image (fmin), else all alike
+        if not sides.any():
             return x
-        centre = torch.from_numpy(np.stack([rng.integers(0, h, n), rng.integers(0, w, n)])).to(x.device)
-        cy, cx = centre[0].view(n, 1, 1), centre[1].view(n, 1, 1)
+        centre = torch.from_numpy(np.stack([rng.integers(0, h, n), rng.integers(0, w, n), sides // 2,
+                                            (sides + 1) // 2])).to(x.device)
+        cy, cx, before, after = (row.view(n, 1, 1) for row in centre)
         ys = torch.arange(h, device=x.device).view(1, h, 1)
         xs = torch.arange(w, device=x.device).view(1, 1, w)
-        hole = (ys >= cy - side // 2) & (ys < cy + (side + 1) // 2) & (xs >= cx - side // 2) & (xs < cx + (side + 1) // 2)
+        hole = (ys >= cy - before) & (ys < cy + after) & (xs >= cx - before) & (xs < cx + after)
         return x.masked_fill(hole.unsqueeze(1), 0.0)
     return run
 
