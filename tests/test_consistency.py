@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from test_resume import _metric_rows, assert_bitwise_equal, kill_job, run_until, start
 from vistrain.data.pipeline import InputSpec
 from vistrain.strategies.consistency import (ConsistencyLoss, FlexMatchState, TwoViews, learning_status, mapped,
-                                             pool_index)
+                                             FixMatchParams, pool_index, smoothing_cap, strong_spec)
 
 
 def _codes(index: list[int]) -> torch.Tensor:
@@ -83,6 +83,30 @@ def test_the_statistics_count_masked_images_and_their_accuracy_against_the_true_
     loss.observe(BatchEnd(stage="fixmatch", epoch=1, epochs=1, step=2, steps_per_epoch=2, global_step=8, loss=0.0,
                           lr=0.1, samples_per_s=0.0, data_wait_s=0.0, step_time_s=1.0))
     assert events[-1].images == 0  # the interval's sums were reset
+
+
+def test_the_smoothing_cap_is_the_largest_target_probability_of_a_smoothed_label():
+    target = torch.full((10,), 0.1 / 10)
+    target[3] += 0.9  # what cross_entropy(label_smoothing=0.1) aims at for class 3 of 10
+    assert smoothing_cap(0.1, 10) == pytest.approx(float(target.max())) == pytest.approx(0.91)
+    assert smoothing_cap(0.0, 10) == 1.0
+
+
+def test_the_strong_view_is_the_papers_randaugment_and_cutout_after_the_weak_ops():
+    from types import SimpleNamespace
+
+    from vistrain.augment.pipeline import build_pipeline
+
+    ctx = SimpleNamespace(config=SimpleNamespace(augment=SimpleNamespace(spec="affine"),
+                                                 strategy=SimpleNamespace(name="fixmatch")))
+    spec = strong_spec(ctx, FixMatchParams())
+    assert spec == "affine,rand-n2-m30-mstd101,cutout-frac0.5-fmin0"  # magnitudes from [0, 30], side from [0, 0.5]
+    steps = build_pipeline(spec).steps
+    assert steps[1].op.mstd > 100 and (steps[2].op.fmin, steps[2].op.frac) == (0.0, 0.5)
+    fixed = FixMatchParams(randaugment_m=10, randaugment_sample=False, cutout=0.25, cutout_min=0.25)
+    assert strong_spec(ctx, fixed) == "affine,rand-n2-m10,cutout-frac0.25"
+    assert strong_spec(ctx, FixMatchParams(randaugment_n=0, cutout=0)) == "affine"
+    assert strong_spec(ctx, FixMatchParams(strong_augment="rand-n1-m5")) == "rand-n1-m5"
 
 
 def test_pool_indices_round_trip_through_negative_targets():
@@ -180,6 +204,8 @@ def test_a_run_emits_statistics_every_logging_interval(strategy, tmp_path, cli):
         assert all(max(t) <= 0.2 for t in thresholds) and any(min(t) < 0.2 for t in thresholds)
     epoch = [e for e in _events(tmp_path / "r", "epoch_end")]
     assert all(0 <= e["train_top1"] <= 1 for e in epoch)
+    # the run's label smoothing (0.1 by default) would cap the labelled target at 0.91: not applied, and said
+    assert any("train.label_smoothing 0.1 is not applied" in e["message"] for e in _events(tmp_path / "r", "log"))
     ck = torch.load(tmp_path / "r" / "checkpoints" / "best.pt", weights_only=True)
     assert ck["stage"] == strategy
     assert ("flexmatch" in (ck.get("extra_modules") or {})) == (strategy == "flexmatch")

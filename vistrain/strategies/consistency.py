@@ -22,10 +22,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
-from vistrain.augment.pipeline import build_pipeline
+from vistrain.augment.pipeline import build_pipeline, extend_spec
+from vistrain.augment.randaugment import UNIFORM_MSTD
+from vistrain.data.balance import class_counts
+from vistrain.data.device_loader import pixel_scale
 from vistrain.data.pipeline import ImageTransform, InputSpec, MixedBatchLoader
 from vistrain.data.source import TargetImageSet
 from vistrain.engine import distributed as dist
@@ -47,10 +50,26 @@ class FixMatchParams(StrategyParams):
     ema_decay: float | None = Field(None, ge=0.0, lt=1.0, description="EMA of the weights, validated and kept "
                                                                       "(default train.ema_decay, else 0.999; 0: off)")
     randaugment_n: int = Field(2, ge=0, description="RandAugment ops per image in the strong view")
-    randaugment_m: int = Field(10, ge=0, le=30, description="their magnitude (the paper samples it; 10 of 30 here)")
-    cutout: float = Field(0.5, ge=0.0, le=1.0, description="Cutout square's side as a fraction of the image (0: none)")
+    randaugment_m: int = Field(30, ge=0, le=30, description="their largest magnitude (of 30)")
+    randaugment_sample: bool = Field(True, description="each op draws its magnitude uniformly from [0, m], as the "
+                                                       "paper (false: always m)")
+    cutout: float = Field(0.5, ge=0.0, le=1.0, description="Cutout square's largest side, a fraction of the image's "
+                                                           "(0: no Cutout)")
+    cutout_min: float = Field(0.0, ge=0.0, le=1.0, description="its smallest: each image draws the side from "
+                                                               "[cutout_min, cutout], as the paper (= cutout: fixed)")
     strong_augment: str | None = Field(None, description="the strong view's full augmentation spec (default: the "
                                                          "weak view's, then rand-nN-mM and cutout)")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="label smoothing of the labelled term (not "
+                                                                    "train.label_smoothing: a smoothed target caps "
+                                                                    "confidence below tau)")
+
+
+    @model_validator(mode="after")
+    def _cutout_range(self) -> FixMatchParams:
+        if self.cutout_min > self.cutout:
+            raise ValueError(f"cutout_min {self.cutout_min:g} is above cutout {self.cutout:g}: Cutout's side is drawn "
+                             f"from [cutout_min, cutout]")
+        return self
 
 
 class FlexMatchParams(FixMatchParams):
@@ -117,9 +136,7 @@ class TwoViews:
         self.weak, self.strong = weak, strong
         self.weak_t = weak.on_tensors() if weak is not None else None
         self.strong_t = strong.on_tensors() if strong is not None else None
-        channels = spec.channels
-        self.mean = torch.tensor(spec.mean, dtype=torch.float32, device=device).view(1, channels, 1, 1) * 255.0
-        self.std = torch.tensor(spec.std, dtype=torch.float32, device=device).view(1, channels, 1, 1) * 255.0
+        self.mean, self.std = pixel_scale(spec.mean, spec.std, device)
 
     @staticmethod
     def _per_image(pipeline, raw: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -241,23 +258,41 @@ class ConsistencyLoss:
 
 
 def strong_spec(ctx: RunContext, p: FixMatchParams) -> str:
-    """The strong view's augmentation: ``strong_augment``, or the weak view's spec, RandAugment (N, M), Cutout."""
+    """The strong view's augmentation: ``strong_augment``, or the weak view's spec, RandAugment (N ops, magnitudes
+    drawn from [0, M] or M), Cutout (side drawn from [cutout_min, cutout] or fixed)."""
     if p.strong_augment is not None:
         return p.strong_augment
-    base = ctx.config.augment.spec.strip()
-    if base.endswith((".yaml", ".yml")):
-        raise ConfigError(f"{ctx.config.strategy.name} cannot add RandAugment and Cutout to the policy file {base!r}",
-                          hint="set strategy.params.strong_augment to the strong view's full augmentation spec")
-    parts = [base if base not in ("", "none") else "",
-             f"rand-n{p.randaugment_n}-m{p.randaugment_m}" if p.randaugment_n > 0 else "",
-             f"cutout-frac{p.cutout:g}" if p.cutout > 0 else ""]
-    return ",".join(s for s in parts if s) or "none"
+    rand = f"rand-n{p.randaugment_n}-m{p.randaugment_m}" + (f"-mstd{UNIFORM_MSTD + 1:g}" if p.randaugment_sample else "")
+    cutout = f"cutout-frac{p.cutout:g}" + (f"-fmin{p.cutout_min:g}" if p.cutout_min < p.cutout else "")
+    return extend_spec(ctx.config.augment.spec, [
+        rand if p.randaugment_n > 0 else "", cutout if p.cutout > 0 else ""], owner=ctx.config.strategy.name,
+        adds="RandAugment and Cutout", key="strategy.params.strong_augment")
+
+
+def smoothing_cap(smoothing: float, num_classes: int) -> float:
+    """The largest probability a label-smoothed target asks of a class: 1 − ε + ε/K."""
+    return 1.0 - smoothing + smoothing / num_classes
+
+
+def check_smoothing(ctx: RunContext, p: FixMatchParams, num_classes: int) -> None:
+    """A labelled term smoothed to a cap below τ trains the model never to reach τ: few pseudo-labels pass."""
+    name = ctx.config.strategy.name
+    cap = smoothing_cap(p.label_smoothing, num_classes)
+    if cap < p.threshold:
+        raise ConfigError(f"{name}: label_smoothing {p.label_smoothing:g} caps the labelled target at {cap:.3f} "
+                          f"({num_classes} classes), below the threshold tau {p.threshold:g}",
+                          hint="lower strategy.params.label_smoothing (0 is the paper's) or strategy.params.threshold")
+    if ctx.config.train.label_smoothing > 0:
+        ctx.log(f"{name}: train.label_smoothing {ctx.config.train.label_smoothing:g} is not applied (a smoothed "
+                f"target caps confidence at {smoothing_cap(ctx.config.train.label_smoothing, num_classes):.3f}, "
+                f"against tau {p.threshold:g}); the labelled term uses strategy.params.label_smoothing "
+                f"{p.label_smoothing:g}")
 
 
 def check_labelled(ctx: RunContext) -> None:
     """Every class needs a labelled image: a class without one could only ever be pseudo-labelled by chance."""
     classes = ctx.data.classes
-    counts = np.bincount(np.asarray(ctx.data.train.labels, dtype=np.int64), minlength=len(classes))
+    counts = class_counts(ctx.data.train.labels, len(classes))
     empty = [classes[c] for c in np.flatnonzero(counts == 0)]
     if empty:
         names = ", ".join(map(repr, empty[:5])) + (f" (+{len(empty) - 5} more)" if len(empty) > 5 else "")
@@ -274,6 +309,7 @@ def run_consistency(ctx: RunContext, *, flex: bool) -> dict[str, Any]:
     pool = unlabelled_pool(ctx)
     check_labelled(ctx)
     num_classes = len(ctx.data.classes)
+    check_smoothing(ctx, p, num_classes)
     plan_resume(ctx, [name])
     model, spec, input_spec = build_stage_model(ctx, cfg.model)
 
@@ -298,7 +334,7 @@ def run_consistency(ctx: RunContext, *, flex: bool) -> dict[str, Any]:
     state = (FlexMatchState(len(pool), num_classes, threshold=p.threshold, warmup=p.warmup, mapping=p.mapping)
              .to(ctx.device) if flex else None)
     loss = ConsistencyLoss(unlabelled, num_classes, threshold=p.threshold, lambda_u=p.lambda_u,
-                           label_smoothing=cfg.train.label_smoothing,
+                           label_smoothing=p.label_smoothing,
                            truth=torch.from_numpy(truth).to(ctx.device) if (truth >= 0).any() else None,
                            flex=state, emit=ctx.emit, class_names=list(ctx.data.classes))
     ema = p.ema_decay if p.ema_decay is not None else (cfg.train.ema_decay or 0.999)

@@ -59,6 +59,10 @@ def parse_params(strategy: str, raw: dict[str, Any]) -> Any:
                               hint=f"its parameters are: {', '.join(fields)}") from None
         got = err.get("input")
         got_text = f" (got {got!r})" if not isinstance(got, dict) else ""
+        hint = "see 'vistrain strategies list' and docs/strategies.md for its parameters"
+        if not key:  # a rule across parameters (a model validator): its own words say which
+            message = str(err["msg"]).removeprefix("Value error, ")
+            raise ConfigError(f"strategy {strategy!r} parameters: {message}{more}", hint=hint) from None
         raise ConfigError(f"strategy {strategy!r} parameter 'strategy.params.{key}': {err['msg'].lower()}{got_text}{more}",
-                          hint="see 'vistrain strategies list' and docs/strategies.md for its parameters") from None
+                          hint=hint) from None
 
