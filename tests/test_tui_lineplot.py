@@ -88,3 +88,20 @@ async def test_curves_panel_draws_the_later_epochs_over_the_whole_height():
         lines = plot.render().plain.splitlines()
         top, bottom = float(lines[1].split()[0]), float(lines[-2].split()[0])  # the y labels as drawn
         assert 90.0 < bottom < top <= 100.0  # the fitted floor, not the first epoch's 18 %
+
+
+def test_the_legend_shows_each_value_whole_or_not_at_all():
+    from vistrain.tui.widgets.lineplot import LinePlot
+
+    plot = LinePlot(title="pseudo labels")
+    plot.series = [("mask", [1, 2], [0.5, 93.4], "magenta"), ("acc", [1, 2], [0.5, 99.1], "green"),
+                   ("all", [1, 2], [0.5, 89.6], "yellow")]
+    full = plot.head(200).plain
+    assert full == "pseudo labels ━mask 93.4 ━acc 99.1 ━all 89.6"
+    for width in range(4, len(full) + 1):
+        text = plot.head(width).plain
+        assert len(text) <= width
+        values = [part.split()[-1] for part in text.split("━")[1:]]
+        assert all(v in ("93.4", "99.1", "89.6") for v in values), (width, text)  # never a cut "8"
+    assert plot.head(len(full) - 5).plain == "pseudo l ━mask 93.4 ━acc 99.1 ━all 89.6"  # the title gives way first
+    assert plot.head(30).plain == "━mask 93.4 ━acc 99.1 ━all 89.6"

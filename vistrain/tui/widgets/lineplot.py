@@ -89,13 +89,26 @@ class LinePlot(Widget):
         self.series = series
         self.refresh()
 
+    def head(self, width: int) -> Text:
+        """Title and legend (``━label value`` per series) in *width* cells: a legend entry is shown whole or not
+        at all (a cut value would read as another number); the title gives way first, then the last entries."""
+        entries = [(f" ━{label} {_fmt(ys[-1])}", color) for label, xs, ys, color in self.series if len(ys)]
+        legend = sum(len(text) for text, _ in entries)
+        title = self.title if len(self.title) + legend <= width else self.title[:max(0, width - legend)]
+        if len(title) < min(len(self.title), 4):  # a stub of a title says nothing: the legend gets the room
+            title = ""
+        head = Text(title, style="bold")
+        for text, color in entries:
+            text = text if len(head) else text.lstrip()
+            if len(head) + len(text) > width:
+                break
+            head.append(text, style=color)
+        return head
+
     def render(self) -> Text:
         """Title and legend, then the plot with y labels, then the x range."""
         width, height = self.size.width, self.size.height
-        head = Text(self.title, style="bold")
-        for label, xs, ys, color in self.series:
-            if len(ys):
-                head.append(f" ━{label} {_fmt(ys[-1])}", style=color)
+        head = self.head(width)
         cols, rows = width - Y_LABEL_WIDTH, height - 2
         drawn = [(xs, ys) for _, xs, ys, _ in self.series]
         all_x = [v for xs, _ in drawn for v in xs]
