@@ -8,6 +8,7 @@ test split is used only for the figures printed here, never to pick a checkpoint
     python benchmarks/strategies.py                  # all four, the settings in benchmarks/README.md
     python benchmarks/strategies.py --only noisy --quick   # a few epochs, to check it runs
     python benchmarks/strategies.py --only consistency --e labels=10 --e seeds=0/1   # FixMatch, FlexMatch & co.
+    # --e baselines=0: fixmatch and flexmatch only (supervised, pseudo-label, noisy-student left out)
 
 Printed per experiment: held-out error of every model and the ratio the acceptance asks for.
 """
@@ -256,7 +257,7 @@ def consistency(out: Path, e: dict) -> None:
             seen.setdefault(key, []).append(done * images_per_step)
 
         tag = f"{labels}pc-s{seed}" + ("-img" if e["match_images"] else "")
-        if not e["consistency_sets"]:  # a variant of fixmatch/flexmatch runs alone
+        if not e["consistency_sets"] and e["baselines"]:  # a variant of fixmatch/flexmatch runs alone
             sup_epochs = epochs_for(-(-labelled // batch))
             sup = run(out, f"sup-{tag}", [*common, f"train.epochs={sup_epochs}", f"train.eval_every={max(1, sup_epochs // 150)}"])
             record("supervised", sup, batch)
@@ -290,7 +291,7 @@ def consistency(out: Path, e: dict) -> None:
 
 FULL = {"digits": "digits:mnist", "distill": 30, "distill_teacher": 30, "distill_seeds": 3, "distill_long": 90, "distill_hinton": 1, "T": 4, "alpha": 0.9, "student": 40, "teacher": 150, "source": 8, "transfer": 40, "transfer_subsets": 3,
         "noisy_sets": [], "pseudo_sets": [], "consistency_steps": 2250, "labels": 10, "seeds": "0/1",
-        "match_images": 0}
+        "match_images": 0, "baselines": 1}
 QUICK = {**FULL, "distill": 2, "distill_teacher": 2, "distill_seeds": 2, "distill_long": 0, "distill_hinton": 0, "student": 2, "teacher": 20, "source": 2, "transfer": 3, "transfer_subsets": 1,
          "consistency_steps": 30}
 
