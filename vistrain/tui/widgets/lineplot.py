@@ -90,14 +90,11 @@ class LinePlot(Widget):
         self.refresh()
 
     def head(self, width: int) -> Text:
-        """Title and legend (``━label value`` per series) in *width* cells: a legend entry is shown whole or not
-        at all (a cut value would read as another number); the title gives way first, then the last entries."""
+        """Title and legend (``━label value`` per series) in *width* cells, each shown whole or not at all (a cut
+        value would read as another number): the title gives way first, then the last entries."""
         entries = [(f" ━{label} {_fmt(ys[-1])}", color) for label, xs, ys, color in self.series if len(ys)]
-        legend = sum(len(text) for text, _ in entries)
-        title = self.title if len(self.title) + legend <= width else self.title[:max(0, width - legend)]
-        if len(title) < min(len(self.title), 4):  # a stub of a title says nothing: the legend gets the room
-            title = ""
-        head = Text(title, style="bold")
+        fits = len(self.title) + sum(len(text) for text, _ in entries) <= width
+        head = Text(self.title if fits else "", style="bold")
         for text, color in entries:
             text = text if len(head) else text.lstrip()
             if len(head) + len(text) > width:
