@@ -63,7 +63,6 @@ class FixMatchParams(StrategyParams):
                                                                     "train.label_smoothing: a smoothed target caps "
                                                                     "confidence below tau)")
 
-
     @model_validator(mode="after")
     def _cutout_range(self) -> FixMatchParams:
         if self.cutout_min > self.cutout:
