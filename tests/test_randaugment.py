@@ -29,21 +29,21 @@ def test_n_ops_are_applied_and_named():
     assert len(seen) >= 10  # uniform choice reaches most of the pool
 
 
-def test_magnitude_noise_uses_integer_bins():
-    ra = RandAugment(n=2, m=9, mstd=3)
+def _magnitudes_built(ra: RandAugment, images: int) -> set[float]:
+    """The magnitudes *ra* built its ops at while augmenting *images* images (one seed each)."""
     img = np.random.default_rng(0).integers(0, 256, (16, 16, 1), dtype=np.uint8)
-    for seed in range(40):
+    for seed in range(images):
         ra(img, np.random.default_rng(seed))
-    mags = {m for (_, m) in ra._cache}
+    return {m for (_, m) in ra._cache}
+
+
+def test_magnitude_noise_uses_integer_bins():
+    mags = _magnitudes_built(RandAugment(n=2, m=9, mstd=3), 40)
     assert len(mags) > 1 and all(float(m).is_integer() and 0 <= m <= 30 for m in mags)
 
 
 def test_mstd_above_100_draws_magnitudes_uniformly_up_to_m():
-    ra = RandAugment(n=2, m=20, mstd=101)
-    img = np.random.default_rng(0).integers(0, 256, (16, 16, 1), dtype=np.uint8)
-    for seed in range(200):
-        ra(img, np.random.default_rng(seed))
-    mags = {m for (_, m) in ra._cache}
+    mags = _magnitudes_built(RandAugment(n=2, m=20, mstd=101), 200)
     assert all(float(m).is_integer() and 0 <= m <= 20 for m in mags)
     assert {0.0, 20.0} <= mags and len(mags) >= 18  # the whole range, ends included, not noise around m
 

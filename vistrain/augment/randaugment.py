@@ -84,6 +84,17 @@ class RandAugment:
             self._cache[key] = op
         return op
 
+    def magnitudes(self, rng: np.random.Generator, shape: tuple[int, ...] = ()) -> np.ndarray:
+        """Magnitudes for *shape* op applications: M; or, with ``mstd``, M plus Gaussian noise (up to 30) or uniform
+        in [0, M] (above 100), rounded to one of the 31 bins. The per-image and the batch form both draw here."""
+        if not self.mstd:
+            return np.full(shape, self.m)
+        if self.mstd > UNIFORM_MSTD:
+            drawn = rng.uniform(0.0, self.m, shape)
+        else:
+            drawn = self.m + rng.normal(0.0, self.mstd, shape)
+        return np.clip(np.round(drawn), 0.0, MAX_MAGNITUDE)
+
     def active(self) -> list[int]:
         """Indices of the pool's ops that have not been left out."""
         return [i for i in range(len(self.ops)) if i not in self._disabled]
@@ -93,11 +104,7 @@ class RandAugment:
         names = []
         for i in rng.integers(0, len(self.ops), self.n):
             i = int(i)
-            mag = self.m
-            if self.mstd > UNIFORM_MSTD:
-                mag = float(round(rng.uniform(0.0, self.m)))
-            elif self.mstd:
-                mag = float(min(MAX_MAGNITUDE, max(0.0, round(self.m + rng.normal(0.0, self.mstd)))))
+            mag = float(self.magnitudes(rng))
             if i in self._disabled:
                 continue  # a draw of a disabled op leaves the image as it is, keeping the other draws as they were
             try:

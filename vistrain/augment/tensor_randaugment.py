@@ -13,8 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from vistrain.augment.ops import MAX_MAGNITUDE
-from vistrain.augment.randaugment import UNIFORM_MSTD, RandAugment
+from vistrain.augment.randaugment import RandAugment
 
 BatchFn = Callable[[torch.Tensor, np.random.Generator], torch.Tensor]
 OpToBatch = Callable[[object], BatchFn | None]  # :func:`vistrain.augment.tensor_ops.batch_fn`, passed in
@@ -39,13 +38,8 @@ class BatchRandAugment:
         """(n, N) pool indices drawn uniformly with replacement, and their magnitudes (M, or M plus
         Gaussian noise of ``mstd``, or uniform in [0, M] for ``mstd`` above 100, rounded to one of the 31 bins,
         as the per-image version draws)."""
-        ra = self.ra
-        picks = rng.integers(0, len(ra.ops), (n, ra.n))
-        if not ra.mstd:
-            return picks, np.full(picks.shape, ra.m)
-        if ra.mstd > UNIFORM_MSTD:
-            return picks, np.round(rng.uniform(0.0, ra.m, picks.shape))
-        return picks, np.clip(np.round(ra.m + rng.normal(0.0, ra.mstd, picks.shape)), 0.0, MAX_MAGNITUDE)
+        picks = rng.integers(0, len(self.ra.ops), (n, self.ra.n))
+        return picks, self.ra.magnitudes(rng, picks.shape)
 
     def apply(self, x: torch.Tensor, picks: np.ndarray, magnitudes: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         """Apply the drawn ops position by position; an image that drew a left-out op keeps that position's input."""
