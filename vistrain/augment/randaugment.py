@@ -61,13 +61,18 @@ class RandAugment:
         self._disabled: set[int] = set()
         for i in range(len(self.ops)):  # build now so a bad pool op fails at config time, not mid-epoch
             try:
-                self.pool_op(i, self.m if not self.mstd else float(round(self.m)))
+                self.pool_op(i, self.probe_magnitude)
             except ConfigError as exc:
                 if chosen or is_builtin(self._plugins[i]):
                     raise
                 self._disable(i, str(exc))  # a third-party op the user did not pick must not stop the run
         if len(self._disabled) == len(self.ops):
             raise ConfigError("augmentation 'rand': the op pool is empty", hint="register ops with randaugment=True or pass ops")
+
+    @property
+    def probe_magnitude(self) -> float:
+        """The magnitude each pool op is first built at, to check it (and its tensor form): M, or M's bin with noise."""
+        return self.m if not self.mstd else float(round(self.m))
 
     def pool_op(self, i: int, magnitude: float) -> AugmentFn:
         """The pool's op *i* built at *magnitude* (built once per magnitude bin, then cached)."""

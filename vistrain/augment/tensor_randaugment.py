@@ -68,7 +68,6 @@ class BatchRandAugment:
 
 def tensor_randaugment(ra: RandAugment, batch_fn: OpToBatch) -> BatchRandAugment | None:
     """The batch form of *ra*, or None when *batch_fn* finds no tensor form for an op of its pool (a plugin op, say)."""
-    magnitude = ra.m if not ra.mstd else float(round(ra.m))
-    if any(batch_fn(ra.pool_op(i, magnitude)) is None for i in ra.active()):
+    if any(batch_fn(ra.pool_op(i, ra.probe_magnitude)) is None for i in ra.active()):
         return None
     return BatchRandAugment(ra, batch_fn)
