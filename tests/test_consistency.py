@@ -228,6 +228,9 @@ def test_killed_at_random_steps_then_resume_auto_is_bitwise_exact(strategy, tmp_
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=120)
             assert proc.returncode == 75, f"SIGTERM exit {proc.returncode}"
+            last = torch.load(tmp_path / "job" / "checkpoints" / "last.pt", weights_only=True)
+            if last["epoch_step"]:  # inside an epoch: both sides' positions are saved, so nothing is replayed
+                assert {"main", "extra"} <= set(last["loader_state"]), last["loader_state"]
     code, out, err = cli(*args, "job", "--resume", "auto")
     assert code == 0, err
     assert f"of stage {strategy}" in out

@@ -112,6 +112,47 @@ def test_mixed_batches_keep_the_ratio_and_cycle_the_small_set():
     assert x.shape == (8, 1) and y.shape == (8, 3) and float(x[6:].sum()) == 2 and y[6].tolist() == [1, 0, 0]
 
 
+def test_mixed_batches_resume_mid_epoch_from_both_sides_positions():
+    """In-memory loaders on both sides: the state holds each side's position, and a resumed epoch continues with
+    the batches an unbroken one yields (the small side cycled, in its second pass here); a side that cannot say
+    where it is leaves the state empty, so the training loop replays the epoch instead."""
+    def mixed():
+        main = TensorBatchLoader(torch.arange(40.0).view(40, 1), torch.arange(40) % 3, 4, shuffle=True, seed=1)
+        extra = TensorBatchLoader(100 + torch.arange(7.0).view(7, 1), torch.arange(7) % 3, 2, shuffle=True, seed=2)
+        return MixedBatchLoader(main, extra, 3)
+
+    whole = mixed()
+    whole.set_epoch(3)
+    want = [x for x, _ in whole]
+    assert len(want) == 10 and len(whole.extra) == 4
+    first = mixed()
+    first.set_epoch(3)
+    batches = iter(first)
+    for _ in range(6):
+        next(batches)
+    state = first.state_dict()
+    assert state["position"] == 6 and state["main"] == {"epoch": 3, "position": 6}
+    assert state["extra"] == {"epoch": 3001, "position": 2}  # its second pass, two batches in
+    resumed = mixed()
+    resumed.set_epoch(3)
+    resumed.load_state_dict(state)
+    assert [x.tolist() for x, _ in resumed] == [x.tolist() for x in want[6:]]
+
+    class NoState:  # a loader without state_dict
+        def __init__(self, inner):
+            self.inner, self.dataset = inner, inner.dataset
+
+        def __iter__(self):
+            return iter(self.inner)
+
+        def __len__(self):
+            return len(self.inner)
+
+    plain = MixedBatchLoader(mixed().main, NoState(mixed().extra), 3)
+    next(iter(plain))
+    assert plain.state_dict() == {}
+
+
 def test_param_groups_get_their_own_learning_rates():
     from vistrain.strategies.base import RunContext
 

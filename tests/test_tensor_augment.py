@@ -194,6 +194,38 @@ def test_mixed_device_loaders_prepare_each_epoch_and_cycle_ahead_and_yield_the_s
     assert len(plain_calls) == 2 * steps * 3  # no prefetch: nothing made ahead
 
 
+@pytest.mark.parametrize("rank, world_size", [(0, 1), (1, 2)])
+@pytest.mark.parametrize("prefetch", [True, False])
+@pytest.mark.parametrize("done", [5, 8, 11])  # within the labelled side's first pass, at its end, in its second
+def test_mixed_device_loaders_resume_mid_epoch_without_making_the_done_batches_again(tmp_path, done, prefetch,
+                                                                                      rank, world_size):
+    """A mixed epoch stopped after *done* steps and resumed from its state_dict (through a weights-only
+    checkpoint) yields bitwise the batches an unbroken epoch yields after those steps, and makes only them."""
+    epoch = 2
+    reference = _reference(_mixed(False, [], rank, world_size), epoch)
+    first = _mixed(prefetch, [], rank, world_size)
+    first.set_epoch(epoch)
+    batches = iter(first)
+    got = [next(batches)[0] for _ in range(done)]
+    assert all(torch.equal(a, b) for a, b in zip(got, reference))
+    torch.save(first.state_dict(), tmp_path / "state.pt")
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert state["position"] == done and state["extra"]["epoch"] == epoch * 1000 + (done - 1) // len(first.extra)
+    calls: list = []
+    resumed = _mixed(prefetch, calls, rank, world_size)
+    resumed.set_epoch(epoch)
+    resumed.load_state_dict(state)
+    rest = [x for x, _ in resumed]
+    assert len(rest) == len(reference) - done and all(torch.equal(a, b) for a, b in zip(rest, reference[done:]))
+    if prefetch:
+        for side in (resumed.main, resumed.extra):
+            side._executor().submit(int).result()
+    # the steps left on both sides (and, prefetching, the next epoch's two first batches): nothing replayed
+    assert len(calls) == 2 * len(rest) + (2 if prefetch else 0)
+    resumed.set_epoch(epoch)  # the next iteration starts the epoch from its first batch again
+    assert all(torch.equal(a, b) for (a, _), b in zip(resumed, reference))
+
+
 def test_a_prepared_epoch_is_dropped_for_a_resume_or_another_epoch():
     a = _loader(True)
     a.set_epoch(2)

@@ -16,6 +16,7 @@ so a step does not wait for data at an epoch's start either.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -162,12 +163,19 @@ class DeviceAugmentLoader:
         return self._stream(iter([self.epoch]), start, resume["augment_rng"] if start else None,
                             then=self.epoch + 1)
 
-    def iter_epochs(self, epochs: Iterable[int], count: int, *, then: int | None = None
+    def iter_epochs(self, epochs: Iterable[int], count: int, *, then: int | None = None, resume: dict | None = None
                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """*count* batches of *epochs* in turn, each epoch from its start, with no pause between epochs: an
         epoch's first batch is made while the previous epoch's last is in use; after the last batch, *then*'s
-        first is prepared (:meth:`prepare`). The batches are those of ``set_epoch(e)`` and iterating, e by e."""
-        return self._stream(iter(epochs), 0, None, then=then, count=count)
+        first is prepared (:meth:`prepare`). The batches are those of ``set_epoch(e)`` and iterating, e by e.
+        *resume*, a :meth:`state_dict` of the first epoch, makes it continue after its batches done instead."""
+        epochs = iter(epochs)
+        first = next(epochs, None)
+        if first is None:
+            return iter(())
+        start = int(resume["batch_index"]) if resume is not None and int(resume["epoch"]) == first else 0
+        return self._stream(itertools.chain([first], epochs), start, resume["augment_rng"] if start else None,
+                            then=then, count=count)
 
     def _stream(self, epochs: Iterator[int], start: int, rng_state: dict | None, *, then: int | None,
                 count: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -313,13 +313,19 @@ class MixedBatchLoader:
 
     Used for Noisy Student's unlabelled:labelled ratio: *main* is the pseudo-labelled loader
     (its length sets the epoch), *extra* the labelled one. Hard targets are one-hot encoded
-    when the other side is soft, so the two can share one batch.
+    when the other side is soft, so the two can share one batch. FixMatch and FlexMatch use it
+    the other way round: the unlabelled pool is *main*, the labels are cycled.
+
+    :meth:`state_dict` holds both sides' positions (when both loaders can say theirs): a resumed
+    epoch continues there without making the batches already done again.
     """
 
     def __init__(self, main, extra, num_classes: int):
         self.main, self.extra, self.num_classes = main, extra, num_classes
         self.dataset = main.dataset
         self.epoch = 0
+        self.position = 0  # mixed batches handed out in the current epoch
+        self._resume: dict | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Vary both loaders' augmentation with the epoch."""
@@ -338,26 +344,58 @@ class MixedBatchLoader:
         """Close both loaders (their prefetch threads), where they can be."""
         close_loaders(self.main, self.extra)
 
-    def _extra_batches(self):
-        # the shorter labelled set is cycled; each pass gets its own augmentation seed
-        passes = (self.epoch * 1000 + cycle for cycle in itertools.count())
-        if hasattr(self.extra, "iter_epochs"):  # a device loader: no wait between passes, nor at the next epoch's
-            return self.extra.iter_epochs(passes, len(self.main), then=(self.epoch + 1) * 1000)
-        return self._each_pass(passes)
+    def _resumable(self) -> bool:
+        return all(hasattr(side, "state_dict") and hasattr(side, "load_state_dict") for side in (self.main, self.extra))
 
-    def _each_pass(self, passes):
+    def state_dict(self) -> dict:
+        """The batches handed out this epoch and both sides' own states; empty when a side has none (the
+        training loop then replays the epoch's batches done)."""
+        if not self._resumable():
+            return {}
+        return {"epoch": int(self.epoch), "position": int(self.position),
+                "main": self.main.state_dict(), "extra": self.extra.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from *state* (of this epoch): the main side after its batches done, the cycled side in the
+        pass, and at the batch, where it stood."""
+        if not state or not self._resumable():
+            return
+        self.epoch = int(state["epoch"])
+        self.main.load_state_dict(state["main"])
+        self._resume = {"position": int(state["position"]), "extra": state["extra"]}
+
+    def _extra_batches(self, count: int, resume: dict | None):
+        # the shorter labelled set is cycled; each pass gets its own augmentation seed (epoch * 1000 + cycle).
+        # A resumed epoch starts at the pass it stood in, which continues from its own state.
+        first = self.epoch * 1000
+        if resume is not None and first <= int(resume["epoch"]) < first + 1000:
+            first = int(resume["epoch"])
+        else:
+            resume = None
+        passes = itertools.count(first)
+        if hasattr(self.extra, "iter_epochs"):  # a device loader: no wait between passes, nor at the next epoch's
+            return self.extra.iter_epochs(passes, count, then=(self.epoch + 1) * 1000, resume=resume)
+        return self._each_pass(passes, resume)
+
+    def _each_pass(self, passes, resume: dict | None):
         for epoch in passes:
             if hasattr(self.extra, "set_epoch"):
                 self.extra.set_epoch(epoch)
+            if resume is not None:
+                self.extra.load_state_dict(resume)
+                resume = None
             yield from self.extra
 
     def __iter__(self):
-        extra = self._extra_batches()
+        resume, self._resume = self._resume, None
+        self.position = resume["position"] if resume is not None else 0
+        extra = self._extra_batches(len(self.main) - self.position, resume["extra"] if resume is not None else None)
         for x, y in self.main:
             x2, y2 = next(extra)
             if y.ndim != y2.ndim:
                 y = y if y.ndim == 2 else torch.nn.functional.one_hot(y, self.num_classes).float()
                 y2 = y2 if y2.ndim == 2 else torch.nn.functional.one_hot(y2, self.num_classes).float()
+            self.position += 1
             yield torch.cat([x, x2]), torch.cat([y, y2])
 
 
