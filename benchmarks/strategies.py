@@ -9,6 +9,7 @@ test split is used only for the figures printed here, never to pick a checkpoint
     python benchmarks/strategies.py --only noisy --quick   # a few epochs, to check it runs
     python benchmarks/strategies.py --only consistency --e labels=10 --e seeds=0/1   # FixMatch, FlexMatch & co.
     # --e baselines=0: fixmatch and flexmatch only (supervised, pseudo-label, noisy-student left out)
+    # --e ceiling=0: without "supervised, all labels" (the same recipe on every training label, for reference)
 
 Printed per experiment: held-out error of every model and the ratio the acceptance asks for.
 """
@@ -270,6 +271,13 @@ def consistency(out: Path, e: dict) -> None:
             ns = run(out, f"noisy-{tag}", [*common, "strategy.name=noisy-student", teacher, "strategy.params.students=[lenet5]",
                                            f"train.epochs={epochs_for(-(-pool // (batch - batch // 4)))}"])
             record("noisy-student", ns, batch)
+        if not e["consistency_sets"] and e["baselines"] and e["ceiling"]:  # the same recipe on every training label: what 1,000 test
+            # digits allow this model; the other methods' errors are read against it
+            full_epochs = epochs_for(-(-train // batch))
+            full = run(out, f"sup-all-{tag}", [*[c for c in common if not c.startswith("data.labels_per_class=")],
+                                               f"train.epochs={full_epochs}",
+                                               f"train.eval_every={max(1, full_epochs // 150)}"])
+            record(f"supervised, all {train:,} labels", full, batch)
         per_epoch = pool // (mu * batch)
         for method in ("fixmatch", "flexmatch"):
             variant = e["consistency_sets"]
@@ -291,7 +299,7 @@ def consistency(out: Path, e: dict) -> None:
 
 FULL = {"digits": "digits:mnist", "distill": 30, "distill_teacher": 30, "distill_seeds": 3, "distill_long": 90, "distill_hinton": 1, "T": 4, "alpha": 0.9, "student": 40, "teacher": 150, "source": 8, "transfer": 40, "transfer_subsets": 3,
         "noisy_sets": [], "pseudo_sets": [], "consistency_steps": 2250, "labels": 10, "seeds": "0/1",
-        "match_images": 0, "baselines": 1}
+        "match_images": 0, "baselines": 1, "ceiling": 1}
 QUICK = {**FULL, "distill": 2, "distill_teacher": 2, "distill_seeds": 2, "distill_long": 0, "distill_hinton": 0, "student": 2, "teacher": 20, "source": 2, "transfer": 3, "transfer_subsets": 1,
          "consistency_steps": 30}
 
