@@ -389,7 +389,7 @@ class MixedBatchLoader:
     def __iter__(self):
         resume, self._resume = self._resume, None
         self.position = resume["position"] if resume is not None else 0
-        extra = self._extra_batches(len(self.main) - self.position, resume["extra"] if resume is not None else None)
+        extra = self._extra_batches(max(0, len(self.main) - self.position), resume["extra"] if resume is not None else None)
         for x, y in self.main:
             x2, y2 = next(extra)
             if y.ndim != y2.ndim:
