@@ -211,11 +211,13 @@ def test_a_run_emits_statistics_every_logging_interval(strategy, tmp_path, cli):
     assert ("flexmatch" in (ck.get("extra_modules") or {})) == (strategy == "flexmatch")
 
 
-@pytest.mark.parametrize("strategy", ["fixmatch", "flexmatch"])
-def test_killed_at_random_steps_then_resume_auto_is_bitwise_exact(strategy, tmp_path, cli):
+@pytest.mark.parametrize("strategy, loaders", [("fixmatch", "device"), ("flexmatch", "device"),
+                                               ("fixmatch", "per-image")])
+def test_killed_at_random_steps_then_resume_auto_is_bitwise_exact(strategy, loaders, tmp_path, cli):
     """SIGKILL, then SIGTERM, at random steps; the same command with --resume auto ends as an uninterrupted run,
-    FlexMatch's per-image state and the EMA included."""
-    args = [*RUN, "--strategy", strategy, "--set", "strategy.params.threshold=0.5", "--out", tmp_path, "--name"]
+    FlexMatch's per-image state and the EMA included; with the loaders on the device and per image."""
+    args = [*RUN, "--strategy", strategy, "--set", "strategy.params.threshold=0.5",
+            "--set", f"data.device_augment={str(loaders == 'device').lower()}", "--out", tmp_path, "--name"]
     assert cli(*args, "ref")[0] == 0
     rng = random.Random()
     kills = [(signal.SIGKILL, rng.randrange(4, 9)), (signal.SIGTERM, rng.randrange(10, 15))]
