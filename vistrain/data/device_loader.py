@@ -155,13 +155,10 @@ class DeviceAugmentLoader:
         return (x - self._mean) * self._inv_std, self.labels.index_select(0, idx)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        start, resume, self._resume = 0, self._resume, None
-        if resume is not None and int(resume["epoch"]) == self.epoch:
-            start = int(resume["batch_index"])
+        resume, self._resume = self._resume, None
         # the loop's next epoch is this one's successor: its first batch is made during the last step and the
         # evaluation instead of at the next epoch's start (one batch wasted after a stage's last epoch)
-        return self._stream(iter([self.epoch]), start, resume["augment_rng"] if start else None,
-                            then=self.epoch + 1)
+        return self.iter_epochs([self.epoch], len(self), then=self.epoch + 1, resume=resume)
 
     def iter_epochs(self, epochs: Iterable[int], count: int, *, then: int | None = None, resume: dict | None = None
                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
