@@ -48,6 +48,10 @@ class DataConfig(_Section):
     batch_size: int = Field(128, ge=1)
     eval_batch_size: int = Field(512, ge=1)
     num_workers: int | Literal["auto"] = "auto"
+    worker_start: Literal["auto", "fork", "forkserver", "spawn"] = Field(
+        "auto", description="how loader workers start: auto is fork on Linux with Python 3.12+, forkserver on "
+                            "Linux before 3.12 (a fork beside other threads can hang there), else the platform's "
+                            "default; fork shares an in-memory dataset with the workers instead of copying it")
     device_augment: bool | Literal["auto"] = Field(
         "auto", description="augment in-memory batches with tensor ops on the training device (auto: when every op has one)")
     unlabelled: str | None = Field(

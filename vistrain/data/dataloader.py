@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
+import sys
+import warnings
 
 import cv2
 import numpy as np
@@ -19,7 +22,7 @@ import torch
 from vistrain.data.decode import ImageDecodeError
 from vistrain.data.sampling import ShardBatchSampler
 from vistrain.data.source import ImageSet
-from vistrain.errors import DataError
+from vistrain.errors import ConfigError, DataError
 
 
 def target_tensor(images: ImageSet) -> torch.Tensor:
@@ -120,7 +123,19 @@ class EpochDataLoader(torch.utils.data.DataLoader):
 
     def __iter__(self):
         self.position = self.batch_sampler.skip
-        batches = super().__iter__()  # the sampler's iterators are made here, from its skip
+        try:
+            with warnings.catch_warnings():  # torch's own note on the failure below: the error says it in one line
+                warnings.filterwarnings("ignore", message="Got pickle error", category=UserWarning)
+                batches = super().__iter__()  # the sampler's iterators are made here, from its skip
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            if "pickle" not in str(exc).lower() or self.multiprocessing_context is None:
+                raise
+            method = self.multiprocessing_context.get_start_method()
+            raise ConfigError(f"loader workers started by {method} receive the dataset and its augmentation by "
+                              f"pickle, which failed: {exc}",
+                              hint="define plugin augmentations and datasets as module-level classes and functions "
+                                   "(no lambdas or local functions), or set data.worker_start=fork "
+                                   "(Linux, Python 3.12+) or data.num_workers=0") from None
         self.batch_sampler.skip = 0  # the next epoch starts at its first batch
         for images, targets, unreadable in batches:
             self.position += 1
@@ -146,17 +161,44 @@ def _init_worker(worker_id: int) -> None:
     cv2.setNumThreads(1)
 
 
-def worker_context():
-    """The multiprocessing context of loader workers: fork, as torchvision's DataLoader uses, so that workers start
-    at once and share the training process's memory. OpenCV is made single-threaded in the process first: a
-    fork while its thread pool is busy could leave a worker waiting on a lock no thread will release (torch itself
-    makes its workers single-threaded)."""
+# CPython before 3.12 can deadlock a child forked while another thread creates or ends a Python thread state
+# (python/cpython#112275: the child waits on the runtime's HEAD_LOCK in PyOS_AfterFork_Child). A training process
+# always runs such threads (queue feeders, the system sampler, checkpoint writes, gloo callbacks under DDP).
+FORK_SAFE_WITH_THREADS = sys.version_info >= (3, 12)
+
+
+def worker_start_method(requested: str = "auto") -> str:
+    """How loader workers start. auto: ``fork`` on Linux where the interpreter forks safely beside other threads
+    (Python 3.12 and later), so that workers start at once and share the training process's memory;
+    ``forkserver`` on Linux before 3.12 (workers are forked from a small single-threaded server process, the
+    dataset and augmentation sent to each by pickle); elsewhere the platform's default (``spawn``)."""
+    available = multiprocessing.get_all_start_methods()
+    if requested != "auto":
+        if requested not in available:
+            raise ConfigError(f"data.worker_start={requested!r} is not available on this platform",
+                              hint=f"use one of: auto, {', '.join(available)}")
+        return requested
+    if sys.platform.startswith("linux"):
+        return "fork" if FORK_SAFE_WITH_THREADS else "forkserver"
+    return multiprocessing.get_start_method(allow_none=False)
+
+
+def worker_context(method: str = "auto"):
+    """The multiprocessing context of loader workers (:func:`worker_start_method`). OpenCV is made single-threaded
+    in the process first: a fork while its thread pool is busy could leave a worker waiting on a lock no thread
+    will release (torch itself makes its workers single-threaded). A forkserver imports this module (torch,
+    OpenCV, NumPy) once, when it starts, instead of in every worker."""
     cv2.setNumThreads(1)
-    return multiprocessing.get_context("fork")
+    method = worker_start_method(method)
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(["vistrain.data.dataloader"])
+    return context
 
 
 def dataloader(images: ImageSet, transform, batch_size: int, *, shuffle: bool, seed: int, workers: int,
-               drop_last: bool, pin_memory: bool, rank: int, world_size: int, pad: bool) -> EpochDataLoader:
+               drop_last: bool, pin_memory: bool, rank: int, world_size: int, pad: bool,
+               worker_start: str = "auto") -> EpochDataLoader:
     """The DataLoader path for *images* (see the module)."""
     # the generator only seeds worker processes: the order comes from the sampler, a function of the epoch
     generator = torch.Generator().manual_seed(seed)
@@ -167,5 +209,5 @@ def dataloader(images: ImageSet, transform, batch_size: int, *, shuffle: bool, s
         # a training loader keeps its workers from epoch to epoch; an evaluation loader's exist while it runs
         num_workers=workers, generator=generator, pin_memory=pin_memory, persistent_workers=workers > 0 and shuffle,
         prefetch_factor=4 if workers > 0 else None, worker_init_fn=_init_worker if workers > 0 else None,
-        multiprocessing_context=worker_context() if workers > 0 else None,
+        multiprocessing_context=worker_context(worker_start) if workers > 0 else None,
     )

@@ -249,6 +249,7 @@ def build_loader(
     world_size: int = 1,
     pad: bool = True,
     sample_weights: torch.Tensor | None = None,
+    worker_start: str = "auto",
 ):
     """Pick the fast in-memory path when nothing is random per image; for in-memory data whose
     augmentation has a tensor form, batches augmented on *device* (``device_augment``: True, or
@@ -259,11 +260,12 @@ def build_loader(
     the same number of steps on each rank); an evaluation loader passes ``pad=False``. The in-memory paths
     take the ``squash`` geometry; the ``crop`` geometry goes through the DataLoader path. *sample_weights*
     (shuffled loaders): each epoch draws its images with replacement in proportion to them
-    (:func:`vistrain.data.balance.balanced_sample_weights`).
+    (:func:`vistrain.data.balance.balanced_sample_weights`). *worker_start*: how DataLoader workers start
+    (:func:`vistrain.data.dataloader.worker_start_method`).
     """
     loader = _build_loader(images, transform, batch_size, shuffle=shuffle, seed=seed, num_workers=num_workers,
                            drop_last=drop_last, pin_memory=pin_memory, device=device, device_augment=device_augment,
-                           rank=rank, world_size=world_size, pad=pad)
+                           rank=rank, world_size=world_size, pad=pad, worker_start=worker_start)
     if sample_weights is not None and shuffle:
         if len(sample_weights) != len(images):
             raise ValueError(f"{len(sample_weights)} sampling weights for {len(images)} images")
@@ -274,7 +276,7 @@ def build_loader(
 
 def _build_loader(images: ImageSet, transform: ImageTransform, batch_size: int, *, shuffle: bool, seed: int,
                   num_workers: int | str, drop_last: bool, pin_memory: bool, device, device_augment: bool | str,
-                  rank: int, world_size: int, pad: bool):
+                  rank: int, world_size: int, pad: bool, worker_start: str):
     from vistrain.data.dataloader import auto_num_workers, dataloader
 
     augmenting = transform.augment is not None or transform.crop_smin is not None
@@ -297,7 +299,7 @@ def _build_loader(images: ImageSet, transform: ImageTransform, batch_size: int, 
         return AugmentedArrayLoader(images, transform, batch_size, shuffle, seed=seed, drop_last=drop_last, rank=rank,
                                     world_size=world_size, pad=pad)
     return dataloader(images, transform, batch_size, shuffle=shuffle, seed=seed, workers=workers, drop_last=drop_last,
-                      pin_memory=pin_memory, rank=rank, world_size=world_size, pad=pad)
+                      pin_memory=pin_memory, rank=rank, world_size=world_size, pad=pad, worker_start=worker_start)
 
 
 def close_loaders(*loaders) -> None:

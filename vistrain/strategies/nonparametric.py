@@ -19,9 +19,9 @@ def fit_nonparametric(ctx: RunContext, model, model_spec: dict, input_spec, *, s
     cfg = ctx.config
     transform = ImageTransform(input_spec)  # no augmentation: the references are the data itself
     train_loader = build_loader(ctx.data.train, transform, cfg.data.eval_batch_size, shuffle=False,
-                                num_workers=cfg.data.num_workers)
+                                num_workers=cfg.data.num_workers, worker_start=cfg.data.worker_start)
     val_loader = build_loader(ctx.data.val, transform, cfg.data.eval_batch_size, shuffle=False,
-                              num_workers=cfg.data.num_workers)
+                              num_workers=cfg.data.num_workers, worker_start=cfg.data.worker_start)
     model.to(ctx.device)
     ctx.emit(StageStarted(stage=stage, description=f"{stage}: memorising {len(ctx.data.train)} images for "
                           f"{model_spec['name']}", epochs=1, steps_per_epoch=len(train_loader),

@@ -202,7 +202,8 @@ def eval_loader(ctx: RunContext, images: ImageSet, input_spec: InputSpec, sharde
     (for :func:`~vistrain.engine.loop.evaluate`, which all-reduces), never padded."""
     shard = {"rank": ctx.dist.rank, "world_size": ctx.dist.world_size, "pad": False} if sharded else {}
     return build_loader(images, ImageTransform(input_spec), ctx.config.data.eval_batch_size, shuffle=False,
-                        num_workers=ctx.config.data.num_workers, pin_memory=ctx.device.type == "cuda", **shard)
+                        num_workers=ctx.config.data.num_workers, pin_memory=ctx.device.type == "cuda",
+                        worker_start=ctx.config.data.worker_start, **shard)
 
 
 def train_loader(ctx: RunContext, images: ImageSet, transform: ImageTransform, batch_size: int, seed_offset: int = 0, *,
@@ -217,7 +218,7 @@ def train_loader(ctx: RunContext, images: ImageSet, transform: ImageTransform, b
     return build_loader(images, transform, batch_size, shuffle=True, seed=cfg.train.seed + seed_offset,
                         num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda", device=ctx.device,
                         device_augment=cfg.data.device_augment, rank=ctx.dist.rank, world_size=ctx.dist.world_size,
-                        sample_weights=weights, drop_last=drop_last)
+                        sample_weights=weights, drop_last=drop_last, worker_start=cfg.data.worker_start)
 
 
 def stage_loaders(ctx: RunContext, stage: Stage):
