@@ -182,7 +182,8 @@ def run_vistrain(folder: Path, workers: int, steps: int, out: Path) -> dict:
     name = f"scale-{folder.name}-{int(time.time() * 1000)}"
     cmd = [sys.executable, "-m", "vistrain", "run", "--headless", "--data", f"imagefolder:{folder}",
            "--model", "timm:resnet18", "--set", "model.input_size=64", "--epochs", "1", "--batch-size", "32",
-           "--set", f"data.num_workers={workers}", "--set", "train.log_interval=1", "--set", "data.val_fraction=0.02",
+           "--set", f"data.num_workers={workers}", "--set", f"data.worker_start={WORKER_START}",
+           "--set", "train.log_interval=1", "--set", "data.val_fraction=0.02",
            "--set", "data.test_fraction=0.02", "--set", "checkpoint.every_minutes=1000",
            "--out", str(out), "--name", name, "--log-every", "100000"]
     t0 = time.time()
@@ -224,9 +225,11 @@ def run_vistrain(folder: Path, workers: int, steps: int, out: Path) -> dict:
 # --- the loaders alone -------------------------------------------------------------------------------
 
 
+WORKER_START = "auto"  # vistrain's data.worker_start (--worker-start)
+
 LOADER_BENCH = r'''
 import sys, time
-tool, folder, workers, batches = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+tool, folder, workers, batches, worker_start = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 import torch
 if tool == "torchvision":
     from torchvision import datasets, transforms
@@ -242,7 +245,7 @@ else:
     images = load_source(f"imagefolder:{folder}", DataConfig()).train
     spec = InputSpec(3, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), resize="crop")
     loader = build_loader(images, ImageTransform(spec, build_pipeline("resized-crop,flip-h")), 32, shuffle=True,
-                          num_workers=workers)
+                          num_workers=workers, worker_start=worker_start)
 def forever():
     epoch = 1
     while True:
@@ -261,7 +264,7 @@ print(f"LOADER {n / (time.perf_counter() - t0):.2f}", flush=True)
 
 
 def loader_rate(tool: str, folder: Path, workers: int, batches: int) -> float:
-    out = subprocess.run([sys.executable, "-c", LOADER_BENCH, tool, str(folder), str(workers), str(batches)],
+    out = subprocess.run([sys.executable, "-c", LOADER_BENCH, tool, str(folder), str(workers), str(batches), WORKER_START],
                          capture_output=True, text=True, env={**os.environ, "VISTRAIN_PLUGINS": "none"})
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("LOADER")]
     if out.returncode != 0 or not line:
@@ -275,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="2000,20000,200000", help="image counts of the 256-px folders")
     parser.add_argument("--photos", type=int, default=500, help="4000x3000 photos (0 for none)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-start", default="auto", choices=["auto", "fork", "forkserver", "spawn"],
+                        help="vistrain's data.worker_start (torchvision's DataLoader keeps its default, fork)")
     parser.add_argument("--steps", type=int, default=30, help="training steps per command")
     parser.add_argument("--batches", type=int, default=40, help="loader-only batches of 32")
     parser.add_argument("--repeats", type=int, default=3, help="training command pairs per folder (medians shown)")
@@ -282,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-epoch", action="store_true", help="only: one whole epoch of vistrain run on each folder")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    global WORKER_START
+    WORKER_START = args.worker_start
     import torch
 
     counts = list(map(int, args.sizes.split(","))) if args.sizes else []
@@ -296,7 +303,10 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
         return 0
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"torch {torch.__version__}, {os.cpu_count()} cores, {args.workers} loader workers, load average {load:.2f}",
+    from vistrain.data.dataloader import worker_start_method
+
+    print(f"torch {torch.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} cores, {args.workers} loader "
+          f"workers (vistrain's started by {worker_start_method(args.worker_start)}), load average {load:.2f}",
           flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="vistrain-scale-") as tmp:
