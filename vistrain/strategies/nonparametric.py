@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import time
 
-from vistrain.data.pipeline import ImageTransform, build_loader
 from vistrain.engine.loop import TrainState, evaluate
 from vistrain.events import EpochEnd, StageStarted
 from vistrain.strategies.base import CheckpointWriter, RunContext
+from vistrain.strategies.stages import eval_loader
 
 
 def fit_nonparametric(ctx: RunContext, model, model_spec: dict, input_spec, *, stage: str = "supervised") -> dict:
     """Store the training split in *model* (``model.fit(loader, device)``), evaluate on val, checkpoint."""
-    cfg = ctx.config
-    transform = ImageTransform(input_spec)  # no augmentation: the references are the data itself
-    train_loader = build_loader(ctx.data.train, transform, cfg.data.eval_batch_size, shuffle=False,
-                                num_workers=cfg.data.num_workers, worker_start=cfg.data.worker_start)
-    val_loader = build_loader(ctx.data.val, transform, cfg.data.eval_batch_size, shuffle=False,
-                              num_workers=cfg.data.num_workers, worker_start=cfg.data.worker_start)
+    # no augmentation: the references are the data itself
+    train_loader, val_loader = eval_loader(ctx, ctx.data.train, input_spec), eval_loader(ctx, ctx.data.val, input_spec)
     model.to(ctx.device)
     ctx.emit(StageStarted(stage=stage, description=f"{stage}: memorising {len(ctx.data.train)} images for "
                           f"{model_spec['name']}", epochs=1, steps_per_epoch=len(train_loader),

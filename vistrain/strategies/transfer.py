@@ -22,13 +22,13 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from vistrain.data.pipeline import ImageTransform, InputSpec, TensorBatchLoader, build_loader
+from vistrain.data.pipeline import InputSpec, TensorBatchLoader
 from vistrain import checkpoint
 from vistrain.errors import CheckpointError
 from vistrain.models.factory import load_model
 from vistrain.strategies.base import RunContext
 from vistrain.strategies.params import StrategyParams
-from vistrain.strategies.stages import Stage, build_stage_model, plan_resume, run_stage
+from vistrain.strategies.stages import Stage, build_stage_model, eval_loader, plan_resume, run_stage
 
 
 class TransferParams(StrategyParams):
@@ -130,7 +130,7 @@ def head_only(model: nn.Module) -> FrozenParts:
 def backbone_features(ctx: RunContext, model: nn.Module, input_spec: InputSpec, images) -> tuple[torch.Tensor, torch.Tensor]:
     """Penultimate features of every image (eval mode, no augmentation) and their labels."""
     model.eval()
-    loader = build_loader(images, ImageTransform(input_spec), ctx.config.data.eval_batch_size, shuffle=False)
+    loader = eval_loader(ctx, images, input_spec)
     feats, labels = [], []
     for x, y in loader:
         x = x.to(ctx.device)
