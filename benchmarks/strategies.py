@@ -8,8 +8,10 @@ test split is used only for the figures printed here, never to pick a checkpoint
     python benchmarks/strategies.py                  # all four, the settings in benchmarks/README.md
     python benchmarks/strategies.py --only noisy --quick   # a few epochs, to check it runs
     python benchmarks/strategies.py --only consistency --e labels=10 --e seeds=0/1   # FixMatch, FlexMatch & co.
-    # --e baselines=0: fixmatch and flexmatch only (supervised, pseudo-label, noisy-student left out)
+    # --e baselines=0: without supervised, pseudo-label and noisy-student
     # --e ceiling=0: without "supervised, all labels" (the same recipe on every training label, for reference)
+    # --e methods=fixmatch: the consistency methods to run (default fixmatch/flexmatch; --e methods= for none)
+    # --e width=2: every method's model (Noisy Student's students too) is LeNet-5 at twice the width
 
 Printed per experiment: held-out error of every model and the ratio the acceptance asks for.
 """
@@ -245,6 +247,10 @@ def consistency(out: Path, e: dict) -> None:
     for seed in [int(x) for x in str(e["seeds"]).split("/")]:
         common = [f"data.name={data}", f"data.labels_per_class={labels}", f"train.seed={seed}",
                   f"data.batch_size={batch}", "train.threads=1", "train.log_interval=50"]
+        width = e["width"]
+        model = "lenet5" if width == 1 else f"{{name: lenet5, kwargs: {{width: {width:g}}}}}"
+        if width != 1:
+            common.append(f"model.kwargs={{width: {width:g}}}")
         source = load_heldout("mnist5k", None)
         train = int(round(len(source.train) * 0.8))  # data.val_fraction=0.2 of what the test split left
         labelled, pool = labels * len(source.classes), train - labels * len(source.classes)
@@ -257,7 +263,8 @@ def consistency(out: Path, e: dict) -> None:
             done = int(load_checkpoint(ck / "last.pt")["global_step"])
             seen.setdefault(key, []).append(done * images_per_step)
 
-        tag = f"{labels}pc-s{seed}" + ("-img" if e["match_images"] else "")
+        wide = f"-w{width:g}" if width != 1 else ""
+        tag = f"{labels}pc-s{seed}" + ("-img" if e["match_images"] else "") + wide
         if not e["consistency_sets"] and e["baselines"]:  # a variant of fixmatch/flexmatch runs alone
             sup_epochs = epochs_for(-(-labelled // batch))
             sup = run(out, f"sup-{tag}", [*common, f"train.epochs={sup_epochs}", f"train.eval_every={max(1, sup_epochs // 150)}"])
@@ -268,10 +275,10 @@ def consistency(out: Path, e: dict) -> None:
                                            f"train.epochs={epochs_for(-(-(labelled + pool) // batch))}"])
             record("pseudo-label", pl, batch)
             # Noisy Student: 1 labelled : 3 pseudo-labelled per batch, an epoch one pass over the (balanced) pseudo-labels
-            ns = run(out, f"noisy-{tag}", [*common, "strategy.name=noisy-student", teacher, "strategy.params.students=[lenet5]",
+            ns = run(out, f"noisy-{tag}", [*common, "strategy.name=noisy-student", teacher, f"strategy.params.students=[{model}]",
                                            f"train.epochs={epochs_for(-(-pool // (batch - batch // 4)))}"])
             record("noisy-student", ns, batch)
-        if not e["consistency_sets"] and e["baselines"] and e["ceiling"]:  # the same recipe on every training label: what 1,000 test
+        if not e["consistency_sets"] and e["ceiling"]:  # the same recipe on every training label: what 1,000 test
             # digits allow this model; the other methods' errors are read against it
             full_epochs = epochs_for(-(-train // batch))
             full = run(out, f"sup-all-{tag}", [*[c for c in common if not c.startswith("data.labels_per_class=")],
@@ -279,15 +286,15 @@ def consistency(out: Path, e: dict) -> None:
                                                f"train.eval_every={max(1, full_epochs // 150)}"])
             record(f"supervised, all {train:,} labels", full, batch)
         per_epoch = pool // (mu * batch)
-        for method in ("fixmatch", "flexmatch"):
+        for method in [m for m in e["methods"].split("/") if m]:
             variant = e["consistency_sets"]
-            name = f"{method}-{labels}pc-s{seed}" + (f"-{e['variant']}" if variant else "")
+            name = f"{method}-{labels}pc-s{seed}{wide}" + (f"-{e['variant']}" if variant else "")
             ck = run(out, name, [*common, f"strategy.name={method}", f"strategy.params.mu={mu}",
                                  f"train.epochs={epochs_for(per_epoch, steps)}", *variant])
             record(method, ck, batch + 2 * mu * batch)
         print(f"CONSISTENCY {labels} labels/class seed {seed}: "
               + " | ".join(f"{k} {pct(v[-1])}" for k, v in errors.items()), flush=True)
-    print(f"CONSISTENCY ({labels} labels/class, {steps} steps of {batch} labelled images for fixmatch/flexmatch, "
+    print(f"CONSISTENCY ({labels} labels/class, LeNet-5 at width {e['width']:g}, {steps} steps of {batch} labelled images for fixmatch/flexmatch, "
           f"{other_steps} for the others, per trained model; 1,000 held-out digits): held-out error, mean ± sd")
     print(f"| method ({labels} labels/class) | held-out error, mean ± sd | each seed | images through the final model |")
     print("|---|---|---|---|")
@@ -299,7 +306,7 @@ def consistency(out: Path, e: dict) -> None:
 
 FULL = {"digits": "digits:mnist", "distill": 30, "distill_teacher": 30, "distill_seeds": 3, "distill_long": 90, "distill_hinton": 1, "T": 4, "alpha": 0.9, "student": 40, "teacher": 150, "source": 8, "transfer": 40, "transfer_subsets": 3,
         "noisy_sets": [], "pseudo_sets": [], "consistency_steps": 2250, "labels": 10, "seeds": "0/1",
-        "match_images": 0, "baselines": 1, "ceiling": 1}
+        "match_images": 0, "baselines": 1, "ceiling": 1, "width": 1.0, "methods": "fixmatch/flexmatch"}
 QUICK = {**FULL, "distill": 2, "distill_teacher": 2, "distill_seeds": 2, "distill_long": 0, "distill_hinton": 0, "student": 2, "teacher": 20, "source": 2, "transfer": 3, "transfer_subsets": 1,
          "consistency_steps": 30}
 
