@@ -112,3 +112,71 @@ def test_an_unknown_worker_start_is_one_line_and_exit_2(cli):
     lines = [line for line in (out + err).splitlines() if line.strip()]
     assert len(lines) <= 2 and "worker_start" in lines[0], lines
     assert "Traceback" not in out + err
+
+
+def test_workers_that_are_not_forked_get_in_memory_images_through_shared_memory():
+    """multiprocessing sends an ArrayImageSet through shared memory (as torch sends tensors), not a copy per process;
+    ordinary pickling still copies."""
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+
+    images = _images()
+    pixels = images.images.copy()
+    plain = pickle.loads(pickle.dumps(images))
+    sent = pickle.loads(ForkingPickler.dumps(images))
+    assert np.array_equal(sent.images, pixels) and np.array_equal(sent.labels, images.labels)
+    images.images[0, 0, 0, 0] = 255 - pixels[0, 0, 0, 0]  # the sender's set now reads the shared copy
+    assert sent.images[0, 0, 0, 0] == images.images[0, 0, 0, 0]
+    assert plain.images[0, 0, 0, 0] == pixels[0, 0, 0, 0]
+    again = pickle.loads(ForkingPickler.dumps(images))  # sent once, shared once
+    assert again._shared.untyped_storage().data_ptr() == images._shared.untyped_storage().data_ptr()
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_persistent_workers_read_the_parents_images_not_a_copy(method):
+    """After an epoch the parent blanks its images: workers that hold their own copy (what pickling gave them
+    before) would still return the old pixels in the next epoch."""
+    images = _images()
+    loader = dl.dataloader(images, ImageTransform(SPEC, build_pipeline("flip-h")), 8, shuffle=True, seed=0, workers=2,
+                           drop_last=True, pin_memory=False, rank=0, world_size=1, pad=True, worker_start=method)
+    first = torch.cat([x for x, _ in loader])
+    assert first.std() > 0.1
+    images.images[:] = 0
+    loader.set_epoch(1)
+    second = torch.cat([x for x, _ in loader])
+    assert torch.all(second == -1.0)  # black, normalised with mean 0.5 and std 0.5
+
+
+def test_without_room_in_shared_memory_each_worker_gets_a_copy_and_one_warning(monkeypatch, capsys):
+    """A container's /dev/shm is often 64 MB: images that would fill it are sent by copy, as before, not shared."""
+    import collections
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+
+    from vistrain.data import source
+
+    stat = collections.namedtuple("stat", "f_bavail f_frsize")
+    monkeypatch.setattr(source.os, "statvfs", lambda path: stat(1, 4096))  # 4 kB free
+    images = _images()
+    pixels = images.images.copy()
+    sent = pickle.loads(ForkingPickler.dumps(images))
+    again = pickle.loads(ForkingPickler.dumps(images))
+    images.images[0, 0, 0, 0] = 255 - pixels[0, 0, 0, 0]
+    assert sent.images[0, 0, 0, 0] == again.images[0, 0, 0, 0] == pixels[0, 0, 0, 0]  # copies
+    err = capsys.readouterr().err
+    assert err.count("warning: /dev/shm has 0 MB free: each loader worker gets its own copy") == 1, err
+    assert "--shm-size" in err
+
+
+def test_a_failing_shared_memory_allocation_falls_back_to_copies(monkeypatch, capsys):
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+
+    def full(self):
+        raise RuntimeError("unable to allocate shared memory(shm) for file </torch_1_2_3>: No space left on device")
+
+    monkeypatch.setattr(torch.Tensor, "share_memory_", full)
+    images = _images()
+    sent = pickle.loads(ForkingPickler.dumps(images))
+    assert np.array_equal(sent.images, images.images) and not hasattr(sent, "_shared")
+    assert "warning: no shared memory for the images (unable to allocate shared memory" in capsys.readouterr().err

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 
@@ -68,6 +70,65 @@ class ArrayImageSet(ImageSet):
 
     def as_array(self) -> np.ndarray:
         return self.images
+
+
+def _share_with_process(images: ArrayImageSet):
+    """How multiprocessing sends an :class:`ArrayImageSet` to a process it starts: DataLoader workers started by
+    ``forkserver`` or ``spawn`` (``data.worker_start``) get the images through shared memory, as torch sends its
+    tensors, instead of each a private copy by pickle (a forked worker shares the parent's pages anyway). The images
+    move into shared memory once, on the first such send; the set then reads that copy, and the private array is
+    freed unless something else holds it. Where shared memory is too small for them (a container's 64 MB
+    ``/dev/shm``), each process gets a copy as before, with one warning. Ordinary pickling (``pickle.dumps``,
+    ``torch.save``) is not affected."""
+    shared = getattr(images, "_shared", None)
+    if shared is None:
+        shared = images._shared = _to_shared_memory(images.images)
+        if shared is not False:
+            images.images = shared.numpy()
+    if shared is False:
+        return ArrayImageSet, (images.images, images.labels)
+    return _from_shared, (shared, images.labels)
+
+
+SHM_DIR = "/dev/shm"
+
+
+def _to_shared_memory(array: np.ndarray):
+    """*array* as a torch tensor in shared memory, or False (with a warning) where there is no room for it: more
+    than half of what ``/dev/shm`` has free, so that the workers' batches, which travel the same way, still fit."""
+    import sys
+    import warnings
+
+    import torch
+
+    def refuse(why: str) -> bool:
+        print(f"warning: {why}: each loader worker gets its own copy of the {array.nbytes / 1e6:.0f} MB of "
+              f"in-memory images (give the container more shared memory, e.g. docker run --shm-size=2g, or set "
+              f"data.worker_start=fork on Linux)", file=sys.stderr)
+        return False
+
+    try:
+        stat = os.statvfs(SHM_DIR)
+        free = stat.f_bavail * stat.f_frsize
+    except OSError:  # not Linux: torch's shared memory lives elsewhere
+        free = None
+    if free is not None and array.nbytes > free // 2:
+        return refuse(f"{SHM_DIR} has {free / 1e6:.0f} MB free")
+    try:
+        with warnings.catch_warnings():  # a read-only array (a memory map) is copied into shared memory all the same
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(np.ascontiguousarray(array)).share_memory_()
+    except RuntimeError as exc:  # torch allocates the whole segment up front: a full /dev/shm is an error here
+        return refuse(f"no shared memory for the images ({str(exc).splitlines()[0]})")
+
+
+def _from_shared(shared, labels: np.ndarray) -> ArrayImageSet:
+    images = ArrayImageSet(shared.numpy(), labels)
+    images._shared = shared  # keeps the mapping alive, and a set passed on again is not copied again
+    return images
+
+
+ForkingPickler.register(ArrayImageSet, _share_with_process)
 
 
 class SubsetImageSet(ImageSet):
