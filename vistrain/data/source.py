@@ -104,7 +104,7 @@ def _to_shared_memory(array: np.ndarray):
     def refuse(why: str) -> bool:
         print(f"warning: {why}: each loader worker gets its own copy of the {array.nbytes / 1e6:.0f} MB of "
               f"in-memory images (give the container more shared memory, e.g. docker run --shm-size=2g, or set "
-              f"data.worker_start=fork on Linux)", file=sys.stderr)
+              f"data.num_workers=0)", file=sys.stderr)
         return False
 
     try:
