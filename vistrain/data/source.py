@@ -91,11 +91,13 @@ def _share_with_process(images: ArrayImageSet):
 
 
 SHM_DIR = "/dev/shm"
+SHM_RESERVE = 256 * 2**20  # kept free for the batches the workers send, which travel through shared memory too
 
 
 def _to_shared_memory(array: np.ndarray):
-    """*array* as a torch tensor in shared memory, or False (with a warning) where there is no room for it: more
-    than half of what ``/dev/shm`` has free, so that the workers' batches, which travel the same way, still fit."""
+    """*array* as a torch tensor in shared memory, or False (with a warning) where there is no room for it: it may
+    take at most half of what ``/dev/shm`` has free beyond :data:`SHM_RESERVE`, so that the workers' batches still
+    fit (a container's default 64 MB ``/dev/shm`` never takes the images)."""
     import sys
     import warnings
 
@@ -112,7 +114,7 @@ def _to_shared_memory(array: np.ndarray):
         free = stat.f_bavail * stat.f_frsize
     except OSError:  # not Linux: torch's shared memory lives elsewhere
         free = None
-    if free is not None and array.nbytes > free // 2:
+    if free is not None and array.nbytes > (free - SHM_RESERVE) // 2:
         return refuse(f"{SHM_DIR} has {free / 1e6:.0f} MB free")
     try:
         with warnings.catch_warnings():  # a read-only array (a memory map) is copied into shared memory all the same
