@@ -3,15 +3,15 @@
     python benchmarks/worker_memory.py                          # 20,000 RGB images of 64x64 (246 MB), 3 workers
     python benchmarks/worker_memory.py --images 5000 --workers 2 --methods forkserver   # a quick look
 
-A dataset held in memory (torchvision's CIFAR and MNIST sets, the built-in digits and shapes, a plugin's arrays) reaches DataLoader workers in one
-of two ways: a forked worker shares the parent's pages; a worker started by ``forkserver`` or ``spawn`` (what
-``data.worker_start=auto`` picks on Python before 3.12, and the default on macOS and Windows) receives the
-dataset by pickle. torch's own DataLoader over a ``TensorDataset`` sends its tensors through shared memory then;
-this script shows what vistrain's loader costs beside it. Each (tool, start method) runs in its own process:
-the loader over --images random uint8 images of --size px, with a flip as the augmentation (so that it takes
-the per-image worker path), --workers workers, --batches batches of 64. Printed: peak PSS of the whole process
-tree (main process, forkserver and workers; a shared page counted once) and peak RSS summed over the tree,
-with the ratio vistrain/torch, each the median of --repeat runs.
+A dataset held in memory (torchvision's CIFAR and MNIST sets, the built-in digits and shapes, a plugin's
+arrays) reaches DataLoader workers in one of two ways: a forked worker shares the parent's pages; a worker
+started by ``forkserver`` or ``spawn`` (what ``data.worker_start=auto`` picks on Python before 3.12, and the
+default on macOS and Windows) receives the dataset by pickle. torch's own DataLoader over a ``TensorDataset``
+sends its tensors through shared memory then; this script shows what vistrain's loader costs beside it. Each
+(tool, start method) runs in its own process: the loader over --images random uint8 images of --size px, with
+a flip as the augmentation (so that it takes the per-image worker path), --workers workers, --batches batches
+of 64. Printed: peak PSS of the whole process tree (main process, forkserver and workers; a shared page counted
+once) and peak RSS summed over the tree, with the ratio vistrain/torch, each the median of --repeat runs.
 
 torch's loader here returns the stored uint8 images as they are; vistrain's converts, flips and normalises each
 image in the worker (as training does), so its workers hold some private memory of their own (buffers, the
