@@ -78,7 +78,7 @@ def _help_hint(ctx) -> str:
 def _plugin_at_fault(exc: BaseException) -> tuple[str, str] | None:
     """(plugin, function) of the innermost third-party plugin code on *exc*'s traceback, or None."""
     plugins = sys.modules.get("vistrain.plugins")
-    if plugins is None or exc.__traceback__ is None:
+    if plugins is None or (exc.__traceback__ is None and getattr(exc, "frames", None) is None):
         return None  # no plugin was loaded, so none ran
     owners: dict[str, str] = {}
     for name, obj in plugins.get_plugin_manager().list_name_plugin():
@@ -87,11 +87,14 @@ def _plugin_at_fault(exc: BaseException) -> tuple[str, str] | None:
         module = obj.__name__ if isinstance(obj, ModuleType) else type(obj).__module__
         top = module.split(".")[0]
         owners[module if top == "vistrain" else top] = name  # a plugin's whole package, not vistrain's
-    for frame, _line in reversed(list(traceback.walk_tb(exc.__traceback__))):
-        module = str(frame.f_globals.get("__name__", ""))
+    frames = getattr(exc, "frames", None)  # a loader worker's stack (vistrain.data.worker_errors.WorkerError)
+    if frames is None:
+        frames = [(str(frame.f_globals.get("__name__", "")), frame.f_code.co_name)
+                  for frame, _line in traceback.walk_tb(exc.__traceback__)]
+    for module, function in reversed(frames):
         for prefix, name in owners.items():
             if module == prefix or module.startswith(prefix + "."):
-                return name, frame.f_code.co_name
+                return name, function
     return None
 
 
@@ -139,6 +142,10 @@ def report(exc: BaseException, debug: bool, command=None, args: list[str] | None
         return EXIT_INTERRUPTED
     if debug:
         traceback.print_exception(exc)
+    if "DataLoader worker" in str(exc):  # a loader worker's exception, or one that died (see its module)
+        from vistrain.data import worker_errors
+
+        exc = worker_errors.translate(exc) or exc
     if isinstance(exc, VistrainError):
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
@@ -150,13 +157,17 @@ def report(exc: BaseException, debug: bool, command=None, args: list[str] | None
         print(f"error: disk full (no space left on the device){where}; free some space or choose another --out "
               f"(checkpoints already written are intact)", file=sys.stderr)
         return EXIT_USER
+    kind = type(exc).__name__
+    if hasattr(exc, "type_name") and hasattr(exc, "worker"):  # a WorkerError: the type the loader worker raised
+        kind = exc.type_name
     blamed = _plugin_at_fault(exc)
     if blamed is not None:  # a third-party plugin's factory, strategy, op or command raised
         plugin, function = blamed
-        print(f"error: plugin {plugin!r} failed in {function}(): {type(exc).__name__}: {one_line(exc)} (update or fix "
+        print(f"error: plugin {plugin!r} failed in {function}(): {kind}: {one_line(exc)} (update or fix "
               f"the plugin, or leave it out with VISTRAIN_PLUGINS; 'vistrain plugins list' shows them)", file=sys.stderr)
         return EXIT_USER
     hint = "" if debug else "; run with --debug for the traceback"
-    print(f"error: unexpected {type(exc).__name__}: {one_line(exc)} (a bug: please report it{hint})",
-          file=sys.stderr)
+    if hasattr(exc, "worker"):
+        kind += f" in loader worker {exc.worker}"
+    print(f"error: unexpected {kind}: {one_line(exc)} (a bug: please report it{hint})", file=sys.stderr)
     return EXIT_BUG

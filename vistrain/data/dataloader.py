@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from vistrain.data import worker_errors
 from vistrain.data.decode import ImageDecodeError
 from vistrain.data.sampling import ShardBatchSampler
 from vistrain.data.source import ImageSet
@@ -79,6 +80,19 @@ class TransformDataset(torch.utils.data.Dataset):
                         hint="check the dataset with 'vistrain datasets check'")
 
 
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack``; in a worker process straight into shared memory, as torch's ``default_collate`` does. The
+    batch then travels to the training process without another copy, and a full ``/dev/shm`` fails here, where
+    the training process receives the error. Stacked privately, the batch is copied into shared memory by the
+    worker queue's feeder thread, which only prints such a failure: the training process would wait for the
+    batch forever."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.stack(tensors)
+    first = tensors[0]
+    storage = first._typed_storage()._new_shared(len(tensors) * first.numel(), device=first.device)
+    return torch.stack(tensors, out=first.new(storage).resize_(len(tensors), *first.shape))
+
+
 def collate(items):
     """Stack the readable images of a batch; returns (images, targets, unreadable names), the images None
     when none of the batch could be read (evaluation)."""
@@ -86,7 +100,7 @@ def collate(items):
     kept = [(x, y) for x, y, _names in items if x is not None]
     if not kept:
         return None, None, unreadable
-    return torch.stack([x for x, _ in kept]), torch.stack([y for _, y in kept]), unreadable
+    return _stack([x for x, _ in kept]), _stack([y for _, y in kept]), unreadable
 
 
 class EpochDataLoader(torch.utils.data.DataLoader):
@@ -137,11 +151,17 @@ class EpochDataLoader(torch.utils.data.DataLoader):
                                    "(no lambdas or local functions), or set data.worker_start=fork "
                                    "(Linux, Python 3.12+) or data.num_workers=0") from None
         self.batch_sampler.skip = 0  # the next epoch starts at its first batch
-        for images, targets, unreadable in batches:
-            self.position += 1
-            self.skipped += unreadable
-            if images is not None:
-                yield images, targets
+        try:
+            for images, targets, unreadable in batches:
+                self.position += 1
+                self.skipped += unreadable
+                if images is not None:
+                    yield images, targets
+        except Exception as exc:  # a worker's exception, with its traceback in the message (see worker_errors)
+            readable = worker_errors.translate(exc)
+            if readable is None:
+                raise
+            raise readable from exc
 
 
 def auto_num_workers(augmenting: bool, in_memory: bool = True) -> int:
