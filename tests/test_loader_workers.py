@@ -153,11 +153,9 @@ def test_without_room_in_shared_memory_each_worker_gets_a_copy_and_one_warning(m
     import pickle
     from multiprocessing.reduction import ForkingPickler
 
-    from vistrain.data import source
-
-    stat = collections.namedtuple("stat", "f_bavail f_frsize")
+    stat = collections.namedtuple("stat", "f_blocks f_bavail f_frsize")
     # 64 MB free (docker's default /dev/shm) is less than the batches' reserve: the 18 kB of images stay out
-    monkeypatch.setattr(source.os, "statvfs", lambda path: stat(16384, 4096))
+    monkeypatch.setattr(os, "statvfs", lambda path: stat(16384, 16384, 4096))
     images = _images()
     pixels = images.images.copy()
     sent = pickle.loads(ForkingPickler.dumps(images))

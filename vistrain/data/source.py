@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
+
+from vistrain.data.worker_errors import SHM_DIR, shm_space
 
 UNLABELED = -1
 
@@ -90,7 +91,6 @@ def _share_with_process(images: ArrayImageSet):
     return _from_shared, (shared, images.labels)
 
 
-SHM_DIR = "/dev/shm"
 SHM_RESERVE = 256 * 2**20  # kept free for the batches the workers send, which travel through shared memory too
 
 
@@ -109,11 +109,8 @@ def _to_shared_memory(array: np.ndarray):
               f"data.num_workers=0)", file=sys.stderr)
         return False
 
-    try:
-        stat = os.statvfs(SHM_DIR)
-        free = stat.f_bavail * stat.f_frsize
-    except OSError:  # not Linux: torch's shared memory lives elsewhere
-        free = None
+    space = shm_space()
+    free = space[1] if space else None
     if free is not None and array.nbytes > (free - SHM_RESERVE) // 2:
         return refuse(f"{SHM_DIR} has {free / 1e6:.0f} MB free")
     try:

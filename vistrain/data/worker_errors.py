@@ -50,20 +50,23 @@ class WorkerError(Exception):
         self.traceback = traceback
 
 
-def shm_full_error() -> DataError:
-    """Shared memory ran out under the loader workers: how much there is, and the ways out."""
+def shm_space() -> tuple[int, int] | None:
+    """(size, free bytes) of :data:`SHM_DIR`, or None where there is none (not Linux: torch's shared memory lives
+    elsewhere)."""
     try:
         stat = os.statvfs(SHM_DIR)
-        size = f" ({stat.f_blocks * stat.f_frsize / 1e6:.0f} MB, {stat.f_bavail * stat.f_frsize / 1e6:.0f} MB free)"
     except OSError:
-        size = ""
+        return None
+    return stat.f_blocks * stat.f_frsize, stat.f_bavail * stat.f_frsize
+
+
+def shm_full_error() -> DataError:
+    """Shared memory ran out under the loader workers: how much there is, and the ways out."""
+    space = shm_space()
+    size = f" ({space[0] / 1e6:.0f} MB, {space[1] / 1e6:.0f} MB free)" if space else ""
     return DataError(f"shared memory is full: loader workers send every batch through {SHM_DIR}{size}",
                      hint="give the container more, e.g. docker run --shm-size=2g, or " + FEWER_WORKERS +
                           "; checkpoints written so far are intact")
-
-
-def _module_of(filename: str, modules: dict[str, str]) -> str:
-    return modules.get(os.path.realpath(filename), "")
 
 
 def _loaded_module_files() -> dict[str, str]:
@@ -111,7 +114,7 @@ def translate(exc: BaseException) -> BaseException | None:
             except TypeError:
                 return DataError(message)
         modules = _loaded_module_files()
-        frames = [(_module_of(m["file"], modules), m["function"]) for m in _FRAME.finditer(traceback)]
+        frames = [(modules.get(os.path.realpath(m["file"]), ""), m["function"]) for m in _FRAME.finditer(traceback)]
         return WorkerError(qualified.rpartition(".")[2] or caught["type"], message, frames, int(caught["worker"]),
                            traceback)
     if not isinstance(exc, RuntimeError):
