@@ -12,6 +12,8 @@ test split is used only for the figures printed here, never to pick a checkpoint
     # --e ceiling=0: without "supervised, all labels" (the same recipe on every training label, for reference)
     # --e methods=fixmatch: the consistency methods to run (default fixmatch/flexmatch; --e methods= for none)
     # --e width=2: every method's model (Noisy Student's students too) is LeNet-5 at twice the width
+    # --e drop=0.5: every method's model has dropout before its classifier (model.drop_rate; Noisy Student's
+    #   students keep their own strategy.params.dropout)
 
 Printed per experiment: held-out error of every model and the ratio the acceptance asks for.
 """
@@ -251,6 +253,8 @@ def consistency(out: Path, e: dict) -> None:
         model = "lenet5" if width == 1 else f"{{name: lenet5, kwargs: {{width: {width:g}}}}}"
         if width != 1:
             common.append(f"model.kwargs={{width: {width:g}}}")
+        if e["drop"]:
+            common.append(f"model.drop_rate={e['drop']:g}")
         source = load_heldout("mnist5k", None)
         train = int(round(len(source.train) * 0.8))  # data.val_fraction=0.2 of what the test split left
         labelled, pool = labels * len(source.classes), train - labels * len(source.classes)
@@ -263,7 +267,7 @@ def consistency(out: Path, e: dict) -> None:
             done = int(load_checkpoint(ck / "last.pt")["global_step"])
             seen.setdefault(key, []).append(done * images_per_step)
 
-        wide = f"-w{width:g}" if width != 1 else ""
+        wide = (f"-w{width:g}" if width != 1 else "") + (f"-d{e['drop']:g}" if e["drop"] else "")
         tag = f"{labels}pc-s{seed}" + ("-img" if e["match_images"] else "") + wide
         if not e["consistency_sets"] and e["baselines"]:  # a variant of fixmatch/flexmatch runs alone
             sup_epochs = epochs_for(-(-labelled // batch))
@@ -294,7 +298,7 @@ def consistency(out: Path, e: dict) -> None:
             record(method, ck, batch + 2 * mu * batch)
         print(f"CONSISTENCY {labels} labels/class seed {seed}: "
               + " | ".join(f"{k} {pct(v[-1])}" for k, v in errors.items()), flush=True)
-    print(f"CONSISTENCY ({labels} labels/class, LeNet-5 at width {e['width']:g}, {steps} steps of {batch} labelled images for fixmatch/flexmatch, "
+    print(f"CONSISTENCY ({labels} labels/class, LeNet-5 at width {e['width']:g}, dropout {e['drop']:g}, {steps} steps of {batch} labelled images for fixmatch/flexmatch, "
           f"{other_steps} for the others, per trained model; 1,000 held-out digits): held-out error, mean ± sd")
     print(f"| method ({labels} labels/class) | held-out error, mean ± sd | each seed | images through the final model |")
     print("|---|---|---|---|")
@@ -306,7 +310,7 @@ def consistency(out: Path, e: dict) -> None:
 
 FULL = {"digits": "digits:mnist", "distill": 30, "distill_teacher": 30, "distill_seeds": 3, "distill_long": 90, "distill_hinton": 1, "T": 4, "alpha": 0.9, "student": 40, "teacher": 150, "source": 8, "transfer": 40, "transfer_subsets": 3,
         "noisy_sets": [], "pseudo_sets": [], "consistency_steps": 2250, "labels": 10, "seeds": "0/1",
-        "match_images": 0, "baselines": 1, "ceiling": 1, "width": 1.0, "methods": "fixmatch/flexmatch"}
+        "match_images": 0, "baselines": 1, "ceiling": 1, "width": 1.0, "drop": 0.0, "methods": "fixmatch/flexmatch"}
 QUICK = {**FULL, "distill": 2, "distill_teacher": 2, "distill_seeds": 2, "distill_long": 0, "distill_hinton": 0, "student": 2, "teacher": 20, "source": 2, "transfer": 3, "transfer_subsets": 1,
          "consistency_steps": 30}
 
