@@ -260,7 +260,7 @@ def test_pseudo_label_bad_inputs(cli, tmp_path, teacher_ckpt):
     cases = [(["--labels-per-class", "20", "--set", "strategy.params.threshold=0.99", "--set",
                f"strategy.params.teacher={untrained}"], r"threshold 0\.99 accepted none of \d+ unlabelled .*lower"),
              (["--labels-per-class", "500"], r"--labels-per-class 500 is larger than class '\d', which has \d+"),
-             ([], r"needs unlabelled images.*--labels-per-class")]
+             ([], r"needs unlabelled images.*data.unlabelled=images:DIR.*--labels-per-class")]
     for args, message in cases:
         code, out, err = cli("run", *TINY, "--out", tmp_path / "bad", "--strategy", "pseudo-label", *args)
         import re

@@ -30,7 +30,8 @@ def unlabelled_pool(ctx) -> ImageSet:
     if pool is None or len(pool) == 0:
         raise DataError(f"strategy {ctx.config.strategy.name!r} needs unlabelled images, and dataset "
                         f"{ctx.config.data.name!r} has none",
-                        hint="hold labels back with --labels-per-class N (e.g. 50)")
+                        hint="point it at a folder of them with --set data.unlabelled=images:DIR, or hold labels back "
+                             "with --labels-per-class N (e.g. 50)")
     return pool
 
 
