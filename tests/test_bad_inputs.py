@@ -156,7 +156,11 @@ CASES = [
     user("predict-image-text", "predict", CKPT, "{w}/broken-images/c/text.png", expect="could not read 1 image"),
     user("predict-image-truncated", "predict", CKPT, "{w}/broken-images/c/truncated.png",
          expect="could not read 1 image"),
-    user("predict-image-is-a-folder", "predict", CKPT, "{w}/empty", expect="could not read 1 image"),
+    user("predict-folder-without-images", "predict", CKPT, "{w}/empty", expect="/empty' has no images"),
+    user("predict-out-unknown-format", "predict", CKPT, "{w}/broken-images", "--out", "{w}/p.txt",
+         expect="must end in .csv, .json or .jsonl"),
+    user("predict-out-unwritable", "predict", CKPT, "{w}/broken-images", "--out", "{w}/a-file/p.csv",
+         expect="/a-file/p.csv: "),
     # numeric options at 0 and below
     usage("eval-batch-size-zero", "eval", CKPT, "--data", "digits", "--batch-size", "0", expect="'--batch-size'"),
     usage("predict-top-k-negative", "predict", CKPT, "{w}/no-such.png", "--top-k", "-1", expect="'--top-k'"),

@@ -89,7 +89,7 @@ def test_temperature_scaling_never_reads_the_test_split(cli, tmp_path, permuted_
 
 def test_eval_predict_and_teachers_use_the_checkpoints_temperature(cli, tmp_path):
     from vistrain.checkpoint import load_checkpoint
-    from vistrain.inference import predict_files, split_probabilities
+    from vistrain.inference import Predictions, split_probabilities
     from vistrain.models.factory import load_model
 
     assert cli("run", "--headless", "--data", "digits", "--epochs", "1", "--out", tmp_path, "--name", "r")[0] == 0
@@ -110,7 +110,7 @@ def test_eval_predict_and_teachers_use_the_checkpoints_temperature(cli, tmp_path
 
     img = cv2.imwrite(str(tmp_path / "img.png"), np.full((8, 8), 128, np.uint8))
     assert img
-    (res_plain,), _ = predict_files(best, [tmp_path / "img.png"], top_k=1)
-    (res_cal,), _ = predict_files(tmp_path / "cal.pt", [tmp_path / "img.png"], top_k=1)
+    (res_plain,) = list(Predictions(best, [str(tmp_path / "img.png")], top_k=1))
+    (res_cal,) = list(Predictions(tmp_path / "cal.pt", [str(tmp_path / "img.png")], top_k=1))
     assert res_plain[1][0][0] == res_cal[1][0][0]  # the same class
     assert res_plain[1][0][1] != pytest.approx(res_cal[1][0][1])  # another confidence

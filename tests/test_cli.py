@@ -127,13 +127,15 @@ def held_out_digits(run, classes: list[str], root):
 
 def test_eval_on_a_png_folder_maps_class_names(cli, trained_run, tmp_path):
     # folder classes 0, 3, 7 are labels 0, 1, 2 of the folder and outputs 0, 3, 7 of the checkpoint
-    from vistrain.inference import predict_files
+    from vistrain.inference import Predictions
 
     best = trained_run / "checkpoints" / "best.pt"
     files = held_out_digits(trained_run, ["7", "3", "0"], tmp_path / "pngs")
     code, out, err = cli("eval", best, "--data", f"imagefolder:{tmp_path / 'pngs'}")
     assert code == 0, err
-    predicted, _ = predict_files(best, files, top_k=1)
+    code, out_workers, err = cli("eval", best, "--data", f"imagefolder:{tmp_path / 'pngs'}", "--workers", "2")
+    assert code == 0 and out_workers == out, err  # decoded by two loader workers: the same figures
+    predicted = list(Predictions(best, [str(f) for f in files], top_k=1, num_workers=0))
     expected = sum(preds[0][0] == Path(path).parent.name for path, preds in predicted) / len(files)
     assert expected > 0.5  # a class map that ignored the names would score far below this
     assert f"[all] {len(files)} images: top-1 {100 * expected:.2f}%" in out
@@ -165,6 +167,53 @@ def test_predict_prints_the_models_top_k_classes_and_probabilities(cli, trained_
     values, idx = probs.topk(3)
     shown = ", ".join(f"{ckpt['classes'][i]} {100 * v:.1f}%" for v, i in zip(values.tolist(), idx.tolist()))
     assert out.strip() == f"{image}: {shown}"
+
+
+def test_predict_a_folder_in_batches_to_csv_json_and_jsonl_naming_unreadable_files(cli, trained_run, tmp_path):
+    """A folder is every image below it, in sorted order; batches decoded by workers give each image what the
+    model gives it alone; --out writes CSV, JSON or JSON Lines, and an unreadable file is named (exit 2) after the
+    others' predictions are written."""
+    from vistrain.data.decode import read_image_file
+    from vistrain.data.pipeline import ImageTransform
+    from vistrain.models.factory import load_model
+
+    best = trained_run / "checkpoints" / "best.pt"
+    files = sorted(str(p) for p in held_out_digits(trained_run, ["1", "2"], tmp_path / "d"))
+    (tmp_path / "d" / "2" / "zz.png").write_text("not an image")
+    model, ckpt, spec = load_model(best)
+    expected = []
+    for path in files:
+        with torch.no_grad():
+            probs = torch.softmax(model(ImageTransform(spec)(read_image_file(path)).unsqueeze(0)), dim=1)[0]
+        values, idx = probs.topk(2)
+        expected.append((path, [(ckpt["classes"][i], v) for v, i in zip(values.tolist(), idx.tolist())]))
+
+    rows = {}
+    for suffix in ("csv", "json", "jsonl"):
+        out = tmp_path / f"p.{suffix}"
+        code, stdout, err = cli("predict", best, tmp_path / "d", "-k", "2", "--out", out, "--workers", "2",
+                                "--batch-size", "5")
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "could not read 1 image(s): " + str(tmp_path / "d" / "2" / "zz.png") in err and str(out) in err
+        assert f"wrote {len(files)} prediction(s) to {out}" in stdout
+        if suffix == "csv":
+            table = list(csv.reader(out.open()))
+            assert table[0] == ["path", "class_1", "prob_1", "class_2", "prob_2"]
+            rows[suffix] = [(r[0], [(r[1], float(r[2])), (r[3], float(r[4]))]) for r in table[1:]]
+        else:
+            text = out.read_text()
+            records = json.loads(text) if suffix == "json" else [json.loads(line) for line in text.splitlines()]
+            rows[suffix] = [(r["path"], list(zip(r["classes"], r["probs"]))) for r in records]
+    for got in rows.values():
+        assert [p for p, _ in got] == files
+        for (path, preds), (_, want) in zip(got, expected):
+            assert [c for c, _ in preds] == [c for c, _ in want], path
+            assert [p for _, p in preds] == pytest.approx([p for _, p in want], abs=2e-6), path
+    code, stdout, err = cli("predict", best, tmp_path / "d" / "1", files[-1], "-k", "2", "--workers", "0")
+    assert code == 0, err
+    lines = stdout.strip().splitlines()
+    assert len(lines) == len(files) - sum(f.startswith(str(tmp_path / "d" / "2")) for f in files) + 1
+    assert lines[-1] == f"{files[-1]}: " + ", ".join(f"{c} {100 * p:.1f}%" for c, p in expected[-1][1])
 
 
 def test_config_show_prints_defaults(cli):

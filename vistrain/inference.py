@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from vistrain.data.pipeline import ImageTransform, InputSpec, build_loader
@@ -88,32 +89,38 @@ def class_mapping(data_classes: list[str], ckpt_classes: list[str]) -> torch.Ten
     return torch.tensor([index[c] for c in data_classes], dtype=torch.long)
 
 
-def images_loader(images, input_spec: InputSpec, batch_size: int):
-    """Unaugmented, unshuffled batches of *images* as a model with *input_spec* takes them."""
-    return build_loader(images, ImageTransform(input_spec), batch_size, shuffle=False, num_workers=0)
+def images_loader(images, input_spec: InputSpec, batch_size: int, num_workers: int | str = "auto",
+                  worker_start: str = "auto"):
+    """Unaugmented, unshuffled batches of *images* as a model with *input_spec* takes them. Images in files are read
+    and decoded by *num_workers* loader workers ("auto": one per core but one, as in training; in-memory images
+    need none)."""
+    return build_loader(images, ImageTransform(input_spec), batch_size, shuffle=False, num_workers=num_workers,
+                        worker_start=worker_start)
 
 
 def evaluate_images(model, images, input_spec: InputSpec, *, device, batch_size: int = 512, class_map=None,
                     amp_dtype=None, epoch: int = 0, stage: str = "", split: str = "test",
-                    emit: Callable | None = None, tta: str | None = None) -> dict[str, Any]:
+                    emit: Callable | None = None, tta: str | None = None, num_workers: int | str = "auto",
+                    worker_start: str = "auto") -> dict[str, Any]:
     """Loss, top-1 and top-5 of *model* on *images* (this process alone, no collective), with test-time
     augmentation *tta* (see :class:`TestTimeAugmentation`); emits an ``EvalEnd`` through *emit* when given."""
     from vistrain.engine.loop import evaluate
 
     model, input_spec = with_tta(model, input_spec, tta)
     kwargs = {"emit": emit} if emit is not None else {}
-    return evaluate(model, images_loader(images, input_spec, batch_size), device=device, amp_dtype=amp_dtype,
+    loader = images_loader(images, input_spec, batch_size, num_workers, worker_start)
+    return evaluate(model, loader, device=device, amp_dtype=amp_dtype,
                     epoch=epoch, stage=stage, split=split, class_map=class_map, reduce=False, **kwargs)
 
 
 @torch.no_grad()
 def split_logits(model, images, input_spec: InputSpec, device, class_map=None, batch_size: int = 512,
-                 tta: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 tta: str | None = None, num_workers: int | str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, labels in the model's class order) of *model* over *images*."""
     from vistrain.engine.loop import predict_logits
 
     model, input_spec = with_tta(model, input_spec, tta)
-    logits, targets = predict_logits(model, images_loader(images, input_spec, batch_size), device=device)
+    logits, targets = predict_logits(model, images_loader(images, input_spec, batch_size, num_workers), device=device)
     return logits.float(), (class_map[targets] if class_map is not None else targets)
 
 
@@ -189,7 +196,8 @@ def pick_split(ckpt: dict, data_spec: str, split: str, source, data_cfg) -> tupl
 
 
 def evaluate_checkpoint(checkpoint_path, data_spec: str, *, split: str = "auto", batch_size: int = 512,
-                        device: str = "auto", download: bool = False, tta: str = "none") -> dict:
+                        device: str = "auto", download: bool = False, tta: str = "none",
+                        num_workers: int | str = "auto") -> dict:
     """Evaluate a checkpoint on a dataset split; returns loss, top1, top5, count, split and skipped files."""
     from vistrain import checkpoint
     from vistrain.engine.device import select_device
@@ -200,7 +208,8 @@ def evaluate_checkpoint(checkpoint_path, data_spec: str, *, split: str = "auto",
     source, data_cfg = checkpoint_source(ckpt, data_spec, download=download)
     mapping = class_mapping(source.classes, checkpoint.classes_of(ckpt))
     images, split = pick_split(ckpt, data_spec, split, source, data_cfg)
-    result = scores(*split_logits(model, images, input_spec, dev, mapping, batch_size, tta), checkpoint.temperature(ckpt))
+    result = scores(*split_logits(model, images, input_spec, dev, mapping, batch_size, tta, num_workers),
+                    checkpoint.temperature(ckpt))
     result.update(tta=tta, split=split, dataset=data_spec, skipped=source.skipped, notes=source.notes,
                   num_classes=len(checkpoint.classes_of(ckpt)), class_names=list(checkpoint.classes_of(ckpt)))
     return result
@@ -252,30 +261,59 @@ def split_probabilities(checkpoint_path, split: str = "val", *, batch_size: int 
     return probs.numpy(), labels.numpy(), images, own.data_spec, own.ckpt
 
 
-@torch.no_grad()
-def predict_files(checkpoint_path, paths: list[Path], *, top_k: int = 5, device: str = "auto"):
-    """Top-k (class, probability) per readable image; returns (results, unreadable paths)."""
-    from vistrain import checkpoint
-    from vistrain.data.decode import ImageDecodeError, read_bytes
-    from vistrain.engine.device import select_device
-    from vistrain.models.factory import load_model
+def image_paths(paths: list[Path]) -> list[str]:
+    """The image files *paths* name: a file as given (whatever its extension), a folder as every image below it
+    (sorted, as ``images:DIR`` reads it). A folder without images is an error; a missing file is left for the
+    reader to report as unreadable, beside the others."""
+    from vistrain.data.imagefolder import IMAGE_EXTENSIONS, walk_images
 
-    dev = select_device(device)
-    model, ckpt, input_spec = load_model(checkpoint_path, dev)
-    transform = ImageTransform(input_spec)
-    classes = checkpoint.classes_of(ckpt)
-    results, failed = [], []
+    found: list[str] = []
     for path in paths:
-        try:
-            x = transform.from_bytes(read_bytes(path), repr(str(path)))  # the evaluation geometry, as eval uses
-        except ImageDecodeError:
-            failed.append(str(path))
+        path = Path(path).expanduser()
+        if not path.is_dir():
+            found.append(str(path))
             continue
-        probs = torch.softmax(model(x.unsqueeze(0).to(dev)).float() / checkpoint.temperature(ckpt), dim=1)[0].cpu()
-        k = min(top_k, len(classes))
-        values, idx = probs.topk(k)
-        results.append((str(path), [(classes[i], float(v)) for v, i in zip(values.tolist(), idx.tolist())]))
-    return results, failed
+        files, _links = walk_images(path)
+        if not files:
+            raise DataError(f"{str(path)!r} has no images",
+                            hint=f"put {', '.join(sorted(IMAGE_EXTENSIONS))} files in it or in folders below it")
+        found += files
+    return found
+
+
+class Predictions:
+    """Top-k (class, probability) of each readable image, in the order given, as batches finish: iterate for
+    ``(path, [(class, probability), ...])``; :attr:`failed` then names the images that could not be read."""
+
+    def __init__(self, checkpoint_path, paths: list[str], *, top_k: int = 5, device: str = "auto",
+                 batch_size: int = 64, num_workers: int | str = "auto", tta: str = "none"):
+        from vistrain import checkpoint
+        from vistrain.data.imagefolder import FileImageSet
+        from vistrain.engine.device import select_device
+        from vistrain.models.factory import load_model
+
+        self.device = select_device(device)
+        model, ckpt, input_spec = load_model(checkpoint_path, self.device)
+        self.model, input_spec = with_tta(model, input_spec, tta)
+        self.classes = checkpoint.classes_of(ckpt)
+        self.temperature = checkpoint.temperature(ckpt)
+        self.paths, self.top_k = list(paths), min(top_k, len(self.classes))
+        # each image's "label" is its index, so the batches say which images they hold (unreadable ones are left out)
+        images = FileImageSet(self.paths, np.arange(len(self.paths)), input_spec.channels)
+        self.loader = images_loader(images, input_spec, batch_size, num_workers)
+        self.failed: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @torch.no_grad()
+    def __iter__(self):
+        for x, index in self.loader:  # the evaluation geometry, as eval uses
+            logits = self.model(x.to(self.device)).float() / self.temperature
+            values, idx = torch.softmax(logits, dim=1).topk(self.top_k, dim=1)
+            for i, vs, ks in zip(index.tolist(), values.cpu().tolist(), idx.cpu().tolist()):
+                yield self.paths[i], [(self.classes[k], float(v)) for v, k in zip(vs, ks)]
+        self.failed = self.loader.take_skipped()
 
 
 def knn_eval_checkpoint(checkpoint_path, data_spec: str | None = None, *, k: int = 3, metric: str = "l2",

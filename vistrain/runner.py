@@ -84,7 +84,8 @@ def evaluate_test_split(ctx) -> dict[str, Any]:
     result = evaluate_images(model, ctx.data.test, input_spec, device=ctx.device,
                              batch_size=ctx.config.data.eval_batch_size, amp_dtype=ctx.amp_dtype,
                              epoch=position(ckpt)["epoch"], stage="test", split="test", emit=ctx.emit,
-                             tta=ctx.config.train.test_tta)
+                             tta=ctx.config.train.test_tta, num_workers=ctx.config.data.num_workers,
+                             worker_start=ctx.config.data.worker_start)
     return {"test_top1": result["top1"], "test_top5": result["top5"], "test_loss": result["loss"],
             "test_balanced_top1": result["balanced_top1"], "test_macro_f1": result["macro_f1"],
             "test_samples": result["num_samples"], "test_checkpoint": path.name,

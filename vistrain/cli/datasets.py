@@ -24,7 +24,7 @@ def _config(spec: str, set_: list[str], download: bool):
     return resolve_config(None, {"data.name": spec, "data.download": True if download else None}, set_).data
 
 
-def _progress():
+def progress_bar():
     """A progress bar on stderr in a terminal; nothing when piped (plain result lines only)."""
     import sys
 
@@ -88,7 +88,7 @@ def datasets_check(
     broken: list[tuple[str, str]] = []
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("forkserver")
-    with _progress() as bar, ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_check_init,
+    with progress_bar() as bar, ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_check_init,
                                                  initargs=(images,)) as pool:
         task = bar.add_task(f"checking {source.name}", total=n)
         for (a, b), found in zip(chunks, pool.map(_check_chunk, chunks)):
@@ -126,7 +126,7 @@ def datasets_pack(
     except OSError as exc:
         raise OutputError(f"cannot write {to}: {exc.strerror or exc}", hint="choose a writable --to folder") from None
     parts = [("train", source.train)] + ([("test", source.test)] if source.test is not None else [])
-    with _progress() as bar:
+    with progress_bar() as bar:
         for prefix, images in parts:
             task = bar.add_task(f"packing {prefix}", total=len(images))
             paths = pack(images, to, prefix, size=size, quality=quality, shard_mb=shard_mb,

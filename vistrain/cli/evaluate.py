@@ -20,6 +20,8 @@ def eval_command(
                             "(five crops of the image at size/crop_pct) or crops-flip (ten)."),
     reliability: Optional[Path] = typer.Option(None, "--reliability", help="Write a reliability diagram (PNG)."),
     per_class: bool = typer.Option(False, "--per-class", help="Print each class's precision, recall, F1 and images."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=0, help="Loader workers reading and decoding "
+                                          "images from files (default: one per core but one; 0: none)."),
 ) -> None:
     """Evaluate a checkpoint: top-1/top-5, loss, balanced top-1, macro-F1 and ECE, mapping dataset classes onto the
     checkpoint's by name."""
@@ -28,7 +30,7 @@ def eval_command(
     from vistrain.listeners.console import shows_top5
 
     result = evaluate_checkpoint(checkpoint, data, split=split, batch_size=batch_size, device=device, download=download,
-                                 tta=tta)
+                                 tta=tta, num_workers="auto" if workers is None else workers)
     top5 = f"  top-5 {100 * result['top5']:.2f}%" if shows_top5(result["num_classes"]) else ""
     with_tta = f", TTA {tta}" if tta != "none" else ""
     temp = f" at T={result['temperature']:.3g}" if result["temperature"] != 1.0 else ""
@@ -53,22 +55,90 @@ def eval_command(
                    + ", ".join(result["skipped"][:5]), err=True)
 
 
+PREDICTION_FORMATS = (".csv", ".json", ".jsonl")
+
+
+def _write_predictions(predictions, out: Path, bar, task) -> int:
+    """Stream *predictions* into *out* (CSV: path, then class and probability of each rank; JSON Lines: one object
+    per image; JSON: a list of them) through a temporary file renamed over it at the end. Returns the count."""
+    import contextlib
+    import csv
+    import json
+    import os
+
+    from vistrain.errors import OutputError
+
+    fmt = out.suffix.lower()
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    count = 0
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh) if fmt == ".csv" else None
+            if writer is not None:
+                writer.writerow(["path", *(f"{field}_{rank}" for rank in range(1, predictions.top_k + 1)
+                                           for field in ("class", "prob"))])
+            for path, preds in predictions:
+                if writer is not None:
+                    writer.writerow([path, *(v for name, p in preds for v in (name, f"{p:.6f}"))])
+                else:
+                    record = json.dumps({"path": path, "classes": [name for name, _ in preds],
+                                         "probs": [round(p, 6) for _, p in preds]})
+                    if fmt == ".json":
+                        record = ("[\n" if count == 0 else ",\n") + record
+                    fh.write(record + ("\n" if fmt == ".jsonl" else ""))
+                count += 1
+                bar.advance(task)
+            if fmt == ".json":
+                fh.write("\n]\n" if count else "[]\n")
+        tmp.replace(out)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}",
+                          hint="choose a writable --out path with room for the predictions") from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    return count
+
+
 def predict_command(
     checkpoint: Path = typer.Argument(..., help="A vistrain checkpoint."),
-    images: list[Path] = typer.Argument(..., help="Image files."),
+    images: list[Path] = typer.Argument(..., help="Image files and folders (every image below a folder)."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many classes to print per image."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the predictions to a .csv, .json or .jsonl "
+                                       "file instead of printing them."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", min=1),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=0, help="Loader workers reading and decoding "
+                                          "the images (default: one per core but one; 0: none)."),
+    tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none, flip, crops or crops-flip "
+                            "(as in 'vistrain eval')."),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
-    """Print the top-k classes and probabilities for each image."""
-    from vistrain.errors import DataError
-    from vistrain.inference import predict_files
+    """Print (or write with --out) the top-k classes and probabilities of each image, in batches read by loader
+    workers; the images of a folder in sorted order."""
+    from vistrain.cli.datasets import progress_bar
+    from vistrain.errors import ConfigError, DataError
+    from vistrain.inference import Predictions, image_paths
 
-    results, failed = predict_files(checkpoint, images, top_k=top_k, device=device)
-    for path, preds in results:
-        typer.echo(f"{path}: " + ", ".join(f"{name} {100 * p:.1f}%" for name, p in preds))
-    if failed:
-        raise DataError(f"could not read {len(failed)} image(s): {', '.join(failed[:5])}",
-                        hint="check the files are valid images")
+    if out is not None and out.suffix.lower() not in PREDICTION_FORMATS:
+        raise ConfigError(f"--out {str(out)!r}: the file name must end in .csv, .json or .jsonl",
+                          hint="e.g. --out predictions.csv")
+    paths = image_paths(images)
+    predictions = Predictions(checkpoint, paths, top_k=top_k, device=device, batch_size=batch_size,
+                              num_workers="auto" if workers is None else workers, tta=tta)
+    if out is None:
+        for path, preds in predictions:
+            typer.echo(f"{path}: " + ", ".join(f"{name} {100 * p:.1f}%" for name, p in preds))
+    else:
+        out = out.expanduser()
+        with progress_bar() as bar:
+            count = _write_predictions(predictions, out, bar, bar.add_task("predicting", total=len(predictions)))
+        typer.echo(f"wrote {count} prediction(s) to {out}")
+    if predictions.failed:
+        raise DataError(f"could not read {len(predictions.failed)} image(s): {', '.join(predictions.failed[:5])}"
+                        + (" ..." if len(predictions.failed) > 5 else ""),
+                        hint="check the files are valid images; the others' predictions are "
+                             + ("above" if out is None else f"in {out}"))
 
 
 def calibrate_command(
