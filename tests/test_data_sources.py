@@ -278,6 +278,85 @@ def test_a_hugging_face_dataset_from_disk_and_from_parquet(tmp_path):
         load_source(f"hf:{tmp_path / 'disk'}", DataConfig(image_column="img"))
 
 
+def test_an_image_folder_with_train_val_and_test_folders_uses_them_as_its_splits(cli, tmp_path):
+    """DIR/train, DIR/val (or valid, validation) and DIR/test, each <class>/<image>: train trains, val picks best.pt
+    and test is held out, labelled by class name; without test/ the test split comes out of train alone."""
+    from vistrain.data.prepare import prepare_data
+
+    root = tmp_path / "sp"
+    train = photo_folder(root / "train", per_class=6)
+    import shutil
+
+    val = [p for p in photo_folder(root / "val", per_class=2) if p.parent.name != "a"]
+    shutil.rmtree(root / "val" / "a")  # val's b and c are its folders 0 and 1, train's classes 1 and 2
+    test = photo_folder(root / "test", per_class=3)
+    cfg = DataConfig(name=f"imagefolder:{root}")
+    src = load_source(cfg.name, cfg)
+    data = prepare_data(src, cfg)
+    assert src.classes == ["a", "b", "c"]
+    def names(part):
+        return [part.name(i) for i in range(len(part))]
+
+    assert sorted(names(data.train)) == sorted(map(str, train)) and len(data.train) == 18
+    for part, paths in ((data.val, val), (data.test, test)):
+        assert sorted(zip(names(part), part.labels.tolist())) == sorted(
+            (str(p), "abc".index(p.parent.name)) for p in paths)
+    assert "train/ (18 images), val/ (4), test/ (9)" in src.info[0]
+    code, out, err = cli("run", "--headless", "--data", f"imagefolder:{root}", "--epochs", "1", "--batch-size", "6",
+                         "--set", "data.num_workers=0", "--out", tmp_path / "runs", "--name", "r")
+    assert code == 0, err
+    assert "(18 train / 4 val, 3 classes)" in out and "its own splits" in out and "test split (9 held-out" in out
+
+    # valid/ and no test/: val_fraction does not apply, the test split is test_fraction of train
+    (root / "val").rename(root / "valid")
+    shutil.rmtree(root / "test")
+    cfg = DataConfig(name=f"imagefolder:{root}", test_fraction=1 / 3, val_fraction=0.5)
+    data = prepare_data(load_source(cfg.name, cfg), cfg)
+    assert len(data.val) == 4 and len(data.test) == 6 and len(data.train) == 12
+    assert not set(names(data.test)) & set(names(data.train))
+    assert np.bincount(data.test.labels).tolist() == [2, 2, 2]
+
+    # test images without class folders (a competition's): left out, named, and the run takes a share of train
+    (root / "test").mkdir()
+    cv2.imwrite(str(root / "test" / "x.jpg"), photo(50, 60, 1))
+    src = load_source(cfg.name, cfg)
+    assert src.test is None and "images are not in class folders" in src.notes[0] and "data.unlabelled" in src.notes[0]
+
+    # a val class train has not, and two val folders: one-line errors
+    (root / "valid" / "d").mkdir()
+    cv2.imwrite(str(root / "valid" / "d" / "y.jpg"), photo(50, 60, 2))
+    with pytest.raises(DataError, match="class folder\\(s\\) 'd' that .*train' has not"):
+        load_source(cfg.name, cfg)
+    shutil.rmtree(root / "valid" / "d")
+    (root / "val").mkdir()
+    with pytest.raises(DataError, match="has 2 val folders: val, valid"):
+        load_source(cfg.name, cfg)
+    # a folder beside train/ that is not a split: the plain layout, every folder a class
+    (root / "val").rename(root / "cats")
+    assert load_source(cfg.name, cfg).classes == ["cats", "test", "train", "valid"]
+
+
+def test_a_hugging_face_dataset_with_a_validation_split_keeps_it_as_val(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from vistrain.data.prepare import prepare_data
+
+    paths = photo_folder(tmp_path / "p", per_class=4, flat=True)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["x", "y", "z"])})
+
+    def table(picks):
+        return datasets.Dataset.from_dict({"image": [{"bytes": paths[i].read_bytes(), "path": None} for i in picks],
+                                           "label": [i % 3 for i in picks]}, features=features)
+
+    datasets.DatasetDict({"train": table(range(6)), "validation": table(range(6, 9)),
+                          "test": table(range(9, 12))}).save_to_disk(str(tmp_path / "disk"))
+    cfg = DataConfig(name=f"hf:{tmp_path / 'disk'}")
+    src = load_source(cfg.name, cfg)
+    data = prepare_data(src, cfg)
+    assert len(data.train) == 6 and len(data.val) == 3 and len(data.test) == 3
+    assert data.val.labels.tolist() == [0, 1, 2] and "own validation split (3 images)" in src.info[0]
+    assert np.array_equal(data.val.image(1), decode.read_image_file(paths[7]))
+
+
 def test_a_hub_name_is_fetched_only_with_download(tmp_path, monkeypatch):
     """The Hub path itself, against a local dataset standing in for the download."""
     datasets = pytest.importorskip("datasets")

@@ -178,6 +178,8 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
         if dinfo.world_size > 1:
             emit(Log(level="info", message=f"DDP: {dinfo.world_size} processes ({dinfo.backend}); "
                                            f"rank 0 writes the run folder"))
+        for line in source.info:
+            emit(Log(level="info", message=line))
         if recipe_line:
             emit(Log(level="info", message=recipe_line))
         balance = balance_line(class_counts(data.train.targets(), len(data.classes)), data.classes, cfg.data.sampler,

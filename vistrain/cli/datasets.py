@@ -79,7 +79,9 @@ def datasets_check(
     from vistrain.data.source import ConcatImageSet
 
     source = load_source(spec, _config(spec, set_, download))
-    images = source.train if source.test is None else ConcatImageSet(source.train, source.test)
+    images = source.train
+    for part in (source.val, source.test):
+        images = images if part is None else ConcatImageSet(images, part)
     n = len(images)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     jobs = workers or cores
@@ -106,7 +108,8 @@ def datasets_check(
 @app.command("pack")
 def datasets_pack(
     spec: str = typer.Argument(..., help="A dataset spec, e.g. imagefolder:DIR."),
-    to: Path = typer.Option(..., "--to", help="Folder for the shards (train-000000.tar..., test-..., classes.txt)."),
+    to: Path = typer.Option(..., "--to", help="Folder for the shards (train-000000.tar..., val-... and test-... "
+                            "where the dataset has those splits, classes.txt)."),
     size: int = typer.Option(256, "--size", min=8, help="Shorter side in pixels at most (aspect ratio kept)."),
     quality: int = typer.Option(90, "--quality", min=1, max=100, help="JPEG quality."),
     shard_mb: float = typer.Option(256.0, "--shard-mb", min=0.01, help="Shard size in MB at most."),
@@ -125,7 +128,8 @@ def datasets_pack(
         (to / "classes.txt").write_text("".join(f"{c}\n" for c in source.classes), encoding="utf-8")
     except OSError as exc:
         raise OutputError(f"cannot write {to}: {exc.strerror or exc}", hint="choose a writable --to folder") from None
-    parts = [("train", source.train)] + ([("test", source.test)] if source.test is not None else [])
+    parts = [(prefix, images) for prefix, images in (("train", source.train), ("val", source.val),
+                                                     ("test", source.test)) if images is not None]
     with progress_bar() as bar:
         for prefix, images in parts:
             task = bar.add_task(f"packing {prefix}", total=len(images))

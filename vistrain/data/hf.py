@@ -91,13 +91,18 @@ def _open(datasets, arg: str, download: bool):
                         f"{str(exc).splitlines()[0] if str(exc) else ''}", hint="check the name and the network") from None
 
 
+VAL_SPLITS = ("validation", "valid", "val")
+
+
 def _split(dataset, name: str):
-    """(train pool, test split or None) of a dataset or dataset dict."""
+    """(train pool, val split's name or "", val split or None, test split or None) of a dataset or dataset dict."""
     if hasattr(dataset, "keys") and not hasattr(dataset, "features"):  # a DatasetDict
         names = list(dataset.keys())
-        train = dataset["train"] if "train" in names else dataset[names[0]]
-        return train, dataset["test"] if "test" in names and "train" in names else None
-    return dataset, None
+        if "train" not in names:
+            return dataset[names[0]], "", None, None
+        val = next((n for n in VAL_SPLITS if n in names), "")
+        return dataset["train"], val, dataset[val] if val else None, dataset["test"] if "test" in names else None
+    return dataset, "", None, None
 
 
 def _labels(table, column: str, classes: list[str] | None, where: str) -> tuple[np.ndarray, list[str]]:
@@ -123,7 +128,7 @@ def load_hf(arg: str | None, cfg) -> DataSource:
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     datasets = _import_datasets()
-    train, test = _split(_open(datasets, arg, cfg.download), arg)
+    train, vname, val, test = _split(_open(datasets, arg, cfg.download), arg)
     image_col, label_col = cfg.image_column, cfg.label_column
     for column, key in ((image_col, "data.image_column"), (label_col, "data.label_column")):
         if column not in train.column_names:
@@ -131,13 +136,24 @@ def load_hf(arg: str | None, cfg) -> DataSource:
                             hint=f"name the column with --set {key}=NAME")
     image_feature = train.features[image_col]
     if type(image_feature).__name__ == "Image":
-        train = train.cast_column(image_col, datasets.Image(decode=False))
-        test = test.cast_column(image_col, datasets.Image(decode=False)) if test is not None else None
+        train, val, test = (t.cast_column(image_col, datasets.Image(decode=False)) if t is not None else None
+                            for t in (train, val, test))
     labels, classes = _labels(train, label_col, None, arg)
     images = HFImageSet(train, image_col, labels, f"hf:{arg}")
-    test_set = None
+    test_set = val_set = None
     if test is not None and label_col in test.column_names:
         test_labels, _ = _labels(test, label_col, classes, arg)
         test_set = HFImageSet(test, image_col, test_labels, f"hf:{arg} (test)")
+    notes, info = [], []
+    if val is not None and label_col in val.column_names:
+        val_labels, _ = _labels(val, label_col, classes, arg)
+        if np.any(val_labels < 0):  # labels the train split has not (or none): it cannot pick best.pt
+            notes.append(f"left out the {vname} split of hf:{arg}: {int(np.sum(val_labels < 0)):,} of "
+                         f"its images have no label or one the train split has not; a share of train is the val split")
+        else:
+            val_set = HFImageSet(val, image_col, val_labels, f"hf:{arg} ({vname})")
+            info.append(f"hf:{arg} has its own {vname} split ({len(val_set):,} images): it picks "
+                        f"best.pt (data.val_fraction does not apply)")
     channels, size = sample_headers(images, f"hf:{arg}")
-    return DataSource(f"hf:{arg}", classes, images, test=test_set, channels=channels, image_size=size)
+    return DataSource(f"hf:{arg}", classes, images, test=test_set, val=val_set, channels=channels, image_size=size,
+                      notes=notes, info=info)

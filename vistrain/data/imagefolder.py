@@ -163,17 +163,72 @@ def scan_folder(root: Path) -> tuple[list[str], list[str], list[int], int]:
     return classes, paths, labels, skipped_links
 
 
+# the split folders of DIR/train/<class>/..., DIR/val/<class>/..., DIR/test/<class>/... (Ultralytics' and Kaggle's
+# layout; fastai's "valid"), by the split each names
+SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+def split_folders(root: Path) -> dict[str, Path] | None:
+    """{split: folder} when *root* holds a ``train`` folder and otherwise only val/valid/validation and test
+    folders (hidden ones aside); None for the plain DIR/<class>/ layout."""
+    if not root.is_dir():
+        return None
+    found = {d.name: d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
+    if "train" not in found or any(name not in SPLIT_FOLDERS for name in found):
+        return None
+    vals = sorted(name for name in found if SPLIT_FOLDERS[name] == "val")
+    if len(vals) > 1:
+        raise DataError(f"image folder {str(root)!r} has {len(vals)} val folders: {', '.join(vals)}",
+                        hint="keep one of them, or rename the others")
+    return {SPLIT_FOLDERS[name]: folder for name, folder in found.items()}
+
+
+def _split_set(folder: Path, classes: list[str]) -> tuple[FileImageSet | None, str | None]:
+    """The images of a val or test folder laid out <class>/<image>, labelled by *classes* (train's); (None, why)
+    when the folder holds its images without class folders (e.g. a competition's unlabelled test images)."""
+    if not any(d.is_dir() and not d.name.startswith(".") for d in folder.iterdir()):
+        return None, (f"left out {str(folder)!r}: its images are not in class folders (no labels); use it as "
+                      f"unlabelled images (--set data.unlabelled=images:{folder}) or label it with 'vistrain predict'")
+    names, paths, labels, _links = scan_folder(folder)
+    unknown = [name for name in names if name not in classes]
+    if unknown:
+        raise DataError(f"{str(folder)!r} has class folder(s) {', '.join(repr(n) for n in unknown[:5])} that "
+                        f"{str(folder.parent / 'train')!r} has not",
+                        hint="give every val and test class a folder of training images, with the same name")
+    index = {name: i for i, name in enumerate(classes)}
+    return FileImageSet(paths, np.array([index[names[label]] for label in labels]), 3), None
+
+
 def load_imagefolder(arg: str | None, cfg) -> DataSource:
-    """Load ``imagefolder:PATH``: one class per subfolder, its images anywhere below it."""
+    """Load ``imagefolder:PATH``: one class per subfolder, its images anywhere below it; or, where PATH holds
+    ``train/`` with ``val/`` (``valid/``, ``validation/``) and/or ``test/`` beside it, each laid out that way,
+    the dataset's own splits."""
     if not arg:
         raise DataError("imagefolder needs a path", hint="use --data imagefolder:PATH")
     root = Path(arg).expanduser()
-    classes, paths, labels, skipped_links = scan_folder(root)
+    layout = split_folders(root)
+    classes, paths, labels, skipped_links = scan_folder(layout["train"] if layout else root)
     images = FileImageSet(paths, np.array(labels), 3)
     images.channels, size = sample_headers(images, repr(str(root)))
     notes = [f"left out {skipped_links} symlinked folder(s) of {str(root)!r} that lead back into it (a loop or "
              f"the same images twice)"] if skipped_links else []
-    return DataSource(f"imagefolder:{arg}", classes, images, channels=images.channels, image_size=size, notes=notes)
+    own: dict[str, FileImageSet | None] = {"val": None, "test": None}
+    info = []
+    if layout:
+        for split in own:
+            if split in layout:
+                own[split], why = _split_set(layout[split], classes)
+                notes += [why] if why else []
+        for part in own.values():
+            if part is not None:
+                part.channels = images.channels
+        used = [s for s, part in own.items() if part is not None]
+        info.append(f"imagefolder:{arg} has its own splits: "
+                    + ", ".join([f"train/ ({len(images):,} images)"]
+                                + [f"{layout[s].name}/ ({len(own[s]):,})" for s in used])
+                    + (f"; they replace data.{'_fraction and data.'.join(used)}_fraction" if used else ""))
+    return DataSource(f"imagefolder:{arg}", classes, images, test=own["test"], val=own["val"],
+                      channels=images.channels, image_size=size, notes=notes, info=info)
 
 
 def load_images(arg: str | None, cfg) -> DataSource:

@@ -51,7 +51,8 @@ def load_source(spec: str, cfg) -> DataSource:
 def prepare_data(source: DataSource, cfg) -> PreparedData:
     """Split *source* into train/val/test (stratified, seeded) and optionally labelled/unlabelled.
 
-    The test split is the dataset's own when it has one, else ``test_fraction`` of the labelled pool.
+    The val and test splits are the dataset's own when it has them, else ``val_fraction`` and ``test_fraction``
+    of the labelled pool.
     """
     labels = source.train.labels
     if np.any(labels == UNLABELED):
@@ -61,18 +62,26 @@ def prepare_data(source: DataSource, cfg) -> PreparedData:
     present = np.unique(labels)
     if len(present) < 2:
         raise DataError(f"dataset {source.name!r} has only {len(present)} class(es); a classifier needs at least 2")
-    train_idx, val_idx = stratified_split(labels, cfg.val_fraction, cfg.split_seed)
     test = source.test
     test_fraction = getattr(cfg, "test_fraction", 0.0)
-    if test is None and test_fraction > 0:
-        # Carved out of what val left, as a share of the whole pool, so the val split is the same
-        # with or without a test split; train.seed never moves it.
-        keep, test_pos = stratified_split(labels[train_idx], test_fraction / (1.0 - cfg.val_fraction),
-                                          cfg.split_seed + 1)
-        test = source.train.subset(train_idx[test_pos])
-        train_idx = train_idx[keep]
+    if source.val is not None:  # its own val split: the whole pool trains, less a test split where it has none
+        train_idx = np.arange(len(labels))
+        if test is None and test_fraction > 0:
+            keep, test_pos = stratified_split(labels, test_fraction, cfg.split_seed + 1)
+            test = source.train.subset(test_pos)
+            train_idx = keep
+        val = source.val
+    else:
+        train_idx, val_idx = stratified_split(labels, cfg.val_fraction, cfg.split_seed)
+        if test is None and test_fraction > 0:
+            # Carved out of what val left, as a share of the whole pool, so the val split is the same
+            # with or without a test split; train.seed never moves it.
+            keep, test_pos = stratified_split(labels[train_idx], test_fraction / (1.0 - cfg.val_fraction),
+                                              cfg.split_seed + 1)
+            test = source.train.subset(train_idx[test_pos])
+            train_idx = train_idx[keep]
+        val = source.train.subset(val_idx)
     train = source.train.subset(train_idx)
-    val = source.train.subset(val_idx)
     unlabeled = source.unlabeled
     if cfg.labels_per_class is not None:
         classes, counts = np.unique(train.labels, return_counts=True)
@@ -96,7 +105,9 @@ def unlabelled_images(spec: str, cfg, classes: list[str]) -> ImageSet:
     """Every image of the dataset *spec* as an unlabelled pool; its labels are kept (hidden, for the
     pseudo-labels' accuracy) where its class names are *classes*, else ``-1``."""
     extra = load_source(spec, cfg.model_copy(update={"name": spec, "unlabelled": None, "labels_per_class": None}))
-    images = extra.train if extra.test is None else ConcatImageSet(extra.train, extra.test)
+    images = extra.train
+    for part in (extra.val, extra.test):
+        images = images if part is None else ConcatImageSet(images, part)
     index = {name: i for i, name in enumerate(classes)}
     mapping = np.array([index.get(name, UNLABELED) for name in extra.classes] + [UNLABELED], dtype=np.int64)
     labels = np.asarray(images.labels, dtype=np.int64)

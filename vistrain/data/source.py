@@ -274,7 +274,8 @@ class GeneratedImageSet(ImageSet):
 
 @dataclass
 class DataSource:
-    """A dataset as loaded: the labelled training pool, an optional test set and unlabelled pool."""
+    """A dataset as loaded: the labelled training pool, an optional test set and unlabelled pool, and an optional
+    val set of its own (which then picks ``best.pt`` instead of a share of the pool)."""
 
     name: str
     classes: list[str]
@@ -286,3 +287,5 @@ class DataSource:
     recipe: str = ""  # the training recipe it wants (vistrain.data.recipes): digits, small, photos; "" to guess
     skipped: list[str] = field(default_factory=list)  # unreadable files left out
     notes: list[str] = field(default_factory=list)  # other things left out that the user should hear about
+    val: ImageSet | None = None  # the dataset's own val split (e.g. DIR/val/ of an image folder)
+    info: list[str] = field(default_factory=list)  # how the dataset was read, for the run's log (not warnings)
