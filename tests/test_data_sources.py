@@ -306,6 +306,10 @@ def test_an_image_folder_with_train_val_and_test_folders_uses_them_as_its_splits
                          "--set", "data.num_workers=0", "--out", tmp_path / "runs", "--name", "r")
     assert code == 0, err
     assert "(18 train / 4 val, 3 classes)" in out and "its own splits" in out and "test split (9 held-out" in out
+    best = tmp_path / "runs" / "r" / "checkpoints" / "best.pt"
+    for split, count in (("auto", 9), ("val", 4), ("all", 31)):  # all: train/, val/ and test/
+        code, out, err = cli("eval", best, "--data", f"imagefolder:{root}", "--split", split, "--workers", "0")
+        assert code == 0 and f"{count} images: top-1" in out, err
 
     # valid/ and no test/: val_fraction does not apply, the test split is test_fraction of train
     (root / "val").rename(root / "valid")

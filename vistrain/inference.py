@@ -172,14 +172,15 @@ def checkpoint_data(ckpt: dict, data_spec: str | None = None, **kwargs):
 
 def pick_split(ckpt: dict, data_spec: str, split: str, source, data_cfg) -> tuple[Any, str]:
     """The images of *split* (auto: the held-out test split of the dataset the checkpoint trained on, else its
-    val split; another dataset's own test split, else all of it); returns (images, split name)."""
+    val split; another dataset's own test split, else all of it; all: its training pool and its own val and test
+    splits); returns (images, split name)."""
     from vistrain import checkpoint
     from vistrain.data.prepare import prepare_data
 
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}", hint="use auto, val, test or all")
     if split == "all":
-        return source.train, split
+        return source.all_images(), split
     prepared = prepare_data(source, data_cfg)
     if split == "auto":
         if data_spec == checkpoint.trained_on(ckpt):
@@ -192,7 +193,7 @@ def pick_split(ckpt: dict, data_spec: str, split: str, source, data_cfg) -> tupl
         if prepared.test is None:
             raise DataError(f"dataset {data_spec!r} has no test split", hint="use --split val or --split all")
         return prepared.test, split
-    return source.train, split
+    return source.all_images(), split
 
 
 def evaluate_checkpoint(checkpoint_path, data_spec: str, *, split: str = "auto", batch_size: int = 512,

@@ -76,12 +76,9 @@ def datasets_check(
     from concurrent.futures import ProcessPoolExecutor
 
     from vistrain.data.prepare import load_source
-    from vistrain.data.source import ConcatImageSet
 
     source = load_source(spec, _config(spec, set_, download))
-    images = source.train
-    for part in (source.val, source.test):
-        images = images if part is None else ConcatImageSet(images, part)
+    images = source.all_images()
     n = len(images)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     jobs = workers or cores

@@ -105,9 +105,7 @@ def unlabelled_images(spec: str, cfg, classes: list[str]) -> ImageSet:
     """Every image of the dataset *spec* as an unlabelled pool; its labels are kept (hidden, for the
     pseudo-labels' accuracy) where its class names are *classes*, else ``-1``."""
     extra = load_source(spec, cfg.model_copy(update={"name": spec, "unlabelled": None, "labels_per_class": None}))
-    images = extra.train
-    for part in (extra.val, extra.test):
-        images = images if part is None else ConcatImageSet(images, part)
+    images = extra.all_images()
     index = {name: i for i, name in enumerate(classes)}
     mapping = np.array([index.get(name, UNLABELED) for name in extra.classes] + [UNLABELED], dtype=np.int64)
     labels = np.asarray(images.labels, dtype=np.int64)

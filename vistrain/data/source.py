@@ -289,3 +289,10 @@ class DataSource:
     notes: list[str] = field(default_factory=list)  # other things left out that the user should hear about
     val: ImageSet | None = None  # the dataset's own val split (e.g. DIR/val/ of an image folder)
     info: list[str] = field(default_factory=list)  # how the dataset was read, for the run's log (not warnings)
+
+    def all_images(self) -> ImageSet:
+        """Every labelled image of the dataset: the training pool, then its own val and test splits."""
+        images = self.train
+        for part in (self.val, self.test):
+            images = images if part is None else ConcatImageSet(images, part)
+        return images
