@@ -201,6 +201,31 @@ def test_a_csv_table_names_images_relative_to_itself(tmp_path):
     assert src.train.image(0).shape[2] == 3
 
 
+def test_a_csv_table_with_a_split_column_keeps_its_own_val_and_test_splits(tmp_path):
+    from vistrain.data.prepare import prepare_data
+
+    paths = photo_folder(tmp_path / "pics", per_class=6, flat=True)  # 18 photos
+    split = ["train"] * 10 + ["Valid", "val", "validation", "val"] + ["test"] * 3 + [""]
+    label = ["rose" if i % 2 else "tulip" for i in range(18)]
+    rows = ["path,label,split"] + [f"pics/{p.name},{label[i]},{split[i]}" for i, p in enumerate(paths)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    cfg = DataConfig(name=f"csv:{tmp_path / 't.csv'}")
+    src = load_source(cfg.name, cfg)
+    data = prepare_data(src, cfg)
+    assert src.classes == ["rose", "tulip"] and len(data.train) == 11 and len(data.val) == 4 and len(data.test) == 3
+    assert [data.val.name(i) for i in range(4)] == [str(p) for p in paths[10:14]]
+    assert data.val.labels.tolist() == [1, 0, 1, 0] and data.test.labels.tolist() == [1, 0, 1]
+    assert "11 train rows, 4 val rows, 3 test rows" in src.info[0]
+    bad = {"unknown split 'holdout'": (rows[:3] + [f"pics/{paths[3].name},rose,holdout"], "line 4"),
+           "label 'lily' of a test row is on no training row": (rows[:3] + [f"pics/{paths[3].name},lily,test"],
+                                                                "line 4"),
+           "has no training rows": (["path,label,split", f"pics/{paths[0].name},rose,val"], "")}
+    for message, (table, where) in bad.items():
+        (tmp_path / "bad.csv").write_text("\n".join(table) + "\n")
+        with pytest.raises(DataError, match=f"{where}.*{message}" if where else message):
+            load_source(f"csv:{tmp_path / 'bad.csv'}", DataConfig())
+
+
 def pack(tmp_path, source_dir, shard_mb="0.01"):
     from vistrain.cli import main
 

@@ -165,7 +165,7 @@ def scan_folder(root: Path) -> tuple[list[str], list[str], list[int], int]:
 
 # the split folders of DIR/train/<class>/..., DIR/val/<class>/..., DIR/test/<class>/... (Ultralytics' and Kaggle's
 # layout; fastai's "valid"), by the split each names
-SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
 def split_folders(root: Path) -> dict[str, Path] | None:
@@ -174,13 +174,13 @@ def split_folders(root: Path) -> dict[str, Path] | None:
     if not root.is_dir():
         return None
     found = {d.name: d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
-    if "train" not in found or any(name not in SPLIT_FOLDERS for name in found):
+    if "train" not in found or any(name not in SPLIT_NAMES for name in found):
         return None
-    vals = sorted(name for name in found if SPLIT_FOLDERS[name] == "val")
+    vals = sorted(name for name in found if SPLIT_NAMES[name] == "val")
     if len(vals) > 1:
         raise DataError(f"image folder {str(root)!r} has {len(vals)} val folders: {', '.join(vals)}",
                         hint="keep one of them, or rename the others")
-    return {SPLIT_FOLDERS[name]: folder for name, folder in found.items()}
+    return {SPLIT_NAMES[name]: folder for name, folder in found.items()}
 
 
 def _split_set(folder: Path, classes: list[str]) -> tuple[FileImageSet | None, str | None]:
