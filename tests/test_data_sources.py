@@ -336,6 +336,19 @@ def test_an_image_folder_with_train_val_and_test_folders_uses_them_as_its_splits
         code, out, err = cli("eval", best, "--data", f"imagefolder:{root}", "--split", split, "--workers", "0")
         assert code == 0 and f"{count} images: top-1" in out, err
 
+    # packed as shards: webdataset:DIR reads train-, val- and test-*.tar as the same splits; a pattern, train alone
+    from vistrain.cli import main
+
+    assert main(["datasets", "pack", f"imagefolder:{root}", "--to", str(tmp_path / "shards"), "--size", "32"]) == 0
+    packed = load_source(f"webdataset:{tmp_path / 'shards'}", DataConfig())
+    assert (len(packed.train), len(packed.val), len(packed.test)) == (18, 4, 9)
+    assert packed.classes == ["a", "b", "c"] and sorted(packed.val.labels.tolist()) == [1, 1, 2, 2]
+    assert "train-*.tar (18 images), val-*.tar (4 images), test-*.tar (9 images)" in packed.info[0]
+    alone = load_source(f"webdataset:{tmp_path / 'shards'}/train-000000.tar", DataConfig())
+    assert len(alone.train) == 18 and alone.val is None and alone.test is None
+    with pytest.raises(DataError, match="has no train-\\*.tar shards"):
+        load_source(f"webdataset:{root}", DataConfig())
+
     # valid/ and no test/: val_fraction does not apply, the test split is test_fraction of train
     (root / "val").rename(root / "valid")
     shutil.rmtree(root / "test")

@@ -133,3 +133,5 @@ def datasets_pack(
             paths = pack(images, to, prefix, size=size, quality=quality, shard_mb=shard_mb,
                          progress=lambda k, task=task: bar.advance(task, k))
             typer.echo(f"{prefix}: {len(images)} images in {len(paths)} shard(s): webdataset:{shard_pattern(paths)}")
+    if len(parts) > 1:
+        typer.echo(f"the shards with their {' and '.join(p for p, _ in parts[1:])} split(s): webdataset:{to}")

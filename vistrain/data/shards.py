@@ -207,11 +207,8 @@ class ShardImageSet(ImageSet):
         return f"{self.shards[int(self.shard_of[index])]}#{self.keys[index]}"
 
 
-def load_webdataset(arg: str | None, cfg) -> DataSource:
-    """Load ``webdataset:PATTERN``."""
-    if not arg:
-        raise DataError("webdataset needs a shard pattern", hint="use --data webdataset:/data/train-{000000..000009}.tar")
-    shards = expand(arg)
+def _shard_set(shards: list[str]) -> ShardImageSet:
+    """The samples of *shards*, indexed (each shard once, cached)."""
     parts = []
     for i, path in enumerate(shards):
         index = cached_index(path)
@@ -220,12 +217,45 @@ def load_webdataset(arg: str | None, cfg) -> DataSource:
                             f"{', '.join(IMAGE_SUFFIXES)})", hint="check it is a WebDataset shard: 000001.jpg, 000001.cls...")
         parts.append((i, index))
     labels = np.concatenate([p["labels"] for _, p in parts])
-    images = ShardImageSet(shards, np.concatenate([np.full(len(p["keys"]), i, np.int32) for i, p in parts]),
-                           np.concatenate([p["offsets"] for _, p in parts]), np.concatenate([p["sizes"] for _, p in parts]),
-                           labels, PathList([str(k) for _, p in parts for k in p["keys"]]))
-    classes = _class_names(shards[0], labels)
+    return ShardImageSet(shards, np.concatenate([np.full(len(p["keys"]), i, np.int32) for i, p in parts]),
+                         np.concatenate([p["offsets"] for _, p in parts]), np.concatenate([p["sizes"] for _, p in parts]),
+                         labels, PathList([str(k) for _, p in parts for k in p["keys"]]))
+
+
+def load_webdataset(arg: str | None, cfg) -> DataSource:
+    """Load ``webdataset:PATTERN``, or ``webdataset:DIR``: the folder ``vistrain datasets pack`` wrote, its
+    ``train-*.tar`` shards with its ``val-*.tar`` and ``test-*.tar`` as the dataset's own splits."""
+    if not arg:
+        raise DataError("webdataset needs a shard pattern", hint="use --data webdataset:/data/train-{000000..000009}.tar")
+    folder = Path(arg).expanduser()
+    own: dict[str, ShardImageSet | None] = {"val": None, "test": None}
+    info = []
+    if folder.is_dir():
+        found = {split: sorted(glob.glob(str(folder / f"{split}-*.tar"))) for split in ("train", "val", "test")}
+        if not found["train"]:
+            raise DataError(f"{str(folder)!r} has no train-*.tar shards",
+                            hint="give the folder 'vistrain datasets pack' wrote, or a shard pattern")
+        images = _shard_set(found["train"])
+        for split in own:
+            own[split] = _shard_set(found[split]) if found[split] else None
+        used = [split for split, part in own.items() if part is not None]
+        if used:
+            info.append(f"webdataset:{arg} has its own splits: "
+                        + ", ".join(f"{split}-*.tar ({len(part):,} images)" for split, part
+                                    in (("train", images), *((u, own[u]) for u in used)))
+                        + f"; they replace data.{'_fraction and data.'.join(used)}_fraction")
+        shards = found["train"]
+    else:
+        shards = expand(arg)
+        images = _shard_set(shards)
+    classes = _class_names(shards[0], images.labels)
     channels, size = sample_headers(images, repr(arg))
-    return DataSource(f"webdataset:{arg}", classes, images, channels=channels, image_size=size)
+    for part in own.values():
+        if part is not None and len(part.labels) and int(part.labels.max()) >= len(classes):
+            raise DataError(f"webdataset:{arg}: a val or test shard uses class index {int(part.labels.max())}, "
+                            f"and the training shards know {len(classes)} classes", hint="pack the splits together")
+    return DataSource(f"webdataset:{arg}", classes, images, test=own["test"], val=own["val"], channels=channels,
+                      image_size=size, info=info)
 
 
 def _class_names(first_shard: str, labels: np.ndarray) -> list[str]:
