@@ -224,6 +224,11 @@ def test_a_csv_table_with_a_split_column_keeps_its_own_val_and_test_splits(tmp_p
         (tmp_path / "bad.csv").write_text("\n".join(table) + "\n")
         with pytest.raises(DataError, match=f"{where}.*{message}" if where else message):
             load_source(f"csv:{tmp_path / 'bad.csv'}", DataConfig())
+    # without the 'split' header a third column is someone's notes, as before: every row trains
+    (tmp_path / "notes.csv").write_text("\n".join(["path,label,notes"] + [r.rsplit(",", 1)[0] + ",test"
+                                                                          for r in rows[1:]]) + "\n")
+    notes = load_source(f"csv:{tmp_path / 'notes.csv'}", DataConfig())
+    assert len(notes.train) == 18 and notes.val is None and notes.test is None and not notes.info
 
 
 def pack(tmp_path, source_dir, shard_mb="0.01"):

@@ -1,8 +1,8 @@
 """``csv:FILE`` — a table of ``path,label`` rows; paths relative to the file's folder, any label text.
 
-A first row ``path,label`` or ``path,label,split`` (any case) is a header. A third column names the row's split:
-``train`` (or empty), ``val`` (``valid``, ``validation``) or ``test``: the dataset's own splits, as an image
-folder's ``train/``, ``val/`` and ``test/``. The class names are the training rows' labels, sorted (numerically
+A first row ``path,label`` or ``path,label,split`` (any case) is a header. Under the second, the third column
+names each row's split: ``train`` (or empty), ``val`` (``valid``, ``validation``) or ``test``: the dataset's own
+splits, as an image folder's ``train/``, ``val/`` and ``test/``. Without it, further columns are ignored. The class names are the training rows' labels, sorted (numerically
 when they are all whole numbers). Every file must exist when the table is read: a row naming a missing file, an
 unknown split or a val/test label no training row has is a one-line error that gives its line number.
 """
@@ -34,12 +34,14 @@ def read_table(path: Path) -> tuple[list[str], list[str], list[str], list[int]]:
         raise DataError(f"cannot read {str(path)!r}: {exc.strerror or exc}", hint="check the path after 'csv:'") from None
     base = path.parent
     paths, labels, splits, lines = [], [], [], []
+    has_split = False
     with fh:
         try:
             for line, row in enumerate(csv.reader(fh), start=1):
                 if not row or all(not cell.strip() for cell in row):
                     continue
-                if line == 1 and [c.strip().lower() for c in row[:3]] in (["path", "label"], ["path", "label", "split"]):
+                if line == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]:
+                    has_split = len(row) > 2 and row[2].strip().lower() == "split"
                     continue
                 if len(row) < 2 or not row[0].strip() or not row[1].strip():
                     raise DataError(f"{str(path)!r} line {line}: expected 'path,label', got {','.join(row)[:80]!r}",
@@ -48,7 +50,7 @@ def read_table(path: Path) -> tuple[list[str], list[str], list[str], list[int]]:
                 if not image.is_file():
                     raise DataError(f"{str(path)!r} line {line}: {row[0].strip()!r} does not exist ({image})",
                                     hint="fix the path (relative to the table's folder) or remove the row")
-                split = row[2].strip().lower() if len(row) > 2 and row[2].strip() else "train"
+                split = row[2].strip().lower() if has_split and len(row) > 2 and row[2].strip() else "train"
                 if split not in SPLIT_NAMES:
                     raise DataError(f"{str(path)!r} line {line}: unknown split {row[2].strip()!r}",
                                     hint="the third column is train, val (valid, validation) or test, or empty")
