@@ -8,6 +8,7 @@ training. Checkpoints are written this way (see :mod:`vistrain.checkpoint`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -124,14 +125,27 @@ class _Serialised:
             self.discard()
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write *text* to *path* through this process's own temporary file renamed over it: readers see the old file
-    or the new one, and processes writing the same file at once never rename each other's temporary away."""
+@contextlib.contextmanager
+def atomic_text_file(path: str | os.PathLike, newline: str | None = None):
+    """A text file to write *path* through: this process's own temporary file, renamed over *path* when the block
+    ends without an error and removed otherwise. Readers see the old file or the new one, and processes writing
+    the same file at once never rename each other's temporary away."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name(path)
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8", newline=newline) as fh:
+            yield fh
+        tmp.replace(path)
+    finally:
+        with contextlib.suppress(OSError):  # e.g. a parent that is a file: there is no temporary to remove
+            tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write *text* to *path* atomically (see :func:`atomic_text_file`)."""
+    with atomic_text_file(path) as fh:
+        fh.write(text)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike, *also: str | os.PathLike) -> None:

@@ -61,19 +61,16 @@ PREDICTION_FORMATS = (".csv", ".json", ".jsonl")
 def _write_predictions(predictions, out: Path, bar, task) -> int:
     """Stream *predictions* into *out* (CSV: path, then class and probability of each rank; JSON Lines: one object
     per image; JSON: a list of them) through a temporary file renamed over it at the end. Returns the count."""
-    import contextlib
     import csv
     import json
-    import os
 
+    from vistrain.durable import atomic_text_file
     from vistrain.errors import OutputError
 
     fmt = out.suffix.lower()
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     count = 0
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        with atomic_text_file(out, newline="") as fh:
             writer = csv.writer(fh) if fmt == ".csv" else None
             if writer is not None:
                 writer.writerow(["path", *(f"{field}_{rank}" for rank in range(1, predictions.top_k + 1)
@@ -91,13 +88,9 @@ def _write_predictions(predictions, out: Path, bar, task) -> int:
                 bar.advance(task)
             if fmt == ".json":
                 fh.write("\n]\n" if count else "[]\n")
-        tmp.replace(out)
     except OSError as exc:
         raise OutputError(f"cannot write {out}: {exc.strerror or exc}",
                           hint="choose a writable --out path with room for the predictions") from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
     return count
 
 

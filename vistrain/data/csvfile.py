@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vistrain.data.imagefolder import SPLIT_NAMES, FileImageSet, sample_headers
-from vistrain.data.source import DataSource
+from vistrain.data.source import DataSource, own_splits_line
 from vistrain.errors import DataError
 
 
@@ -96,8 +96,6 @@ def load_csv(arg: str | None, cfg) -> DataSource:
             part.channels = images.channels
     own = [name for name in ("val", "test") if parts[name] is not None]
     if own:
-        info.append(f"csv:{arg} has its own splits: "
-                    + ", ".join(f"{len(rows[name]):,} {name} rows" for name in ("train", *own))
-                    + f"; they replace data.{'_fraction and data.'.join(own)}_fraction")
+        info.append(own_splits_line(f"csv:{arg}", [f"{len(rows[name]):,} {name} rows" for name in ("train", *own)], own))
     return DataSource(f"csv:{arg}", classes, images, test=parts["test"], val=parts["val"], channels=images.channels,
                       image_size=size, info=info)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vistrain.data.decode import IMAGE_EXTENSIONS, ImageDecodeError, header, read_bytes, read_image_file
-from vistrain.data.source import DataSource, ImageSet
+from vistrain.data.source import DataSource, ImageSet, own_splits_line
 from vistrain.errors import DataError
 
 HEADER_SAMPLE = 48  # files whose headers are read to learn the channels and whether sizes are uniform
@@ -223,10 +223,8 @@ def load_imagefolder(arg: str | None, cfg) -> DataSource:
             if part is not None:
                 part.channels = images.channels
         used = [s for s, part in own.items() if part is not None]
-        info.append(f"imagefolder:{arg} has its own splits: "
-                    + ", ".join([f"train/ ({len(images):,} images)"]
-                                + [f"{layout[s].name}/ ({len(own[s]):,})" for s in used])
-                    + (f"; they replace data.{'_fraction and data.'.join(used)}_fraction" if used else ""))
+        info.append(own_splits_line(f"imagefolder:{arg}", [f"train/ ({len(images):,} images)"]
+                                    + [f"{layout[s].name}/ ({len(own[s]):,})" for s in used], used))
     return DataSource(f"imagefolder:{arg}", classes, images, test=own["test"], val=own["val"],
                       channels=images.channels, image_size=size, notes=notes, info=info)
 

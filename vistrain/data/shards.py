@@ -23,7 +23,7 @@ import numpy as np
 
 from vistrain.data.decode import ImageDecodeError
 from vistrain.data.imagefolder import PathList, sample_headers
-from vistrain.data.source import DataSource, ImageSet
+from vistrain.data.source import DataSource, ImageSet, own_splits_line
 from vistrain.errors import DataError
 
 IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp", "ppm", "pgm", "bmp", "tif", "tiff")
@@ -240,10 +240,9 @@ def load_webdataset(arg: str | None, cfg) -> DataSource:
             own[split] = _shard_set(found[split]) if found[split] else None
         used = [split for split, part in own.items() if part is not None]
         if used:
-            info.append(f"webdataset:{arg} has its own splits: "
-                        + ", ".join(f"{split}-*.tar ({len(part):,} images)" for split, part
-                                    in (("train", images), *((u, own[u]) for u in used)))
-                        + f"; they replace data.{'_fraction and data.'.join(used)}_fraction")
+            sizes = {"train": len(images), **{u: len(own[u]) for u in used}}
+            info.append(own_splits_line(f"webdataset:{arg}", [f"{s}-*.tar ({n:,} images)" for s, n in sizes.items()],
+                                        used))
         shards = found["train"]
     else:
         shards = expand(arg)

@@ -296,3 +296,11 @@ class DataSource:
         for part in (self.val, self.test):
             images = images if part is None else ConcatImageSet(images, part)
         return images
+
+
+def own_splits_line(spec: str, described: list[str], replaced: list[str]) -> str:
+    """The run's line for dataset *spec* read with its own splits: what each holds (*described*), and the config
+    fractions the splits in *replaced* (val, test) take the place of."""
+    line = f"{spec} has its own splits: {', '.join(described)}"
+    return line + ("; they replace " + " and ".join(f"data.{s}_fraction" for s in replaced) if replaced else "")
+
