@@ -118,6 +118,8 @@ CASES = [
     user("attach-missing-folder", "attach", "{w}/no-such-run", expect="no-such-run"),
     user("imagefolder-is-a-file", *RUN, "--data", "imagefolder:{w}/a-file", expect="is not a folder"),
     user("imagefolder-no-class-folders", *RUN, "--data", "imagefolder:{w}/flat", expect="no class subfolders"),
+    user("imagefolder-class-without-images", *RUN, "--data", "imagefolder:{w}/one-empty-class",
+         expect="class folder(s) 'dog' hold no images"),
     user("imagefolder-all-unreadable", *RUN, "--data", "imagefolder:{w}/broken-images",
          expect="could be read"),
     user("pretrained-file-missing", *RUN, "--pretrained", "{w}/no-such.safetensors", expect="no-such.safetensors"),
@@ -354,6 +356,10 @@ def _make_workspace(root: Path) -> None:
     (broken / "truncated.png").write_bytes(png[: len(png) // 2])
     (root / "pets" / "cat").mkdir(parents=True)
     (root / "pets" / "cat" / "0.png").write_bytes(png)
+    (root / "one-empty-class" / "cat").mkdir(parents=True)
+    (root / "one-empty-class" / "cat" / "0.png").write_bytes(png)
+    (root / "one-empty-class" / "dog").mkdir()
+    (root / "one-empty-class" / "dog" / "._0.png").write_bytes(b"\x00\x05\x16\x07 a macOS resource fork")
     (root / "events-list").mkdir()
     (root / "events-list" / "events.jsonl").write_text("[1, 2, 3]\n")
     (root / "events-text").mkdir()

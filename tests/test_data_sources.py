@@ -77,6 +77,71 @@ def test_a_jpeg_is_decoded_at_the_reduced_size_asked_for():
     assert geometry.reduction(300, 400, 256, 256) == 1
 
 
+def with_orientation(img: np.ndarray, orient: int, fmt: str = "JPEG") -> bytes:
+    """*img* encoded by PIL with EXIF orientation tag *orient*: the same compressed pixels for every tag."""
+    import io
+
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = orient
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, fmt, exif=exif, **({"quality": 95} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+# PIL's transposes, named as the EXIF specification lists the eight orientations
+EXIF_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+                  7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
+def as_stored_grey(img: np.ndarray, fmt: str) -> np.ndarray:
+    return decode.decode(with_orientation(np.ascontiguousarray(img[..., 0]), 1, fmt))[:, :, 0]
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_photo_comes_out_upright_under_each_exif_orientation(fmt):
+    """A phone stores a portrait photo sideways with an orientation tag; decoding (and the header's size) follow
+    the tag the way PIL's exif_transpose and OpenCV's imread do."""
+    from PIL import Image
+
+    stored = photo(24, 40, 1)
+    stored[:4, :6] = 255  # a corner that tells every mirroring and turn apart
+    as_stored = decode.decode(with_orientation(stored, 1, fmt))
+    assert as_stored.shape == (24, 40, 3)
+    for orient, name in EXIF_TRANSPOSE.items():
+        data = with_orientation(stored, orient, fmt)
+        assert decode.orientation(data) == orient
+        expected = np.asarray(Image.fromarray(as_stored).transpose(getattr(Image.Transpose, name)))
+        got = decode.decode(data)
+        assert np.array_equal(got, expected), orient
+        if fmt == "JPEG":
+            assert decode.header(data) == got.shape
+            opencv = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            assert opencv.shape == got.shape and np.abs(opencv.astype(int) - got).mean() < 2, orient
+    grey = decode.decode(with_orientation(np.ascontiguousarray(stored[..., 0]), 6, fmt))
+    assert grey.shape == (40, 24, 1) and np.array_equal(grey[:, :, 0], np.rot90(as_stored_grey(stored, fmt), -1))
+    assert decode.orientation(cv2.imencode(".jpg", stored)[1].tobytes()) == 1  # no EXIF at all
+
+
+def test_a_turned_photo_is_decoded_reduced_and_cropped_upright():
+    """A 3000x2000 portrait stored as 2000x3000 with tag 6: the header says 3000x2000, a reduced decode is asked
+    for in upright terms and comes out upright, and the random crop matches the one from the full decode."""
+    from vistrain.augment.pipeline import build_pipeline
+
+    upright_img = photo(3000, 2000, 2)
+    data = with_orientation(np.ascontiguousarray(np.rot90(upright_img, 1)), 6)  # stored turned a quarter left
+    assert decode.header(data) == (3000, 2000, 3)
+    reduced = decode.decode(data, min_size=(750, 500))
+    assert reduced.shape == (750, 500, 3)
+    full = decode.decode(data)
+    assert full.shape == (3000, 2000, 3) and np.abs(full.astype(int) - upright_img).mean() < 3
+    tf = ImageTransform(InputSpec(3, 64, *RGB, resize="crop"), build_pipeline("resized-crop-smin0.5"))
+    crop = tf.from_bytes(data, "photo", np.random.default_rng(3))
+    box = geometry.random_box(3000, 2000, np.random.default_rng(3), 0.5)
+    assert (crop - tf.normalise(geometry.crop_from(full, box, (3000, 2000), 64))).abs().mean() < 0.05
+
+
 # --- photo geometry -------------------------------------------------------------------------------
 
 
@@ -102,7 +167,8 @@ def test_a_random_resized_crop_comes_from_the_full_photo_and_reduced_decoding_ke
     calls = []
     real = decode.decode
     try:
-        decode.decode = lambda d, name="", min_size=None: calls.append(min_size) or real(d, name, min_size=min_size)
+        decode.decode = lambda d, name="", min_size=None, **kw: (calls.append(min_size)
+                                                                 or real(d, name, min_size=min_size, **kw))
         reduced = tf.from_bytes(data, "photo", np.random.default_rng(7))
     finally:
         decode.decode = real
@@ -143,6 +209,31 @@ def test_the_scan_reads_few_headers_and_decodes_almost_nothing(tmp_path, monkeyp
 def truncate(path, share=0.5):
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * share)])
+
+
+def test_hidden_files_and_folders_and_a_macs_zip_leftovers_are_not_images(tmp_path):
+    """macOS writes ._name resource forks (not images) beside every photo on some drives and in zips, under
+    __MACOSX/; Jupyter and others leave dot folders. None of them is an image, a class or a split."""
+    from vistrain.data.imagefolder import load_images, load_imagefolder
+
+    paths = photo_folder(tmp_path / "d" / "train", per_class=2)
+    fork = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
+    for p in paths[:3]:
+        (p.parent / f"._{p.name}").write_bytes(fork)
+        (p.parent / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+        (p.parent / ".ipynb_checkpoints").mkdir(exist_ok=True)
+        (p.parent / ".ipynb_checkpoints" / p.name).write_bytes(p.read_bytes())  # a copy: it would count twice
+    (tmp_path / "d" / "train" / ".trash").mkdir()
+    (tmp_path / "d" / "train" / ".trash" / "x.jpg").write_bytes(paths[0].read_bytes())
+    for top in (tmp_path / "d" / "__MACOSX" / "train" / "a", tmp_path / "d" / "train" / "__MACOSX"):
+        top.mkdir(parents=True)
+        (top / "._000.jpg").write_bytes(fork)
+    photo_folder(tmp_path / "d" / "val", per_class=1)
+    src = load_imagefolder(str(tmp_path / "d" / "train"), None)
+    assert src.classes == ["a", "b", "c"] and sorted(src.train.paths[i] for i in range(6)) == sorted(map(str, paths))
+    split = load_imagefolder(str(tmp_path / "d"), None)  # __MACOSX beside train/ and val/: still the split layout
+    assert split.classes == ["a", "b", "c"] and len(split.train) == 6 and len(split.val) == 3
+    assert len(load_images(str(tmp_path / "d" / "train"), None).train) == 6
 
 
 def test_a_run_on_a_folder_with_truncated_jpegs_and_a_file_deleted_mid_epoch_trains_to_the_end(cli, tmp_path,
@@ -380,6 +471,7 @@ def test_an_image_folder_with_train_val_and_test_folders_uses_them_as_its_splits
         load_source(cfg.name, cfg)
     # a folder beside train/ that is not a split: the plain layout, every folder a class
     (root / "val").rename(root / "cats")
+    cv2.imwrite(str(root / "cats" / "z.jpg"), photo(50, 60, 0))
     assert load_source(cfg.name, cfg).classes == ["cats", "test", "train", "valid"]
 
 

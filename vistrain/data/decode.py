@@ -1,6 +1,10 @@
 """Image files to uint8 HWC arrays: JPEG through libjpeg-turbo (``simplejpeg``), at a reduced size when the
 transform needs less than the full resolution, and everything else through OpenCV.
 
+Every image comes out upright, the way a photo viewer shows it: an EXIF orientation tag (a phone's portrait photo
+is stored sideways with tag 6) is applied after decoding, and :func:`header` gives the upright size. OpenCV's
+``imread`` does the same; PIL and torchvision's loaders (``ImageFolder``) do not unless asked.
+
 A JPEG is decoded strictly: a truncated or corrupt file is an :class:`ImageDecodeError` (OpenCV and
 libjpeg's default decode it anyway, grey where data is missing). Reduced decoding scales in the DCT
 (libjpeg-turbo's M/8 factors) for a fraction of the full cost; :func:`header` reads only the size.
@@ -8,6 +12,7 @@ libjpeg's default decode it anyway, grey where data is missing). Reduced decodin
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 
@@ -19,6 +24,10 @@ import numpy as np
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+
+ORIENTATION_TAG = 0x0112  # EXIF Orientation: 1 upright, 2-8 the mirrorings and quarter turns to undo
+EXIF_SEARCH = 1 << 16  # a JPEG's EXIF (APP1) segment comes first and is at most 64 KB
 
 
 class ImageDecodeError(ValueError):
@@ -42,8 +51,60 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     return data
 
 
-def header(data: bytes) -> tuple[int, int, int] | None:
-    """(height, width, channels) from the header alone, for JPEG and PNG; None for other formats."""
+def is_png(data: bytes | memoryview) -> bool:
+    """Whether *data* starts with the PNG signature."""
+    return data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def orientation(data: bytes) -> int:
+    """The EXIF orientation (1-8) of a JPEG, PNG or WebP file's bytes; 1 when it has none or it cannot be read.
+
+    Files without EXIF are told apart by a byte search; only those with it are parsed (by PIL, header only)."""
+    if is_jpeg(data):
+        tagged = data.find(b"Exif\x00\x00", 0, EXIF_SEARCH) >= 0
+    elif is_png(data):
+        tagged = data.find(b"eXIf") >= 0
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        tagged = data.find(b"EXIF", 12) >= 0
+    else:
+        return 1
+    if not tagged:
+        return 1
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            value = im.getexif().get(ORIENTATION_TAG, 1)
+    except Exception:  # a damaged EXIF block leaves the image as stored; decoding reports a damaged image
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def upright(img: np.ndarray, orient: int) -> np.ndarray:
+    """*img* (HWC) as shown under EXIF orientation *orient*: mirrored and/or turned by quarter turns (OpenCV's
+    flips and rotations, several times faster than NumPy's strided copies)."""
+    if orient <= 1 or orient > 8:
+        return img
+    if orient == 2:
+        out = cv2.flip(img, 1)
+    elif orient == 3:
+        out = cv2.rotate(img, cv2.ROTATE_180)
+    elif orient == 4:
+        out = cv2.flip(img, 0)
+    elif orient == 5:
+        out = cv2.transpose(img)
+    elif orient == 6:
+        out = cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE)
+    elif orient == 7:
+        out = cv2.rotate(cv2.transpose(img), cv2.ROTATE_180)
+    else:
+        out = cv2.rotate(img, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return out[..., None] if out.ndim == 2 else out
+
+
+def header(data: bytes, orient: int | None = None) -> tuple[int, int, int] | None:
+    """(height, width, channels) of the upright image from the header alone, for JPEG and PNG; None for other
+    formats. *orient* is the file's :func:`orientation` where the caller has it already."""
     if is_jpeg(data):
         import simplejpeg
 
@@ -51,12 +112,14 @@ def header(data: bytes) -> tuple[int, int, int] | None:
             h, w, colorspace, _sub = simplejpeg.decode_jpeg_header(data)
         except ValueError:
             return None
-        return int(h), int(w), 1 if colorspace == "Gray" else 3
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 26 and data[12:16] == b"IHDR":
+        info = int(h), int(w), 1 if colorspace == "Gray" else 3
+    elif is_png(data) and len(data) >= 26 and data[12:16] == b"IHDR":
         w, h = struct.unpack(">II", data[16:24])
         color_type = data[25]
-        return int(h), int(w), 1 if color_type in (0, 4) else 3
-    return None
+        info = int(h), int(w), 1 if color_type in (0, 4) else 3
+    else:
+        return None
+    return (info[1], info[0], info[2]) if (orientation(data) if orient is None else orient) >= 5 else info
 
 
 def _to_uint8_rgb(img: np.ndarray) -> np.ndarray:
@@ -74,15 +137,20 @@ def _to_uint8_rgb(img: np.ndarray) -> np.ndarray:
     return img[..., :1]
 
 
-def decode(data: bytes, name: str = "image", *, min_size: tuple[int, int] | None = None) -> np.ndarray:
+def decode(data: bytes, name: str = "image", *, min_size: tuple[int, int] | None = None,
+           orient: int | None = None) -> np.ndarray:
     """Decode *data* to uint8 HWC (1 or 3 channels, RGB order).
 
-    With *min_size* ``(h, w)`` a JPEG is decoded at the smallest libjpeg-turbo scale whose result is still
-    at least that large (never larger than the file); other formats decode at full size.
+    With *min_size* ``(h, w)`` (of the upright image) a JPEG is decoded at the smallest libjpeg-turbo scale whose
+    result is still at least that large (never larger than the file); other formats decode at full size. The
+    result is upright (see :func:`orientation`; *orient* is the file's where the caller has it already).
     """
+    orient = orientation(data) if orient is None else orient
     if is_jpeg(data):
         import simplejpeg
 
+        if min_size and orient >= 5:  # the file holds the image turned: its height is the upright width
+            min_size = (min_size[1], min_size[0])
         try:
             _h, _w, colorspace, _sub = simplejpeg.decode_jpeg_header(data)
             gray = colorspace == "Gray"
@@ -90,13 +158,14 @@ def decode(data: bytes, name: str = "image", *, min_size: tuple[int, int] | None
             img = simplejpeg.decode_jpeg(data, colorspace="GRAY" if gray else "RGB", strict=True, **kwargs)
         except ValueError as exc:
             if "unsupported" in str(exc).lower() or "CMYK" in str(exc):
-                return _decode_cv(data, name)  # CMYK/YCCK and other rare JPEGs: OpenCV converts them
+                return upright(_decode_cv(data, name), orient)  # CMYK/YCCK and other rare JPEGs: OpenCV converts
             raise ImageDecodeError(f"{name} is a broken JPEG: {exc}") from None
-        return img if img.ndim == 3 else img[..., None]
-    return _decode_cv(data, name)
+        return upright(img if img.ndim == 3 else img[..., None], orient)
+    return upright(_decode_cv(data, name), orient)
 
 
 def _decode_cv(data: bytes, name: str) -> np.ndarray:
+    # IMREAD_UNCHANGED keeps 16 bits and alpha and ignores EXIF orientation (decode applies it, for every format)
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ImageDecodeError(f"{name} is not a readable image")

@@ -81,9 +81,17 @@ class FileImageSet(ImageSet):
         return self.paths[index]
 
 
+def hidden(name: str) -> bool:
+    """Whether a file or folder is one that listings leave out: a dot name (``.ipynb_checkpoints``, ``.DS_Store``,
+    macOS's ``._photo.jpg`` resource forks, which are not images) or the ``__MACOSX`` folder a zip made on a Mac
+    holds them in."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
 def walk_images(folder: Path, root_real: str | None = None, seen: set[str] | None = None) -> tuple[list[str], int]:
     """Image files under *folder* (sorted in each folder), following symlinked folders except those that lead back
-    into *root_real* or to a folder already walked (loops, duplicates); returns (files, links skipped)."""
+    into *root_real* or to a folder already walked (loops, duplicates), and leaving out :func:`hidden` files and
+    folders; returns (files, links skipped)."""
     root_real = root_real or os.path.realpath(folder)
     seen = set() if seen is None else seen
     found, skipped_links = [], 0
@@ -91,6 +99,8 @@ def walk_images(folder: Path, root_real: str | None = None, seen: set[str] | Non
         seen.add(os.path.realpath(dirpath))
         kept = []
         for d in sorted(dirs):
+            if hidden(d):
+                continue
             full = os.path.join(dirpath, d)
             if os.path.islink(full):
                 real = os.path.realpath(full)
@@ -99,7 +109,8 @@ def walk_images(folder: Path, root_real: str | None = None, seen: set[str] | Non
                     continue
             kept.append(d)
         dirs[:] = kept
-        found += [os.path.join(dirpath, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS)]
+        found += [os.path.join(dirpath, f) for f in sorted(files)
+                  if f.lower().endswith(IMAGE_EXTENSIONS) and not hidden(f)]
     return found, skipped_links
 
 
@@ -139,27 +150,34 @@ def _header_of(images: ImageSet, index: int, decode_it: bool = False) -> tuple[i
     return info
 
 
-def scan_folder(root: Path) -> tuple[list[str], list[str], list[int], int]:
+def scan_folder(root: Path, every_class: bool = True) -> tuple[list[str], list[str], list[int], int]:
     """Classes, image paths, labels and the number of symlinked folders left out because they lead back
-    into the tree; missing, empty and class-less folders are one-line errors."""
+    into the tree; missing, empty and class-less folders are one-line errors, and so (with *every_class*, for
+    the training images) is a class folder without images."""
     if not root.exists():
         raise DataError(f"image folder {str(root)!r} does not exist", hint="check the path after 'imagefolder:'")
     if not root.is_dir():
         raise DataError(f"{str(root)!r} is not a folder", hint="point imagefolder: at a folder laid out DIR/<class>/<image>")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not hidden(d.name))
     if not classes:
         raise DataError(f"image folder {str(root)!r} has no class subfolders", hint="lay it out as DIR/<class>/<image>.png")
     paths: list[str] = []
     labels: list[int] = []
     root_real, seen, skipped_links = os.path.realpath(root), set(), 0
+    empty = []
     for label, name in enumerate(classes):
         files, links = walk_images(root / name, root_real, seen)
         paths += files
         labels += [label] * len(files)
         skipped_links += links
+        empty += [] if files else [name]
     if not paths:
         raise DataError(f"image folder {str(root)!r} has no images",
                         hint=f"put {', '.join(sorted(IMAGE_EXTENSIONS))} files in its class subfolders")
+    if every_class and empty:  # torchvision's ImageFolder refuses it too: the model would get a class it never sees
+        shown = ", ".join(repr(n) for n in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        raise DataError(f"image folder {str(root)!r}: class folder(s) {shown} hold no images",
+                        hint="put images in them or remove them; a folder whose name starts with '.' is left out")
     return classes, paths, labels, skipped_links
 
 
@@ -173,7 +191,7 @@ def split_folders(root: Path) -> dict[str, Path] | None:
     folders (hidden ones aside); None for the plain DIR/<class>/ layout."""
     if not root.is_dir():
         return None
-    found = {d.name: d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
+    found = {d.name: d for d in root.iterdir() if d.is_dir() and not hidden(d.name)}
     if "train" not in found or any(name not in SPLIT_NAMES for name in found):
         return None
     vals = sorted(name for name in found if SPLIT_NAMES[name] == "val")
@@ -186,10 +204,10 @@ def split_folders(root: Path) -> dict[str, Path] | None:
 def _split_set(folder: Path, classes: list[str]) -> tuple[FileImageSet | None, str | None]:
     """The images of a val or test folder laid out <class>/<image>, labelled by *classes* (train's); (None, why)
     when the folder holds its images without class folders (e.g. a competition's unlabelled test images)."""
-    if not any(d.is_dir() and not d.name.startswith(".") for d in folder.iterdir()):
+    if not any(d.is_dir() and not hidden(d.name) for d in folder.iterdir()):
         return None, (f"left out {str(folder)!r}: its images are not in class folders (no labels); use it as "
                       f"unlabelled images (--set data.unlabelled=images:{folder}) or label it with 'vistrain predict'")
-    names, paths, labels, _links = scan_folder(folder)
+    names, paths, labels, _links = scan_folder(folder, every_class=False)
     unknown = [name for name in names if name not in classes]
     if unknown:
         raise DataError(f"{str(folder)!r} has class folder(s) {', '.join(repr(n) for n in unknown[:5])} that "

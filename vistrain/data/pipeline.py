@@ -100,12 +100,13 @@ class ImageTransform:
     def from_bytes(self, data: bytes, name: str, rng: np.random.Generator | None = None) -> torch.Tensor:
         """:meth:`__call__` for an encoded file: a JPEG is decoded at the smallest size the geometry needs (the
         crop is drawn from the full image's dimensions); an unreadable one raises ImageDecodeError."""
-        from vistrain.data.decode import decode, header
+        from vistrain.data.decode import decode, header, orientation
 
-        head = header(data)
+        orient = orientation(data)
+        head = header(data, orient)
         spec = self.spec
         if head is None:
-            return self(decode(data, name), rng)
+            return self(decode(data, name, orient=orient), rng)
         h, w, _c = head
         box = None
         if spec.resize != "crop":
@@ -117,7 +118,7 @@ class ImageTransform:
             side = geometry.shorter_side(spec.size, spec.crop_pct)
             need = (h * side / min(h, w), w * side / min(h, w))
         factor = geometry.reduction(h, w, *need)
-        img = decode(data, name, min_size=(-(-h // factor), -(-w // factor)) if factor > 1 else None)
+        img = decode(data, name, min_size=(-(-h // factor), -(-w // factor)) if factor > 1 else None, orient=orient)
         img = self._geometry(img, rng, (h, w), box)
         return self.normalise(self._augment(img, rng))
 
