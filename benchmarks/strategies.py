@@ -12,6 +12,7 @@ test split is used only for the figures printed here, never to pick a checkpoint
     # --e ceiling=0: without "supervised, all labels" (the same recipe on every training label, for reference)
     # --e methods=fixmatch: the consistency methods to run (default fixmatch/flexmatch; --e methods= for none)
     # --e width=2: every method's model (Noisy Student's students too) is LeNet-5 at twice the width
+    # --e norm=batch: every method's model (Noisy Student's students too) is LeNet-5 with BatchNorm
     # --e drop=0.5: every method's model has dropout before its classifier (model.drop_rate; Noisy Student's
     #   students keep their own strategy.params.dropout)
 
@@ -250,9 +251,10 @@ def consistency(out: Path, e: dict) -> None:
         common = [f"data.name={data}", f"data.labels_per_class={labels}", f"train.seed={seed}",
                   f"data.batch_size={batch}", "train.threads=1", "train.log_interval=50"]
         width = e["width"]
-        model = "lenet5" if width == 1 else f"{{name: lenet5, kwargs: {{width: {width:g}}}}}"
-        if width != 1:
-            common.append(f"model.kwargs={{width: {width:g}}}")
+        kwargs = ", ".join(([f"width: {width:g}"] if width != 1 else []) + ([f"norm: {e['norm']}"] if e["norm"] else []))
+        model = f"{{name: lenet5, kwargs: {{{kwargs}}}}}" if kwargs else "lenet5"
+        if kwargs:
+            common.append(f"model.kwargs={{{kwargs}}}")
         if e["drop"]:
             common.append(f"model.drop_rate={e['drop']:g}")
         source = load_heldout("mnist5k", None)
@@ -267,7 +269,8 @@ def consistency(out: Path, e: dict) -> None:
             done = int(load_checkpoint(ck / "last.pt")["global_step"])
             seen.setdefault(key, []).append(done * images_per_step)
 
-        wide = (f"-w{width:g}" if width != 1 else "") + (f"-d{e['drop']:g}" if e["drop"] else "")
+        wide = (f"-w{width:g}" if width != 1 else "") + (f"-d{e['drop']:g}" if e["drop"] else "") \
+            + (f"-{e['norm']}norm" if e["norm"] else "")
         tag = f"{labels}pc-s{seed}" + ("-img" if e["match_images"] else "") + wide
         if not e["consistency_sets"] and e["baselines"]:  # a variant of fixmatch/flexmatch runs alone
             sup_epochs = epochs_for(-(-labelled // batch))
@@ -298,7 +301,7 @@ def consistency(out: Path, e: dict) -> None:
             record(method, ck, batch + 2 * mu * batch)
         print(f"CONSISTENCY {labels} labels/class seed {seed}: "
               + " | ".join(f"{k} {pct(v[-1])}" for k, v in errors.items()), flush=True)
-    print(f"CONSISTENCY ({labels} labels/class, LeNet-5 at width {e['width']:g}, dropout {e['drop']:g}, {steps} steps of {batch} labelled images for fixmatch/flexmatch, "
+    print(f"CONSISTENCY ({labels} labels/class, LeNet-5 at width {e['width']:g}, dropout {e['drop']:g}, norm {e['norm'] or 'none'}, {steps} steps of {batch} labelled images for fixmatch/flexmatch, "
           f"{other_steps} for the others, per trained model; 1,000 held-out digits): held-out error, mean ± sd")
     print(f"| method ({labels} labels/class) | held-out error, mean ± sd | each seed | images through the final model |")
     print("|---|---|---|---|")
@@ -310,7 +313,7 @@ def consistency(out: Path, e: dict) -> None:
 
 FULL = {"digits": "digits:mnist", "distill": 30, "distill_teacher": 30, "distill_seeds": 3, "distill_long": 90, "distill_hinton": 1, "T": 4, "alpha": 0.9, "student": 40, "teacher": 150, "source": 8, "transfer": 40, "transfer_subsets": 3,
         "noisy_sets": [], "pseudo_sets": [], "consistency_steps": 2250, "labels": 10, "seeds": "0/1",
-        "match_images": 0, "baselines": 1, "ceiling": 1, "width": 1.0, "drop": 0.0, "methods": "fixmatch/flexmatch"}
+        "match_images": 0, "baselines": 1, "ceiling": 1, "width": 1.0, "drop": 0.0, "norm": "", "methods": "fixmatch/flexmatch"}
 QUICK = {**FULL, "distill": 2, "distill_teacher": 2, "distill_seeds": 2, "distill_long": 0, "distill_hinton": 0, "student": 2, "teacher": 20, "source": 2, "transfer": 3, "transfer_subsets": 1,
          "consistency_steps": 30}
 

@@ -88,6 +88,24 @@ def test_lenet5_width_scales_every_layer_and_survives_a_checkpoint_round_trip():
     assert "model.kwargs" in err.value.hint
 
 
+def test_lenet5_with_batchnorm_normalises_every_hidden_layer():
+    from vistrain.errors import ConfigError
+    from vistrain.models.factory import build_from_spec
+
+    spec = {"name": "lenet5", "num_classes": 10, "in_chans": 1, "input_size": 28, "kwargs": {"norm": "batch"}}
+    model = build_from_spec(spec)
+    norms = [m for m in model.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+    assert [m.num_features for m in norms] == [6, 16, 120, 84]
+    # the layers before a BatchNorm lose their biases; each BatchNorm has a scale and a shift per feature
+    assert _count(model) == 61_706 - (6 + 16 + 120 + 84) + 2 * (6 + 16 + 120 + 84) == 61_932
+    model.train()
+    x = torch.randn(64, 1, 28, 28) * 3 + 5
+    first = model.features[:2](x)  # conv then BatchNorm: zero mean, unit variance per map in training
+    assert first.mean(dim=(0, 2, 3)).abs().max() < 1e-4 and (first.var(dim=(0, 2, 3)) - 1).abs().max() < 0.01
+    with pytest.raises(ConfigError, match="norm must be 'batch' or none"):
+        build_from_spec({**spec, "kwargs": {"norm": "layer"}})
+
+
 def test_vgg16_at_224_with_1000_classes_has_138357544_parameters():
     from vistrain.models.vgg import create_vgg16
 

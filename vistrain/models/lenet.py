@@ -11,32 +11,45 @@ class LeNet5(FeatureClassifier):
     """conv5 → pool2 → conv5 → pool2 → FC120 → FC84 → classes; 61,706 params for 10 classes.
 
     ``width`` multiplies every layer's channels and units (6/16 maps, 120/84 units): ``width=2`` is a
-    wider student for Noisy Student (about 4× the parameters).
+    wider student for Noisy Student (about 4× the parameters). ``norm="batch"`` puts BatchNorm after each
+    convolution and hidden fully connected layer, before its activation (Ioffe & Szegedy 2015): 61,932 parameters
+    for 10 classes (the layers it follows lose their biases).
     """
 
     def __init__(self, num_classes: int = 10, in_chans: int = 1, input_size: int = 28, classic: bool = False,
-                 drop_rate: float = 0.0, width: float = 1.0):
+                 drop_rate: float = 0.0, width: float = 1.0, norm: str | None = None):
         super().__init__()
         self.num_classes = num_classes
         if input_size < 28:
             raise ValueError(f"LeNet-5 needs inputs of at least 28x28, got {input_size}")
         if not isinstance(width, (int, float)) or isinstance(width, bool) or width <= 0:
             raise ValueError(f"LeNet-5 width must be a positive number, got {width!r}")
+        if norm not in (None, "none", "batch"):
+            raise ValueError(f"LeNet-5 norm must be 'batch' or none, got {norm!r}")
         c1, c2, f1, f2 = (max(1, round(n * width)) for n in (6, 16, 120, 84))
+        bn = norm == "batch"
+
+        def bn2d(c: int) -> nn.Module:
+            return nn.BatchNorm2d(c) if bn else nn.Identity()
+
+        def bn1d(c: int) -> nn.Module:
+            return nn.BatchNorm1d(c) if bn else nn.Identity()
+
         # 28x28 inputs are padded by 2 so the feature map is the paper's 5x5 after two pools.
         padding = 2 if input_size < 32 else 0
         act: type[nn.Module] = nn.Tanh if classic else nn.ReLU
         pool: type[nn.Module] = nn.AvgPool2d if classic else nn.MaxPool2d
         self.features = nn.Sequential(
-            nn.Conv2d(in_chans, c1, 5, padding=padding), act(), pool(2, 2),
-            nn.Conv2d(c1, c2, 5), act(), pool(2, 2),
+            nn.Conv2d(in_chans, c1, 5, padding=padding, bias=not bn), bn2d(c1), act(), pool(2, 2),
+            nn.Conv2d(c1, c2, 5, bias=not bn), bn2d(c2), act(), pool(2, 2),
         )
         side = (input_size + 2 * padding - 4) // 2
         side = (side - 4) // 2
         self.flatten_dim = c2 * side * side
         self.head_in = f2
         self.pre_logits = nn.Sequential(
-            nn.Flatten(), nn.Linear(self.flatten_dim, f1), act(), nn.Linear(f1, f2), act(),
+            nn.Flatten(), nn.Linear(self.flatten_dim, f1, bias=not bn), bn1d(f1), act(),
+            nn.Linear(f1, f2, bias=not bn), bn1d(f2), act(),
             nn.Dropout(drop_rate) if drop_rate else nn.Identity(),
         )
         self.classifier = nn.Linear(f2, num_classes)
@@ -44,11 +57,11 @@ class LeNet5(FeatureClassifier):
 
 
 def _create(num_classes: int, in_chans: int, input_size: int, classic: bool, drop_rate: float | None = None,
-            pretrained: str | None = None, width: float = 1.0) -> LeNet5:
+            pretrained: str | None = None, width: float = 1.0, norm: str | None = None) -> LeNet5:
     from vistrain.models.weights import with_pretrained
 
     return with_pretrained(LeNet5(num_classes, in_chans, input_size, classic=classic, drop_rate=drop_rate or 0.0,
-                                  width=width), pretrained)
+                                  width=width, norm=norm), pretrained)
 
 
 def create_lenet5(num_classes: int, in_chans: int, input_size: int, **kwargs) -> LeNet5:
