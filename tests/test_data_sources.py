@@ -124,6 +124,36 @@ def test_a_photo_comes_out_upright_under_each_exif_orientation(fmt):
     assert decode.orientation(cv2.imencode(".jpg", stored)[1].tobytes()) == 1  # no EXIF at all
 
 
+def test_heic_and_avif_photos_are_read_and_without_pillow_heif_the_folder_says_what_to_install(tmp_path, monkeypatch):
+    """iPhones save HEIC; AVIF is common on the web. Both are images of a folder, decoded through PIL (HEIC with
+    pillow-heif); without pillow-heif a folder with HEIC files is one error line that names the package."""
+    pytest.importorskip("pillow_heif")
+    from PIL import Image
+
+    from vistrain.data.imagefolder import load_imagefolder
+
+    decode.heif_available()  # registers the HEIC opener with PIL, for writing the test's files too
+    for k in range(6):
+        folder = tmp_path / "pets" / "ab"[k % 2]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(photo(60, 80, k)).save(folder / f"{k}.{('heic', 'avif', 'jpg')[k % 3]}", quality=95)
+    src = load_imagefolder(str(tmp_path / "pets"), None)
+    assert len(src.train) == 6 and src.channels == 3
+    names = [src.train.paths[i] for i in range(6)]
+    for i, name in enumerate(names):
+        img = src.train.image(i)
+        assert img.shape == (60, 80, 3) and np.abs(img.astype(int) - photo(60, 80, int(os.path.basename(name)[0]))).mean() < 4, name
+    heic = (tmp_path / "pets" / "a" / "0.heic").read_bytes()
+    assert decode.is_heif(heic) and decode.header(heic) == (60, 80, 3)
+
+    monkeypatch.setattr(decode, "_HEIF", False)  # as if pillow-heif were not installed
+    with pytest.raises(DataError, match="2 HEIC/HEIF image\\(s\\) in .* cannot be read") as err:
+        load_imagefolder(str(tmp_path / "pets"), None)
+    assert "vistrain[heif]" in err.value.hint
+    with pytest.raises(decode.ImageDecodeError, match="pillow-heif is not installed"):
+        decode.decode(heic, "x.heic")
+
+
 def test_a_turned_photo_is_decoded_reduced_and_cropped_upright():
     """A 3000x2000 portrait stored as 2000x3000 with tag 6: the header says 3000x2000, a reduced decode is asked
     for in upright terms and comes out upright, and the random crop matches the one from the full decode."""

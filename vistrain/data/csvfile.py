@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vistrain.data.imagefolder import SPLIT_NAMES, FileImageSet, sample_headers
+from vistrain.data.imagefolder import SPLIT_NAMES, FileImageSet, check_decoders, sample_headers
 from vistrain.data.source import DataSource, own_splits_line
 from vistrain.errors import DataError
 
@@ -78,6 +78,7 @@ def load_csv(arg: str | None, cfg) -> DataSource:
     rows = {name: [i for i, split in enumerate(splits) if split == name] for name in ("train", "val", "test")}
     if not rows["train"]:
         raise DataError(f"{str(path)!r} has no training rows", hint="mark training rows 'train' (or leave the split empty)")
+    check_decoders(paths, f"in {str(path)!r}")
     classes = _class_order({label_texts[i] for i in rows["train"]})
     index = {name: i for i, name in enumerate(classes)}
     parts: dict[str, FileImageSet | None] = {}

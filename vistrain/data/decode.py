@@ -23,7 +23,11 @@ import numpy as np
 # stray stderr lines such as "PNG input buffer is incomplete".
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".avif", ".heic", ".heif")
+# HEIC/HEIF (an iPhone's photos) are read by PIL with the pillow-heif plugin (pip install 'vistrain[heif]')
+HEIF_EXTENSIONS = (".heic", ".heif")
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1")
+HEIF_HINT = "pip install 'vistrain[heif]' (pillow-heif) to read HEIC/HEIF images, or convert them to JPEG"
 
 
 ORIENTATION_TAG = 0x0112  # EXIF Orientation: 1 upright, 2-8 the mirrorings and quarter turns to undo
@@ -49,6 +53,28 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     if not data:
         raise ImageDecodeError(f"{os.fspath(path)!r} is empty")
     return data
+
+
+def is_heif(data: bytes) -> bool:
+    """Whether *data* is an HEIF container holding HEVC (HEIC) or generic HEIF images (its ``ftyp`` brand)."""
+    return data[4:8] == b"ftyp" and bytes(data[8:12]) in HEIF_BRANDS
+
+
+def heif_available() -> bool:
+    """Whether HEIC/HEIF images can be read (pillow-heif is installed); registers its PIL opener once."""
+    global _HEIF
+    if _HEIF is None:
+        try:
+            import pillow_heif
+        except ImportError:
+            _HEIF = False
+        else:
+            pillow_heif.register_heif_opener(thumbnails=False)
+            _HEIF = True
+    return _HEIF
+
+
+_HEIF: bool | None = None
 
 
 def is_png(data: bytes | memoryview) -> bool:
@@ -117,6 +143,14 @@ def header(data: bytes, orient: int | None = None) -> tuple[int, int, int] | Non
         w, h = struct.unpack(">II", data[16:24])
         color_type = data[25]
         info = int(h), int(w), 1 if color_type in (0, 4) else 3
+    elif is_heif(data) and heif_available():  # pillow-heif reads the container's size without decoding
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                return im.height, im.width, 1 if im.mode in ("L", "LA") else 3
+        except Exception:  # a damaged or incomplete file: decoding reports it
+            return None
     else:
         return None
     return (info[1], info[0], info[2]) if (orientation(data) if orient is None else orient) >= 5 else info
@@ -161,6 +195,8 @@ def decode(data: bytes, name: str = "image", *, min_size: tuple[int, int] | None
                 return upright(_decode_cv(data, name), orient)  # CMYK/YCCK and other rare JPEGs: OpenCV converts
             raise ImageDecodeError(f"{name} is a broken JPEG: {exc}") from None
         return upright(img if img.ndim == 3 else img[..., None], orient)
+    if is_heif(data):  # HEIC: pillow-heif applies the container's rotation and mirroring itself
+        return _decode_pil(data, name)
     return upright(_decode_cv(data, name), orient)
 
 
@@ -168,8 +204,25 @@ def _decode_cv(data: bytes, name: str) -> np.ndarray:
     # IMREAD_UNCHANGED keeps 16 bits and alpha and ignores EXIF orientation (decode applies it, for every format)
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
+        if data[4:8] == b"ftyp":  # AVIF where this OpenCV lacks the codec: PIL reads it (Pillow 11.2+)
+            return _decode_pil(data, name)
         raise ImageDecodeError(f"{name} is not a readable image")
     return _to_uint8_rgb(img)
+
+
+def _decode_pil(data: bytes, name: str) -> np.ndarray:
+    """HEIC/HEIF (with pillow-heif) and AVIF through PIL, as uint8 HWC with 1 or 3 channels."""
+    if is_heif(data) and not heif_available():
+        raise ImageDecodeError(f"{name} is a HEIC/HEIF image and pillow-heif is not installed ({HEIF_HINT})")
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im = im.convert("L" if im.mode in ("L", "LA") else "RGB")
+            img = np.asarray(im)
+    except Exception as exc:
+        raise ImageDecodeError(f"{name} is not a readable image ({exc})") from None
+    return img[..., None] if img.ndim == 2 else img
 
 
 def read_image_file(path: str | os.PathLike, *, min_size: tuple[int, int] | None = None) -> np.ndarray:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vistrain.data.decode import IMAGE_EXTENSIONS, ImageDecodeError, header, read_bytes, read_image_file
+from vistrain.data.decode import (HEIF_EXTENSIONS, HEIF_HINT, IMAGE_EXTENSIONS, ImageDecodeError, header,
+                                  heif_available, read_bytes, read_image_file)
 from vistrain.data.source import DataSource, ImageSet, own_splits_line
 from vistrain.errors import DataError
 
@@ -114,6 +115,14 @@ def walk_images(folder: Path, root_real: str | None = None, seen: set[str] | Non
     return found, skipped_links
 
 
+def check_decoders(paths: Sequence[str], where: str) -> None:
+    """A one-line error when *paths* (the images *where*, e.g. "in 'DIR'") hold HEIC/HEIF images and pillow-heif,
+    which reads them, is not installed: found before anything runs, not as thousands of unreadable images."""
+    heif = [f for f in paths if f.lower().endswith(HEIF_EXTENSIONS)]
+    if heif and not heif_available():
+        raise DataError(f"{len(heif):,} HEIC/HEIF image(s) {where} (e.g. {heif[0]!r}) cannot be read", hint=HEIF_HINT)
+
+
 def sample_headers(images: ImageSet, where: str) -> tuple[int, tuple[int, int] | None]:
     """(channels, the shared (h, w) or None) from the headers of up to HEADER_SAMPLE images spread over *images*;
     the first DECODE_SAMPLE of them with a readable header are decoded too (a JPEG at 1/8 size).
@@ -174,6 +183,7 @@ def scan_folder(root: Path, every_class: bool = True) -> tuple[list[str], list[s
     if not paths:
         raise DataError(f"image folder {str(root)!r} has no images",
                         hint=f"put {', '.join(sorted(IMAGE_EXTENSIONS))} files in its class subfolders")
+    check_decoders(paths, f"in {str(root)!r}")
     if every_class and empty:  # torchvision's ImageFolder refuses it too: the model would get a class it never sees
         shown = ", ".join(repr(n) for n in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
         raise DataError(f"image folder {str(root)!r}: class folder(s) {shown} hold no images",
@@ -259,6 +269,7 @@ def load_images(arg: str | None, cfg) -> DataSource:
     if not paths:
         raise DataError(f"{str(root)!r} has no images",
                         hint=f"put {', '.join(sorted(IMAGE_EXTENSIONS))} files in it or in folders below it")
+    check_decoders(paths, f"in {str(root)!r}")
     images = FileImageSet(paths, np.full(len(paths), -1, dtype=np.int64), 3)
     images.channels, size = sample_headers(images, repr(str(root)))
     notes = [f"left out {skipped_links} symlinked folder(s) of {str(root)!r} that lead back into it"] if skipped_links else []
