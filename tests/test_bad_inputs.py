@@ -184,6 +184,8 @@ CASES = [
     user("checkpoint-other-classes", "eval", CKPT, "--data", "imagefolder:{w}/pets", expect="class(es) 'cat'"),
     user("checkpoint-other-head", "eval", "{w}/other-head.pt", "--data", "digits", expect="does not match model"),
     user("viz-corrupt-checkpoint", "viz", "weights", "{w}/zeros.pt", "--out", "{w}/w.png", expect="corrupt"),
+    user("viz-cam-out-is-a-png", "viz", "cam", CKPT, "{w}/flat/0.png", "--out", "{w}/cam.png",
+         expect="names an image file, but viz cam writes a folder"),
     user("eval-unknown-split", "eval", CKPT, "--data", "digits", "--split", "trian", expect="unknown split"),
     user("resume-other-model", "run", "--headless", "--resume", CKPT, "--model", "lenet5",
          expect="do not fit the model"),

@@ -49,6 +49,11 @@ def viz_cam(
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """Grad-CAM heat maps over each image for its predicted (or the --class) class, as a grid PNG."""
+    from vistrain.errors import OutputError
+
+    if out.suffix.lower() in (".png", ".jpg", ".jpeg") and not out.is_dir():  # 'viz weights --out w.png' is a file
+        raise OutputError(f"--out {str(out)!r} names an image file, but viz cam writes a folder (gradcam.png and one "
+                          f"overlay per image)", hint=f"give a folder, e.g. --out {out.with_suffix('')}")
     import cv2
     import numpy as np
     import torch
