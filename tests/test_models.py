@@ -102,6 +102,10 @@ def test_lenet5_with_batchnorm_normalises_every_hidden_layer():
     x = torch.randn(64, 1, 28, 28) * 3 + 5
     first = model.features[:2](x)  # conv then BatchNorm: zero mean, unit variance per map in training
     assert first.mean(dim=(0, 2, 3)).abs().max() < 1e-4 and (first.var(dim=(0, 2, 3)) - 1).abs().max() < 0.01
+    # without norm the weight names are the plain LeNet-5's, so its checkpoints keep loading
+    assert list(build_from_spec({**spec, "kwargs": {}}).state_dict()) == [
+        "features.0.weight", "features.0.bias", "features.3.weight", "features.3.bias", "pre_logits.1.weight",
+        "pre_logits.1.bias", "pre_logits.3.weight", "pre_logits.3.bias", "classifier.weight", "classifier.bias"]
     with pytest.raises(ConfigError, match="norm must be 'batch' or none"):
         build_from_spec({**spec, "kwargs": {"norm": "layer"}})
 

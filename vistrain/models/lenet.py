@@ -29,27 +29,25 @@ class LeNet5(FeatureClassifier):
         c1, c2, f1, f2 = (max(1, round(n * width)) for n in (6, 16, 120, 84))
         bn = norm == "batch"
 
-        def bn2d(c: int) -> nn.Module:
-            return nn.BatchNorm2d(c) if bn else nn.Identity()
-
-        def bn1d(c: int) -> nn.Module:
-            return nn.BatchNorm1d(c) if bn else nn.Identity()
+        def block(layer: nn.Module, features: int, norm_layer: type[nn.Module]) -> list[nn.Module]:
+            # without norm the layers (and so the checkpoints' weight names) are exactly the plain LeNet-5's
+            return [layer, norm_layer(features), act()] if bn else [layer, act()]
 
         # 28x28 inputs are padded by 2 so the feature map is the paper's 5x5 after two pools.
         padding = 2 if input_size < 32 else 0
         act: type[nn.Module] = nn.Tanh if classic else nn.ReLU
         pool: type[nn.Module] = nn.AvgPool2d if classic else nn.MaxPool2d
         self.features = nn.Sequential(
-            nn.Conv2d(in_chans, c1, 5, padding=padding, bias=not bn), bn2d(c1), act(), pool(2, 2),
-            nn.Conv2d(c1, c2, 5, bias=not bn), bn2d(c2), act(), pool(2, 2),
+            *block(nn.Conv2d(in_chans, c1, 5, padding=padding, bias=not bn), c1, nn.BatchNorm2d), pool(2, 2),
+            *block(nn.Conv2d(c1, c2, 5, bias=not bn), c2, nn.BatchNorm2d), pool(2, 2),
         )
         side = (input_size + 2 * padding - 4) // 2
         side = (side - 4) // 2
         self.flatten_dim = c2 * side * side
         self.head_in = f2
         self.pre_logits = nn.Sequential(
-            nn.Flatten(), nn.Linear(self.flatten_dim, f1, bias=not bn), bn1d(f1), act(),
-            nn.Linear(f1, f2, bias=not bn), bn1d(f2), act(),
+            nn.Flatten(), *block(nn.Linear(self.flatten_dim, f1, bias=not bn), f1, nn.BatchNorm1d),
+            *block(nn.Linear(f1, f2, bias=not bn), f2, nn.BatchNorm1d),
             nn.Dropout(drop_rate) if drop_rate else nn.Identity(),
         )
         self.classifier = nn.Linear(f2, num_classes)
