@@ -266,7 +266,7 @@ def image_paths(paths: list[Path]) -> list[str]:
     """The image files *paths* name: a file as given (whatever its extension), a folder as every image below it
     (sorted, as ``images:DIR`` reads it). A folder without images is an error; a missing file is left for the
     reader to report as unreadable, beside the others."""
-    from vistrain.data.imagefolder import IMAGE_EXTENSIONS, check_decoders, walk_images
+    from vistrain.data.imagefolder import check_decoders, images_below
 
     found: list[str] = []
     for path in paths:
@@ -274,11 +274,7 @@ def image_paths(paths: list[Path]) -> list[str]:
         if not path.is_dir():
             found.append(str(path))
             continue
-        files, _links = walk_images(path)
-        if not files:
-            raise DataError(f"{str(path)!r} has no images",
-                            hint=f"put {', '.join(sorted(IMAGE_EXTENSIONS))} files in it or in folders below it")
-        found += files
+        found += images_below(path)[0]
     check_decoders(found, "to predict")
     return found
 

@@ -115,6 +115,16 @@ def walk_images(folder: Path, root_real: str | None = None, seen: set[str] | Non
     return found, skipped_links
 
 
+def images_below(folder: Path) -> tuple[list[str], int]:
+    """:func:`walk_images` of a folder that must hold images (``images:DIR``, ``predict DIR``): a folder without
+    any is a one-line error that lists the extensions read."""
+    found, skipped_links = walk_images(folder)
+    if not found:
+        raise DataError(f"{str(folder)!r} has no images",
+                        hint=f"put {', '.join(sorted(IMAGE_EXTENSIONS))} files in it or in folders below it")
+    return found, skipped_links
+
+
 def check_decoders(paths: Sequence[str], where: str) -> None:
     """A one-line error when *paths* (the images *where*, e.g. "in 'DIR'") hold HEIC/HEIF images and pillow-heif,
     which reads them, is not installed: found before anything runs, not as thousands of unreadable images."""
@@ -265,10 +275,7 @@ def load_images(arg: str | None, cfg) -> DataSource:
     root = Path(arg).expanduser()
     if not root.exists():
         raise DataError(f"image folder {str(root)!r} does not exist", hint="check the path after 'images:'")
-    paths, skipped_links = walk_images(root) if root.is_dir() else ([str(root)], 0)
-    if not paths:
-        raise DataError(f"{str(root)!r} has no images",
-                        hint=f"put {', '.join(sorted(IMAGE_EXTENSIONS))} files in it or in folders below it")
+    paths, skipped_links = images_below(root) if root.is_dir() else ([str(root)], 0)
     check_decoders(paths, f"in {str(root)!r}")
     images = FileImageSet(paths, np.full(len(paths), -1, dtype=np.int64), 3)
     images.channels, size = sample_headers(images, repr(str(root)))
