@@ -56,3 +56,29 @@ def test_run_reports_best_checkpoint_on_the_test_split(tmp_path, recorder, capsy
     # `vistrain eval` on the training dataset picks the same held-out split by default
     again = evaluate_checkpoint(tmp_path / "t" / "checkpoints" / "best.pt", "digits", device="cpu")
     assert again["split"] == "test" and again["top1"] == pytest.approx(tests[0].top1)
+
+
+def test_a_test_fraction_that_takes_no_image_says_so_instead_of_reporting_nothing(tmp_path, recorder, capsys):
+    """Two images per class: val takes one, the other stays in training, so the test split would be empty."""
+    import cv2
+
+    from vistrain.listeners.console import ConsoleReporter
+    from vistrain.runner import execute
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "photos" / cls).mkdir(parents=True)
+        for i in range(2):
+            cv2.imwrite(str(tmp_path / "photos" / cls / f"{i}.png"), rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    cfg = DataConfig(name=f"imagefolder:{tmp_path / 'photos'}", test_fraction=0.1)
+    data = prepare_data(load_source(cfg.name, cfg), cfg)
+    assert data.test is None and len(data.train) == 2 and len(data.val) == 2
+    assert data.notes == ["no test split: data.test_fraction 0.1 takes no image: every class has at most one "
+                          "training image left, and it stays in training; the run is judged on val only"]
+    cfg = resolve_config(None, {"output.dir": str(tmp_path / "runs"), "output.name": "t"},
+                         [f"data.name={cfg.name}", "data.test_fraction=0.1", "train.epochs=1", "model.name=mlp"])
+    result = execute(cfg, listeners=[ConsoleReporter(plain=True)])
+    assert not [e for e in recorder.of("eval_end") if e.split == "test"]
+    assert "test_top1" not in result.metrics
+    out = capsys.readouterr().out
+    assert "no test split: data.test_fraction 0.1" in out and "test split (" not in out

@@ -190,7 +190,7 @@ def execute(cfg: Config, *, listeners: list[Any] | None = None, control=None, re
             shown = ", ".join(os.path.basename(p) for p in source.skipped[:5])
             more = f" and {len(source.skipped) - 5} more" if len(source.skipped) > 5 else ""
             emit(Log(level="warning", message=f"skipped {len(source.skipped)} unreadable image(s): {shown}{more}"))
-        for note in source.notes:
+        for note in [*source.notes, *data.notes]:
             emit(Log(level="warning", message=note))
         sampler.start()
         try:

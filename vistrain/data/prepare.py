@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,6 +20,7 @@ class PreparedData:
     val: ImageSet
     unlabeled: ImageSet | None = None
     test: ImageSet | None = None
+    notes: list[str] = field(default_factory=list)  # what the split left out or could not do, for the run's log
 
     @property
     def classes(self) -> list[str]:
@@ -81,6 +82,12 @@ def prepare_data(source: DataSource, cfg) -> PreparedData:
             test = source.train.subset(train_idx[test_pos])
             train_idx = train_idx[keep]
         val = source.train.subset(val_idx)
+    notes = []
+    if test is not None and len(test) == 0:  # no figure at all is better than "top-1 0.00 %" on nothing
+        why = (f"data.test_fraction {test_fraction:g} takes no image: every class has at most one training "
+               f"image left, and it stays in training" if source.test is None else f"dataset {source.name!r} has an empty test split")
+        notes.append(f"no test split: {why}; the run is judged on val only")
+        test = None
     train = source.train.subset(train_idx)
     unlabeled = source.unlabeled
     if cfg.labels_per_class is not None:
@@ -98,7 +105,7 @@ def prepare_data(source: DataSource, cfg) -> PreparedData:
     if getattr(cfg, "unlabelled", None):
         extra = unlabelled_images(cfg.unlabelled, cfg, source.classes)
         unlabeled = extra if unlabeled is None else ConcatImageSet(unlabeled, extra)
-    return PreparedData(source, train, val, unlabeled, test)
+    return PreparedData(source, train, val, unlabeled, test, notes)
 
 
 def unlabelled_images(spec: str, cfg, classes: list[str]) -> ImageSet:
