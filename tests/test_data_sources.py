@@ -86,7 +86,8 @@ def with_orientation(img: np.ndarray, orient: int, fmt: str = "JPEG") -> bytes:
     exif = Image.Exif()
     exif[0x0112] = orient
     buf = io.BytesIO()
-    Image.fromarray(img).save(buf, fmt, exif=exif, **({"quality": 95} if fmt == "JPEG" else {}))
+    options = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}.get(fmt, {})
+    Image.fromarray(img).save(buf, fmt, exif=exif, **options)
     return buf.getvalue()
 
 
@@ -99,7 +100,7 @@ def as_stored_grey(img: np.ndarray, fmt: str) -> np.ndarray:
     return decode.decode(with_orientation(np.ascontiguousarray(img[..., 0]), 1, fmt))[:, :, 0]
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
 def test_a_photo_comes_out_upright_under_each_exif_orientation(fmt):
     """A phone stores a portrait photo sideways with an orientation tag; decoding (and the header's size) follow
     the tag the way PIL's exif_transpose and OpenCV's imread do."""
@@ -119,9 +120,28 @@ def test_a_photo_comes_out_upright_under_each_exif_orientation(fmt):
             assert decode.header(data) == got.shape
             opencv = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
             assert opencv.shape == got.shape and np.abs(opencv.astype(int) - got).mean() < 2, orient
+    if fmt == "WEBP":  # WebP has no grey images (PIL stores them as RGB)
+        return
     grey = decode.decode(with_orientation(np.ascontiguousarray(stored[..., 0]), 6, fmt))
     assert grey.shape == (40, 24, 1) and np.array_equal(grey[:, :, 0], np.rot90(as_stored_grey(stored, fmt), -1))
     assert decode.orientation(cv2.imencode(".jpg", stored)[1].tobytes()) == 1  # no EXIF at all
+
+
+def test_a_tiff_comes_out_upright_under_its_orientation_tag():
+    """A TIFF keeps its orientation in its own tag (274), not in an EXIF block; OpenCV's TIFF reader applies it,
+    so decoding matches PIL's exif_transpose (this pins it, should the TIFF path change)."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    stored = photo(24, 40, 2)
+    stored[:4, :6] = 255
+    for orient in range(1, 9):
+        buf = io.BytesIO()
+        Image.fromarray(stored).save(buf, "TIFF", tiffinfo={0x0112: orient})
+        expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buf.getvalue()))))
+        got = decode.decode(buf.getvalue())
+        assert got.shape == expected.shape and np.array_equal(got, expected), orient
 
 
 def test_heic_and_avif_photos_are_read_and_without_pillow_heif_the_folder_says_what_to_install(tmp_path, monkeypatch):
