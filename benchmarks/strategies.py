@@ -13,6 +13,8 @@ test split is used only for the figures printed here, never to pick a checkpoint
     # --e methods=fixmatch: the consistency methods to run (default fixmatch/flexmatch; --e methods= for none)
     # --e width=2: every method's model (Noisy Student's students too) is LeNet-5 at twice the width
     # --e norm=batch: every method's model (Noisy Student's students too) is LeNet-5 with BatchNorm
+    # --e selftrain=pseudo-label: a pseudo-label (or noisy-student) student of each fixmatch/flexmatch run's best.pt
+    # --e pseudo_threshold=0.5: the pseudo-label runs' threshold (default: the strategy's, 0.9)
     # --e drop=0.5: every method's model has dropout before its classifier (model.drop_rate; Noisy Student's
     #   students keep their own strategy.params.dropout)
 
@@ -272,15 +274,20 @@ def consistency(out: Path, e: dict) -> None:
         wide = (f"-w{width:g}" if width != 1 else "") + (f"-d{e['drop']:g}" if e["drop"] else "") \
             + (f"-{e['norm']}norm" if e["norm"] else "")
         tag = f"{labels}pc-s{seed}" + ("-img" if e["match_images"] else "") + wide
+        # --e pseudo_threshold=X: every pseudo-label run (the baseline's and the self-training students') keeps
+        # pseudo-labels of confidence >= X instead of the strategy's default
+        pl_t = e["pseudo_threshold"]
+        pl_sets, pl_suffix, pl_key = (([f"strategy.params.threshold={pl_t:g}"], f"-t{pl_t:g}", f" (threshold {pl_t:g})")
+                                      if pl_t >= 0 else ([], "", ""))
         if not e["consistency_sets"] and e["baselines"]:  # a variant of fixmatch/flexmatch runs alone
             sup_epochs = epochs_for(-(-labelled // batch))
             sup = run(out, f"sup-{tag}", [*common, f"train.epochs={sup_epochs}", f"train.eval_every={max(1, sup_epochs // 150)}"])
             record("supervised", sup, batch)
             teacher = f"strategy.params.teacher={sup / 'best.pt'}"
             # pseudo-labelled students: labelled + accepted pool images in one shuffled set (about the whole pool)
-            pl = run(out, f"pseudo-{tag}", [*common, "strategy.name=pseudo-label", teacher,
-                                           f"train.epochs={epochs_for(-(-(labelled + pool) // batch))}"])
-            record("pseudo-label", pl, batch)
+            pl = run(out, f"pseudo-{tag}{pl_suffix}", [*common, "strategy.name=pseudo-label", teacher, *pl_sets,
+                                                       f"train.epochs={epochs_for(-(-(labelled + pool) // batch))}"])
+            record(f"pseudo-label{pl_key}", pl, batch)
             # Noisy Student: 1 labelled : 3 pseudo-labelled per batch, an epoch one pass over the (balanced) pseudo-labels
             ns = run(out, f"noisy-{tag}", [*common, "strategy.name=noisy-student", teacher, f"strategy.params.students=[{model}]",
                                            f"train.epochs={epochs_for(-(-pool // (batch - batch // 4)))}"])
@@ -299,6 +306,20 @@ def consistency(out: Path, e: dict) -> None:
             ck = run(out, name, [*common, f"strategy.name={method}", f"strategy.params.mu={mu}",
                                  f"train.epochs={epochs_for(per_epoch, steps)}", *variant])
             record(method, ck, batch + 2 * mu * batch)
+            # --e selftrain=pseudo-label/noisy-student: a self-training round with this run's best.pt as the
+            # teacher (a fresh model, the baselines' budget and settings), as pseudo-label and noisy-student
+            # take the supervised run's above
+            for student in [m for m in e["selftrain"].split("/") if m]:
+                teacher = f"strategy.params.teacher={ck / 'best.pt'}"
+                if student == "pseudo-label":
+                    sets = [*pl_sets, f"train.epochs={epochs_for(-(-(labelled + pool) // batch))}"]
+                elif student == "noisy-student":
+                    sets = [f"strategy.params.students=[{model}]", f"train.epochs={epochs_for(-(-pool // (batch - batch // 4)))}"]
+                else:
+                    raise SystemExit(f"--e selftrain: unknown student strategy {student!r} (pseudo-label, noisy-student)")
+                suffix, key = (pl_suffix, pl_key) if student == "pseudo-label" else ("", "")
+                st = run(out, f"{student}-from-{name}{suffix}", [*common, f"strategy.name={student}", teacher, *sets])
+                record(f"{method} teacher, {student} student{key}", st, batch)
         print(f"CONSISTENCY {labels} labels/class seed {seed}: "
               + " | ".join(f"{k} {pct(v[-1])}" for k, v in errors.items()), flush=True)
     print(f"CONSISTENCY ({labels} labels/class, LeNet-5 at width {e['width']:g}, dropout {e['drop']:g}, norm {e['norm'] or 'none'}, {steps} steps of {batch} labelled images for fixmatch/flexmatch, "
@@ -313,7 +334,8 @@ def consistency(out: Path, e: dict) -> None:
 
 FULL = {"digits": "digits:mnist", "distill": 30, "distill_teacher": 30, "distill_seeds": 3, "distill_long": 90, "distill_hinton": 1, "T": 4, "alpha": 0.9, "student": 40, "teacher": 150, "source": 8, "transfer": 40, "transfer_subsets": 3,
         "noisy_sets": [], "pseudo_sets": [], "consistency_steps": 2250, "labels": 10, "seeds": "0/1",
-        "match_images": 0, "baselines": 1, "ceiling": 1, "width": 1.0, "drop": 0.0, "norm": "", "methods": "fixmatch/flexmatch"}
+        "match_images": 0, "baselines": 1, "ceiling": 1, "width": 1.0, "drop": 0.0, "norm": "", "methods": "fixmatch/flexmatch",
+        "selftrain": "", "pseudo_threshold": -1.0}
 QUICK = {**FULL, "distill": 2, "distill_teacher": 2, "distill_seeds": 2, "distill_long": 0, "distill_hinton": 0, "student": 2, "teacher": 20, "source": 2, "transfer": 3, "transfer_subsets": 1,
          "consistency_steps": 30}
 
