@@ -279,18 +279,22 @@ def consistency(out: Path, e: dict) -> None:
         pl_t = e["pseudo_threshold"]
         pl_sets, pl_suffix, pl_key = (([f"strategy.params.threshold={pl_t:g}"], f"-t{pl_t:g}", f" (threshold {pl_t:g})")
                                       if pl_t >= 0 else ([], "", ""))
+        # the students' settings, for the supervised teacher's and (--e selftrain) the consistency runs':
+        # pseudo-labelled students see labelled + accepted pool images in one shuffled set (about the whole pool);
+        # Noisy Student's 1 labelled : 3 pseudo-labelled per batch, an epoch one pass over the (balanced) pseudo-labels
+        student_sets = {
+            "pseudo-label": [*pl_sets, f"train.epochs={epochs_for(-(-(labelled + pool) // batch))}"],
+            "noisy-student": [f"strategy.params.students=[{model}]",
+                              f"train.epochs={epochs_for(-(-pool // (batch - batch // 4)))}"]}
         if not e["consistency_sets"] and e["baselines"]:  # a variant of fixmatch/flexmatch runs alone
             sup_epochs = epochs_for(-(-labelled // batch))
             sup = run(out, f"sup-{tag}", [*common, f"train.epochs={sup_epochs}", f"train.eval_every={max(1, sup_epochs // 150)}"])
             record("supervised", sup, batch)
             teacher = f"strategy.params.teacher={sup / 'best.pt'}"
-            # pseudo-labelled students: labelled + accepted pool images in one shuffled set (about the whole pool)
-            pl = run(out, f"pseudo-{tag}{pl_suffix}", [*common, "strategy.name=pseudo-label", teacher, *pl_sets,
-                                                       f"train.epochs={epochs_for(-(-(labelled + pool) // batch))}"])
+            pl = run(out, f"pseudo-{tag}{pl_suffix}", [*common, "strategy.name=pseudo-label", teacher,
+                                                       *student_sets["pseudo-label"]])
             record(f"pseudo-label{pl_key}", pl, batch)
-            # Noisy Student: 1 labelled : 3 pseudo-labelled per batch, an epoch one pass over the (balanced) pseudo-labels
-            ns = run(out, f"noisy-{tag}", [*common, "strategy.name=noisy-student", teacher, f"strategy.params.students=[{model}]",
-                                           f"train.epochs={epochs_for(-(-pool // (batch - batch // 4)))}"])
+            ns = run(out, f"noisy-{tag}", [*common, "strategy.name=noisy-student", teacher, *student_sets["noisy-student"]])
             record("noisy-student", ns, batch)
         if not e["consistency_sets"] and e["ceiling"]:  # the same recipe on every training label: what 1,000 test
             # digits allow this model; the other methods' errors are read against it
@@ -310,15 +314,12 @@ def consistency(out: Path, e: dict) -> None:
             # teacher (a fresh model, the baselines' budget and settings), as pseudo-label and noisy-student
             # take the supervised run's above
             for student in [m for m in e["selftrain"].split("/") if m]:
-                teacher = f"strategy.params.teacher={ck / 'best.pt'}"
-                if student == "pseudo-label":
-                    sets = [*pl_sets, f"train.epochs={epochs_for(-(-(labelled + pool) // batch))}"]
-                elif student == "noisy-student":
-                    sets = [f"strategy.params.students=[{model}]", f"train.epochs={epochs_for(-(-pool // (batch - batch // 4)))}"]
-                else:
+                if student not in student_sets:
                     raise SystemExit(f"--e selftrain: unknown student strategy {student!r} (pseudo-label, noisy-student)")
+                teacher = f"strategy.params.teacher={ck / 'best.pt'}"
                 suffix, key = (pl_suffix, pl_key) if student == "pseudo-label" else ("", "")
-                st = run(out, f"{student}-from-{name}{suffix}", [*common, f"strategy.name={student}", teacher, *sets])
+                st = run(out, f"{student}-from-{name}{suffix}", [*common, f"strategy.name={student}", teacher,
+                                                                  *student_sets[student]])
                 record(f"{method} teacher, {student} student{key}", st, batch)
         print(f"CONSISTENCY {labels} labels/class seed {seed}: "
               + " | ".join(f"{k} {pct(v[-1])}" for k, v in errors.items()), flush=True)
