@@ -25,19 +25,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from strategies import HeldOutPlugin  # noqa: E402  (registers heldout:NAME, as the runs had it)
 
 from vistrain import checkpoint, plugins  # noqa: E402
-from vistrain.data.pipeline import InputSpec  # noqa: E402
+from vistrain.averaging import batchnorm_from_images  # noqa: E402
 from vistrain.data.prepare import prepare_data  # noqa: E402
-from vistrain.inference import checkpoint_source, evaluate_checkpoint, images_loader  # noqa: E402
+from vistrain.inference import checkpoint_source, evaluate_checkpoint  # noqa: E402
 from vistrain.models.factory import build_from_spec  # noqa: E402
 
 
 def recomputed(ckpt: dict, images) -> dict:
-    """The checkpoint with BatchNorm statistics recomputed over *images* (unaugmented)."""
-    from torch.optim.swa_utils import update_bn
-
+    """The checkpoint with BatchNorm statistics recomputed over *images* (unaugmented), as ``vistrain average`` does."""
     model = build_from_spec(checkpoint.model_description(ckpt)[0])
     model.load_state_dict(checkpoint.weights(ckpt))
-    update_bn(images_loader(images, InputSpec.from_dict(checkpoint.model_description(ckpt)[1]), 256), model)
+    batchnorm_from_images(model, ckpt, images, torch.device("cpu"))
     return checkpoint.averaged_checkpoint(ckpt, model.state_dict(), ["bn-recomputed"])
 
 

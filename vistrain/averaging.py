@@ -28,22 +28,33 @@ class Averaged:
     bn_images: int  # images BatchNorm statistics were recomputed on (0: the model has no BatchNorm)
 
 
+def batchnorm_from_images(model: torch.nn.Module, ckpt: dict, images, device: torch.device,
+                          batch_size: int = 256) -> int:
+    """Fresh BatchNorm statistics of *model* over *images*, unaugmented, prepared as *ckpt*'s model reads them;
+    returns the number of images (0 when the model has no BatchNorm, which is left as it is)."""
+    from torch.optim.swa_utils import update_bn
+
+    from vistrain.data.pipeline import InputSpec
+    from vistrain.inference import images_loader
+
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return 0
+    input_spec = InputSpec.from_dict(checkpoint.model_description(ckpt)[1])
+    update_bn(images_loader(images, input_spec, batch_size), model, device=device)
+    model.eval()
+    return len(images)
+
+
 def recompute_batchnorm(model: torch.nn.Module, ckpt: dict, data_spec: str | None, device: torch.device,
                         batch_size: int = 256) -> int:
     """Fresh BatchNorm statistics over the training split of *data_spec* (default: the checkpoint's dataset);
     returns the number of images (0 when the model has no BatchNorm)."""
-    from torch.optim.swa_utils import update_bn
-
-    from vistrain.inference import checkpoint_data, images_loader
-    from vistrain.data.pipeline import InputSpec
+    from vistrain.inference import checkpoint_data
 
     if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        return 0
+        return 0  # without reading the dataset
     _source, splits = checkpoint_data(ckpt, data_spec)
-    input_spec = InputSpec.from_dict(checkpoint.model_description(ckpt)[1])
-    update_bn(images_loader(splits.train, input_spec, batch_size), model, device=device)
-    model.eval()
-    return len(splits.train)
+    return batchnorm_from_images(model, ckpt, splits.train, device, batch_size)
 
 
 def average_checkpoints(paths: list[Path], *, data_spec: str | None = None, update_bn: bool = True,
