@@ -14,6 +14,8 @@ test split is used only for the figures printed here, never to pick a checkpoint
     # --e width=2: every method's model (Noisy Student's students too) is LeNet-5 at twice the width
     # --e norm=batch: every method's model (Noisy Student's students too) is LeNet-5 with BatchNorm
     # --e selftrain=pseudo-label: a pseudo-label (or noisy-student) student of each fixmatch/flexmatch run's best.pt
+    # --consistency-set strategy.params.selftrain=pseudo-label --variant st --e methods=fixmatch: the same round
+    #   inside the fixmatch run (its first stage and its student are both reported)
     # --e pseudo_threshold=0.5: the pseudo-label runs' threshold (default: the strategy's, 0.9)
     # --e drop=0.5: every method's model has dropout before its classifier (model.drop_rate; Noisy Student's
     #   students keep their own strategy.params.dropout)
@@ -266,9 +268,9 @@ def consistency(out: Path, e: dict) -> None:
         def epochs_for(per_epoch: int, budget: int = other_steps) -> int:
             return max(1, round(budget / per_epoch))
 
-        def record(key: str, ck: Path, images_per_step: int) -> None:
-            errors.setdefault(key, []).append(test_error(ck / "best.pt", data))
-            done = int(load_checkpoint(ck / "last.pt")["global_step"])
+        def record(key: str, ck: Path, images_per_step: int, prefix: str = "") -> None:
+            errors.setdefault(key, []).append(test_error(ck / f"{prefix}best.pt", data))
+            done = int(load_checkpoint(ck / f"{prefix}last.pt")["global_step"])
             seen.setdefault(key, []).append(done * images_per_step)
 
         wide = (f"-w{width:g}" if width != 1 else "") + (f"-d{e['drop']:g}" if e["drop"] else "") \
@@ -309,7 +311,12 @@ def consistency(out: Path, e: dict) -> None:
             name = f"{method}-{labels}pc-s{seed}{wide}" + (f"-{e['variant']}" if variant else "")
             ck = run(out, name, [*common, f"strategy.name={method}", f"strategy.params.mu={mu}",
                                  f"train.epochs={epochs_for(per_epoch, steps)}", *variant])
-            record(method, ck, batch + 2 * mu * batch)
+            if (ck / f"{method}-best.pt").exists():  # --consistency-set strategy.params.selftrain=pseudo-label: the
+                # consistency stage, then the student the same run trained on its pseudo-labels (the run's best.pt)
+                record(f"{method} (the run's first stage)", ck, batch + 2 * mu * batch, prefix=f"{method}-")
+                record(f"{method} + selftrain student (one run)", ck, batch)
+            else:
+                record(method, ck, batch + 2 * mu * batch)
             # --e selftrain=pseudo-label/noisy-student: a self-training round with this run's best.pt as the
             # teacher (a fresh model, the baselines' budget and settings), as pseudo-label and noisy-student
             # take the supervised run's above

@@ -258,3 +258,47 @@ def test_two_ranks_sum_their_statistics_and_save_flexmatchs_record(tmp_path, cli
     selected = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pt", weights_only=True)["extra_modules"]["flexmatch"]["selected"]
     above = sum(sum(s["class_accepted"]) for s in stats)
     assert (selected >= 0).sum() > 0 and above > 0
+
+
+def test_selftrain_runs_the_two_command_recipe_in_one_run(tmp_path, cli):
+    """``strategy.params.selftrain=pseudo-label``: the fixmatch stage is the plain strategy's, bit for bit; its best
+    (EMA) model labels the pool exactly as a separate ``pseudo-label`` run with that checkpoint as its teacher does;
+    the student trains about as many optimizer steps as the fixmatch stage, and its best.pt is the run's."""
+    # mu 1: 59 fixmatch steps an epoch (118 in all); the student's epoch is about 76 steps, so it takes 2
+    fixmatch = ["--strategy", "fixmatch", "--set", "strategy.params.threshold=0.2", "--set", "strategy.params.mu=1"]
+    selftrain = ["--set", "strategy.params.selftrain=pseudo-label", "--set", "strategy.params.selftrain_threshold=0.3"]
+    assert cli(*RUN, *fixmatch, "--out", tmp_path, "--name", "plain")[0] == 0
+    code, out, err = cli(*RUN, *fixmatch, *selftrain, "--out", tmp_path, "--name", "one")
+    assert code == 0, err
+    ckpts = tmp_path / "one" / "checkpoints"
+    plain = torch.load(tmp_path / "plain" / "checkpoints" / "best.pt", weights_only=True)
+    first = torch.load(ckpts / "fixmatch-best.pt", weights_only=True)
+    assert first["stage"] == "fixmatch"
+    assert_bitwise_equal(plain["state_dict"], first["state_dict"], "the fixmatch stage with and without selftrain")
+    assert torch.load(ckpts / "best.pt", weights_only=True)["stage"] == "student"
+    stages = _events(tmp_path / "one", "stage_started")
+    assert [s["stage"] for s in stages] == ["fixmatch", "student"]
+    fixmatch_steps = stages[0]["epochs"] * stages[0]["steps_per_epoch"]
+    student_steps = stages[1]["epochs"] * stages[1]["steps_per_epoch"]
+    assert stages[1]["epochs"] > 1 and abs(student_steps - fixmatch_steps) <= stages[1]["steps_per_epoch"] / 2, \
+        (fixmatch_steps, student_steps)
+    # the recipe of docs/strategies.md: a pseudo-label run whose teacher is the fixmatch model
+    code, _, err = cli(*RUN, "--strategy", "pseudo-label", "--set", f"strategy.params.teacher={ckpts / 'fixmatch-best.pt'}",
+                       "--set", "strategy.params.threshold=0.3", "--set", f"strategy.params.student_epochs={stages[1]['epochs']}",
+                       "--out", tmp_path, "--name", "two")
+    assert code == 0, err
+    rounds = [[{k: v for k, v in e.items() if k != "time"} for e in _events(tmp_path / name, "pseudo_label_stats")]
+              for name in ("one", "two")]
+    assert len(rounds[0]) == 1 and rounds[0] == rounds[1]
+    assert 0 < rounds[0][0]["acceptance_rate"] < 1  # the threshold filtered: the comparison is not vacuous
+    assert _events(tmp_path / "two", "stage_started")[0]["steps_per_epoch"] == stages[1]["steps_per_epoch"]
+
+
+def test_a_selftrain_threshold_that_accepts_nothing_names_its_own_setting(tmp_path, cli):
+    code, out, err = cli(*RUN, "--strategy", "fixmatch", "--epochs", "1", "--set", "strategy.params.selftrain=pseudo-label",
+                         "--set", "strategy.params.selftrain_threshold=1.0", "--out", tmp_path, "--name", "r")
+    assert code == 2, out + err
+    line = err.strip().splitlines()[-1]
+    assert "accepted none of 959 unlabelled images" in line and "lower strategy.params.selftrain_threshold" in line
+    assert "Traceback" not in err
+    assert (tmp_path / "r" / "checkpoints" / "fixmatch-best.pt").exists()  # the finished stage is kept

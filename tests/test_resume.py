@@ -266,6 +266,11 @@ MULTI_STAGE = {
                                  [("teacher", 20), ("student", 20)]),
     "transfer": (["--strategy", "transfer", "--set", "strategy.params.freeze_epochs=1"],  # probe, then fine-tune
                  [("head", 10), ("finetune", 20)]),
+    # FixMatch (mu 2: 14 steps an epoch), then its self-training round's student (every image accepted: 40 an epoch)
+    "fixmatch-selftrain": (["--strategy", "fixmatch", "--set", "strategy.params.mu=2", "--set", "strategy.params.threshold=0.5",
+                            "--set", "strategy.params.selftrain=pseudo-label", "--set", "strategy.params.selftrain_threshold=0",
+                            "--set", "strategy.params.selftrain_epochs=1"],
+                           [("fixmatch", 28), ("student", 40)]),
     "pseudo-label": (["--strategy", "pseudo-label", "--set", "data.labels_per_class=20",
                       "--set", "strategy.params.teacher_epochs=3", "--set", "strategy.params.threshold=0.05"],
                      [("teacher", 21), ("student", 20)]),

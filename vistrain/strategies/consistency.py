@@ -29,7 +29,7 @@ from vistrain.augment.pipeline import build_pipeline, extend_spec
 from vistrain.augment.randaugment import UNIFORM_MSTD
 from vistrain.data.balance import class_counts
 from vistrain.data.device_loader import pixel_scale
-from vistrain.data.pipeline import ImageTransform, InputSpec, MixedBatchLoader
+from vistrain.data.pipeline import ImageTransform, InputSpec, MixedBatchLoader, close_loaders
 from vistrain.data.source import TargetImageSet
 from vistrain.engine import distributed as dist
 from vistrain.errors import ConfigError, DataError
@@ -37,6 +37,7 @@ from vistrain.events import BatchEnd, ConsistencyStats, Event
 from vistrain.strategies.base import RunContext
 from vistrain.strategies.labelling import unlabelled_pool
 from vistrain.strategies.params import StrategyParams
+from vistrain.strategies.pseudo_label import train_student
 from vistrain.strategies.stages import Stage, build_stage_model, eval_loader, plan_resume, run_stage, train_loader
 
 
@@ -62,6 +63,14 @@ class FixMatchParams(StrategyParams):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="label smoothing of the labelled term (not "
                                                                     "train.label_smoothing: a smoothed target caps "
                                                                     "confidence below tau)")
+    selftrain: Literal["none", "pseudo-label"] = Field("none", description="then a self-training round: the best "
+                                                                        "(EMA) model labels the pool, and a fresh "
+                                                                        "model.name trains on the labels plus its "
+                                                                        "pseudo-labels (pseudo-label's student)")
+    selftrain_threshold: float = Field(0.9, ge=0.0, le=1.0, description="the round keeps pseudo-labels with "
+                                                                        "confidence >= this")
+    selftrain_epochs: int | None = Field(None, ge=1, description="the student's epochs (default: about as many "
+                                                                 "optimizer steps as this strategy's stage took)")
 
     @model_validator(mode="after")
     def _cutout_range(self) -> FixMatchParams:
@@ -309,7 +318,9 @@ def run_consistency(ctx: RunContext, *, flex: bool) -> dict[str, Any]:
     check_labelled(ctx)
     num_classes = len(ctx.data.classes)
     check_smoothing(ctx, p, num_classes)
-    plan_resume(ctx, [name])
+    selftrain = p.selftrain != "none"
+    names = [name] + (["student"] if selftrain else [])
+    plan_resume(ctx, names)
     model, spec, input_spec = build_stage_model(ctx, cfg.model)
 
     batch = cfg.data.batch_size
@@ -342,9 +353,46 @@ def run_consistency(ctx: RunContext, *, flex: bool) -> dict[str, Any]:
         name, model, spec, input_spec, epochs=cfg.train.epochs, loss=loss, label_smoothing=0.0,
         loaders=(loader, eval_loader(ctx, ctx.data.val, input_spec, sharded=True)), batch_transform=views,
         observer=loss.observe, ema_decay=ema, extra_modules={"flexmatch": state} if state is not None else {},
+        prefix=f"{name}-" if selftrain else "", final=not selftrain, total=len(names),
         description=f"{name}: {cfg.model.name} on {len(ctx.data.train)} labelled + {len(pool)} unlabelled images "
                     f"({batch} + {p.mu} x {batch} per step, tau {p.threshold:g})"))
-    return result.metrics
+    if result.restored:  # finished before an interruption: its loaders were never iterated
+        close_loaders(*result.stage.loaders)
+    if not selftrain:
+        return result.metrics
+    return self_training_round(ctx, p, model.eval(), input_spec, pool, result,
+                               steps=cfg.train.epochs * -(-len(loader) // cfg.train.accum_steps))
+
+
+def student_epochs(ctx: RunContext, steps: int, images: int) -> int:
+    """Whole epochs over *images* (the student's training set) that come nearest to *steps* optimizer steps, at the
+    run's batch size, process count and gradient accumulation."""
+    cfg = ctx.config
+    per_rank = -(-images // ctx.dist.world_size)
+    per_epoch = -(-(-(-per_rank // cfg.data.batch_size)) // cfg.train.accum_steps)
+    return max(1, round(steps / per_epoch))
+
+
+def self_training_round(ctx: RunContext, p: FixMatchParams, teacher: nn.Module, teacher_input: InputSpec, pool,
+                        result, *, steps: int) -> dict[str, Any]:
+    """``selftrain: pseudo-label``: the stage's best (EMA) model labels the pool and pseudo-label's student trains
+    on the labels plus the accepted pseudo-labels: the two-command recipe of docs/strategies.md in one run."""
+    name = ctx.config.strategy.name
+
+    def epochs(images: int) -> int:
+        if p.selftrain_epochs is not None:
+            return p.selftrain_epochs
+        chosen = student_epochs(ctx, steps, images)
+        ctx.log(f"{name}: the self-training student trains {chosen} epochs over {images} images, about the "
+                f"{steps} optimizer steps of stage {name} (strategy.params.selftrain_epochs sets them)")
+        return chosen
+
+    student, labels = train_student(ctx, teacher, teacher_input, pool, threshold=p.selftrain_threshold, soft=False,
+                                    balance=False, epochs=epochs, index=2, total=2,
+                                    key="strategy.params.selftrain_threshold")
+    return {**student.metrics, f"{name}_val_top1": result.metrics["best_val_top1"],
+            "pseudo_label_accuracy": labels.stats.accuracy or 0.0,
+            "pseudo_label_acceptance": labels.stats.acceptance_rate}
 
 
 def run_fixmatch(ctx: RunContext) -> dict[str, Any]:

@@ -74,8 +74,10 @@ def balance_classes(indices: np.ndarray, probs: np.ndarray, num_classes: int, ta
 
 
 def label_round(ctx, round_: int, pool: ImageSet, probs: np.ndarray, *, threshold: float, soft: bool,
-                balance: bool, balance_target: int | None = None, previous: np.ndarray | None = None) -> PseudoLabels:
-    """Filter and (optionally) balance a teacher's *probs* over *pool*, emit the round's statistics."""
+                balance: bool, balance_target: int | None = None, previous: np.ndarray | None = None,
+                key: str = "strategy.params.threshold") -> PseudoLabels:
+    """Filter and (optionally) balance a teacher's *probs* over *pool*, emit the round's statistics; *key* is the
+    setting that holds *threshold* (the error's hint names it)."""
     num_classes = probs.shape[1]
     accepted = select_confident(probs, threshold)
     conf = probs.max(axis=1)
@@ -83,7 +85,7 @@ def label_round(ctx, round_: int, pool: ImageSet, probs: np.ndarray, *, threshol
         best = float(conf.max()) if len(conf) else 0.0
         raise ConfigError(f"pseudo-label threshold {threshold:g} accepted none of {len(pool)} unlabelled images "
                           f"(the teacher's highest confidence is {best:.3f})",
-                          hint=f"lower strategy.params.threshold, e.g. to {max(0.0, np.floor(best * 20) / 20 - 0.05):.2f}")
+                          hint=f"lower {key}, e.g. to {max(0.0, np.floor(best * 20) / 20 - 0.05):.2f}")
     chosen = balance_classes(accepted, probs, num_classes, balance_target) if balance else accepted
     hard = probs.argmax(axis=1)
     targets = probs[chosen] if soft else hard[chosen]
