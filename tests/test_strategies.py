@@ -14,7 +14,7 @@ from vistrain.durable import atomic_torch_save
 from vistrain.errors import ConfigError
 from vistrain.events import PseudoLabelStats
 from vistrain.models.lenet import LeNet5
-from vistrain.strategies.labelling import balance_classes, label_round, select_confident
+from vistrain.strategies.labelling import balance_classes, check_confidence_cap, label_round, select_confident
 from vistrain.strategies.transfer import head_only
 
 DIGITS = [str(i) for i in range(10)]
@@ -87,6 +87,25 @@ def test_label_round_soft_vs_hard_and_its_statistics():
 
 
 # --- transfer ----------------------------------------------------------------------------------
+
+
+def test_a_threshold_at_or_above_a_smoothed_teachers_cap_is_caught_before_training():
+    from types import SimpleNamespace
+
+    def check(smoothing, classes, threshold):
+        logged = []
+        ctx = SimpleNamespace(config=SimpleNamespace(train=SimpleNamespace(label_smoothing=smoothing)),
+                              data=SimpleNamespace(classes=[str(c) for c in range(classes)]),
+                              log=lambda message, level="info": logged.append((level, message)))
+        check_confidence_cap(ctx, threshold)
+        return logged
+
+    assert check(0.1, 10, 0.9) == []  # cap 0.91: the default keeps the teacher's surest images, without a word
+    assert check(0.0, 1000, 0.99) == []  # no smoothing, no cap
+    [(level, message)] = check(0.1, 100, 0.9)  # cap 0.901: all but nothing passes
+    assert level == "warning" and "caps the teachers' targets at 0.9010 (100 classes), just above" in message
+    with pytest.raises(ConfigError, match=r"at 0\.9100 \(10 classes\), below strategy.params.threshold 0\.95"):
+        check(0.1, 10, 0.95)
 
 
 def test_head_only_keeps_batchnorm_statistics_and_freezes_the_backbone():

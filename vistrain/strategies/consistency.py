@@ -35,7 +35,7 @@ from vistrain.engine import distributed as dist
 from vistrain.errors import ConfigError, DataError
 from vistrain.events import BatchEnd, ConsistencyStats, Event
 from vistrain.strategies.base import RunContext
-from vistrain.strategies.labelling import unlabelled_pool
+from vistrain.strategies.labelling import smoothing_cap, unlabelled_pool
 from vistrain.strategies.params import StrategyParams
 from vistrain.strategies.pseudo_label import train_student
 from vistrain.strategies.stages import Stage, build_stage_model, eval_loader, plan_resume, run_stage, train_loader
@@ -275,11 +275,6 @@ def strong_spec(ctx: RunContext, p: FixMatchParams) -> str:
     return extend_spec(ctx.config.augment.spec, [
         rand if p.randaugment_n > 0 else "", cutout if p.cutout > 0 else ""], owner=ctx.config.strategy.name,
         adds="RandAugment and Cutout", key="strategy.params.strong_augment")
-
-
-def smoothing_cap(smoothing: float, num_classes: int) -> float:
-    """The largest probability a label-smoothed target asks of a class: 1 − ε + ε/K."""
-    return 1.0 - smoothing + smoothing / num_classes
 
 
 def check_smoothing(ctx: RunContext, p: FixMatchParams, num_classes: int) -> None:

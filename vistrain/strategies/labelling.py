@@ -35,6 +35,35 @@ def unlabelled_pool(ctx) -> ImageSet:
     return pool
 
 
+def smoothing_cap(smoothing: float, num_classes: int) -> float:
+    """The largest probability a label-smoothed target asks of a class: 1 − ε + ε/K."""
+    return 1.0 - smoothing + smoothing / num_classes
+
+
+# a threshold this close below a smoothed teacher's cap passes few images: the teacher must be all but certain
+CAP_MARGIN = 0.005
+
+
+def check_confidence_cap(ctx, threshold: float, key: str = "strategy.params.threshold") -> None:
+    """Pre-flight, for teachers trained in this run: with ``train.label_smoothing`` ε their targets ask at most
+    1 − ε + ε/K of a class, so their confidence stays at or below that cap. A threshold above the cap is an error
+    before any training (nearly nothing would pass, found only once the teacher has trained); one within
+    :data:`CAP_MARGIN` below it is a warning (the default 0.9 under ε 0.1 with 100 classes or more: caps of 0.901
+    and less)."""
+    smoothing = ctx.config.train.label_smoothing
+    if not smoothing:
+        return
+    classes = len(ctx.data.classes)
+    cap = smoothing_cap(smoothing, classes)
+    said = (f"train.label_smoothing {smoothing:g} caps the teachers' targets at {cap:.4f} ({classes} classes), "
+            f"{'below' if threshold > cap else 'just above'} {key} {threshold:g}")
+    fix = f"lower {key} (e.g. to {max(0.0, np.floor((cap - 0.05) * 20) / 20):.2f}) or train.label_smoothing (e.g. 0)"
+    if threshold > cap:
+        raise ConfigError(said, hint=fix)
+    if threshold > cap - CAP_MARGIN:
+        ctx.log(f"{said}: few pseudo-labels will pass ({fix})", "warning")
+
+
 @dataclass
 class PseudoLabels:
     """One round's result: the training set and the statistics."""

@@ -16,7 +16,7 @@ from vistrain.augment.pipeline import extend_spec
 from vistrain.config import AugmentConfig
 from vistrain.errors import ConfigError
 from vistrain.strategies.base import RunContext
-from vistrain.strategies.labelling import label_round, predict_probs, targets_hash, unlabelled_pool
+from vistrain.strategies.labelling import check_confidence_cap, label_round, predict_probs, targets_hash, unlabelled_pool
 from vistrain.strategies.params import StrategyParams
 from vistrain.strategies.stages import Stage, build_stage_model, plan_resume, run_stage
 from vistrain.strategies.teachers import model_config, obtain_teacher
@@ -78,6 +78,8 @@ def run_noisy_student(ctx: RunContext) -> dict[str, Any]:
     noise = noise_augment(ctx, p)
     names = (["teacher"] if p.teacher is None else []) + [f"student{r}" for r in range(1, p.iterations + 1)]
     total = len(names)
+    if p.teacher is None or p.iterations > 1:  # a teacher trained here labels a round
+        check_confidence_cap(ctx, p.threshold)
     plan_resume(ctx, names)
     teacher_cfg = model_config(ctx, drop_rate=p.dropout if p.noise_teacher_training else None)
     teacher, teacher_input, metrics = obtain_teacher(ctx, p.teacher, teacher_cfg, epochs=p.teacher_epochs or cfg.train.epochs,

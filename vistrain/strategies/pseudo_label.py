@@ -11,7 +11,7 @@ from torch import nn
 from vistrain.data.pipeline import InputSpec
 from vistrain.data.source import ImageSet
 from vistrain.strategies.base import RunContext
-from vistrain.strategies.labelling import PseudoLabels, label_round, predict_probs, targets_hash, unlabelled_pool
+from vistrain.strategies.labelling import PseudoLabels, check_confidence_cap, label_round, predict_probs, targets_hash, unlabelled_pool
 from vistrain.strategies.params import StrategyParams
 from vistrain.strategies.stages import Stage, StageResult, build_stage_model, plan_resume, run_stage
 from vistrain.strategies.teachers import model_config, obtain_teacher
@@ -34,6 +34,8 @@ def run_pseudo_label(ctx: RunContext) -> dict[str, Any]:
     cfg = ctx.config
     pool = unlabelled_pool(ctx)
     names = (["teacher"] if p.teacher is None else []) + ["student"]
+    if p.teacher is None:
+        check_confidence_cap(ctx, p.threshold)
     plan_resume(ctx, names)
     teacher, teacher_input, metrics = obtain_teacher(ctx, p.teacher, model_config(ctx),
                                                      epochs=p.teacher_epochs or cfg.train.epochs, total=len(names))
