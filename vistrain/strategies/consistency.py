@@ -364,7 +364,8 @@ def student_epochs(ctx: RunContext, steps: int, images: int) -> int:
     run's batch size, process count and gradient accumulation."""
     cfg = ctx.config
     per_rank = -(-images // ctx.dist.world_size)
-    per_epoch = -(-(-(-per_rank // cfg.data.batch_size)) // cfg.train.accum_steps)
+    batches = -(-per_rank // cfg.data.batch_size)
+    per_epoch = -(-batches // cfg.train.accum_steps)
     return max(1, round(steps / per_epoch))
 
 
