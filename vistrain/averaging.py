@@ -28,6 +28,11 @@ class Averaged:
     bn_images: int  # images BatchNorm statistics were recomputed on (0: the model has no BatchNorm)
 
 
+def has_batchnorm(model: torch.nn.Module) -> bool:
+    """Whether *model* has a BatchNorm layer (whose running statistics averaging must recompute)."""
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def batchnorm_from_images(model: torch.nn.Module, ckpt: dict, images, device: torch.device,
                           batch_size: int = 256) -> int:
     """Fresh BatchNorm statistics of *model* over *images*, unaugmented, prepared as *ckpt*'s model reads them;
@@ -37,7 +42,7 @@ def batchnorm_from_images(model: torch.nn.Module, ckpt: dict, images, device: to
     from vistrain.data.pipeline import InputSpec
     from vistrain.inference import images_loader
 
-    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    if not has_batchnorm(model):
         return 0
     input_spec = InputSpec.from_dict(checkpoint.model_description(ckpt)[1])
     update_bn(images_loader(images, input_spec, batch_size), model, device=device)
@@ -51,7 +56,7 @@ def recompute_batchnorm(model: torch.nn.Module, ckpt: dict, data_spec: str | Non
     returns the number of images (0 when the model has no BatchNorm)."""
     from vistrain.inference import checkpoint_data
 
-    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    if not has_batchnorm(model):
         return 0  # without reading the dataset
     _source, splits = checkpoint_data(ckpt, data_spec)
     return batchnorm_from_images(model, ckpt, splits.train, device, batch_size)

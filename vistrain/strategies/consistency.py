@@ -29,7 +29,8 @@ from vistrain.augment.pipeline import build_pipeline, extend_spec
 from vistrain.augment.randaugment import UNIFORM_MSTD
 from vistrain.data.balance import class_counts
 from vistrain.data.device_loader import pixel_scale
-from vistrain.data.pipeline import ImageTransform, InputSpec, MixedBatchLoader, close_loaders
+from vistrain.data.pipeline import ImageTransform, InputSpec, MixedBatchLoader
+from vistrain.data.sampling import rank_batch_count
 from vistrain.data.source import TargetImageSet
 from vistrain.engine import distributed as dist
 from vistrain.errors import ConfigError, DataError
@@ -351,8 +352,6 @@ def run_consistency(ctx: RunContext, *, flex: bool) -> dict[str, Any]:
         prefix=f"{name}-" if selftrain else "", final=not selftrain, total=len(names),
         description=f"{name}: {cfg.model.name} on {len(ctx.data.train)} labelled + {len(pool)} unlabelled images "
                     f"({batch} + {p.mu} x {batch} per step, tau {p.threshold:g})"))
-    if result.restored:  # finished before an interruption: its loaders were never iterated
-        close_loaders(*result.stage.loaders)
     if not selftrain:
         return result.metrics
     return self_training_round(ctx, p, model.eval(), input_spec, pool, result,
@@ -363,8 +362,7 @@ def student_epochs(ctx: RunContext, steps: int, images: int) -> int:
     """Whole epochs over *images* (the student's training set) that come nearest to *steps* optimizer steps, at the
     run's batch size, process count and gradient accumulation."""
     cfg = ctx.config
-    per_rank = -(-images // ctx.dist.world_size)
-    batches = -(-per_rank // cfg.data.batch_size)
+    batches = rank_batch_count(images, cfg.data.batch_size, ctx.dist.rank, ctx.dist.world_size)  # the train loader's
     per_epoch = -(-batches // cfg.train.accum_steps)
     return max(1, round(steps / per_epoch))
 

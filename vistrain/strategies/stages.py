@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vistrain.augment import build_augmentation
+from vistrain.averaging import has_batchnorm
 from vistrain.config import AugmentConfig, OptimConfig
 from vistrain.data.balance import balanced_sample_weights, class_counts, class_weights
 from vistrain.data.pipeline import ImageTransform, InputSpec, MixedBatchLoader, build_loader, close_loaders
@@ -345,7 +346,7 @@ def _average_on_main(ctx: RunContext, stage: Stage, state: TrainState, input_spe
     ckpts = [load_checkpoint(p) for p in present]
     model = copy.deepcopy(dist.unwrap(stage.save_model or stage.model)).to(ctx.device)
     model.load_state_dict(checkpoint.average_weights(ckpts, [p.name for p in present]))
-    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    has_bn = has_batchnorm(model)
     if has_bn:
         update_bn(eval_loader(ctx, ctx.data.train, input_spec), model, device=ctx.device)
     ctx.log(f"stage {stage.name}: averaged the weights of epochs {', '.join(map(str, found))}"
@@ -386,6 +387,8 @@ def run_stage(ctx: RunContext, stage: Stage) -> StageResult:
     stage.model.to(ctx.device)
     best_path = ctx.folder.checkpoint(f"{stage.prefix}best.pt")
     if stage.name in ctx.completed:
+        if stage.loaders is not None:  # prebuilt for a stage that is not trained: never iterated
+            close_loaders(*stage.loaders)
         ck = _load_best(ctx, stage, best_path)
         ctx.log(f"stage {stage.name} finished before the interruption: loaded {best_path.name}")
         state = saved_state(ck)
