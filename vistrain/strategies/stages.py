@@ -35,7 +35,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from vistrain.augment import build_augmentation
-from vistrain.averaging import has_batchnorm
 from vistrain.config import AugmentConfig, OptimConfig
 from vistrain.data.balance import balanced_sample_weights, class_counts, class_weights
 from vistrain.data.pipeline import ImageTransform, InputSpec, MixedBatchLoader, build_loader, close_loaders
@@ -346,7 +345,7 @@ def _average_on_main(ctx: RunContext, stage: Stage, state: TrainState, input_spe
     ckpts = [load_checkpoint(p) for p in present]
     model = copy.deepcopy(dist.unwrap(stage.save_model or stage.model)).to(ctx.device)
     model.load_state_dict(checkpoint.average_weights(ckpts, [p.name for p in present]))
-    has_bn = has_batchnorm(model)
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     if has_bn:
         update_bn(eval_loader(ctx, ctx.data.train, input_spec), model, device=ctx.device)
     ctx.log(f"stage {stage.name}: averaged the weights of epochs {', '.join(map(str, found))}"
